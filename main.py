@@ -1,0 +1,94 @@
+"""Entry point `main`: run the pipeline's steps in order, each as a nested MLflow run under one parent run.
+
+    mlflow run . --env-manager local -P pipeline_steps=download_data,fine_tuning_model -P epochs=1
+
+Every KEY=VALUE goes to the steps whose entry point in MLproject declares KEY. Outputs pass between
+steps as MLflow references (the data as `runs:/<download run>/imdb`, the model as the fine-tuning run
+id), never as paths on one disk, so the same code works wherever the backend runs it.
+"""
+
+from pathlib import Path
+
+import click
+import mlflow
+import yaml
+from mlflow import MlflowClient
+
+from pipeline.download_data import DATA_ARTIFACT
+from pipeline.errors import PipelineError, reports_errors
+from pipeline.tracking import ERROR_TAG
+
+STEPS = ("download_data", "fine_tuning_model", "register_model")
+PROJECT_DIR = Path(__file__).resolve().parent
+TYPES = {"int": int, "float": float}
+
+
+def parse_steps(text: str) -> list[str]:
+    """`all` or a comma list of step names, returned in pipeline order."""
+    asked = [step.strip() for step in text.split(",") if step.strip()]
+    if asked == ["all"]:
+        return list(STEPS)
+    unknown = [step for step in asked if step not in STEPS]
+    if unknown or not asked:
+        raise PipelineError(f"pipeline_steps={text!r}: unknown step(s) {unknown or [text]}; valid: all, or a comma list of {', '.join(STEPS)}")
+    return [step for step in STEPS if step in asked]
+
+
+def step_parameters() -> dict[str, dict]:
+    """Each step's parameter declarations, read from MLproject."""
+    entry_points = yaml.safe_load((PROJECT_DIR / "MLproject").read_text())["entry_points"]
+    return {step: entry_points[step].get("parameters", {}) for step in STEPS}
+
+
+def parse_parameters(pairs: tuple[str, ...], declared: dict[str, dict]) -> dict[str, str]:
+    """KEY=VALUE pairs, checked against the steps' declarations before any step starts."""
+    values = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        steps = [step for step, parameters in declared.items() if key in parameters]
+        if not separator or not steps:
+            raise PipelineError(f"{pair!r}: not a parameter of any step (expected KEY=VALUE)")
+        for step in steps:
+            kind = declared[step][key].get("type", "str") if isinstance(declared[step][key], dict) else "str"
+            try:
+                TYPES.get(kind, str)(value)
+            except ValueError:
+                raise PipelineError(f"-P {key}={value!r}: expected a {kind} (entry point {step} in MLproject)") from None
+        values[key] = value
+    return values
+
+
+def run_step(step: str, parameters: dict[str, str], experiment_id: str) -> str:
+    """Run one entry point as a child of the active run, in this environment; return its run id."""
+    submitted = mlflow.projects.run(str(PROJECT_DIR), entry_point=step, parameters=parameters, env_manager="local",
+                                    experiment_id=experiment_id, run_name=step, synchronous=False)
+    mlflow.set_tag(f"pipeline.{step}.run_id", submitted.run_id)
+    if not submitted.wait():
+        reason = MlflowClient().get_run(submitted.run_id).data.tags.get(ERROR_TAG, "see the step's output above")
+        raise PipelineError(f"step {step} failed (run {submitted.run_id}): {reason}")
+    return submitted.run_id
+
+
+@click.command(help=__doc__)
+@click.option("--pipeline-steps", default="all", show_default=True, help="'all' or a comma list of steps.")
+@click.argument("parameters", nargs=-1)
+@reports_errors
+def main(pipeline_steps: str, parameters: tuple[str, ...]) -> None:
+    steps = parse_steps(pipeline_steps)
+    declared = step_parameters()
+    values = parse_parameters(parameters, declared)
+    with mlflow.start_run(run_name="pipeline") as parent:
+        mlflow.set_tag("pipeline.steps", ",".join(steps))
+        experiment_id = parent.info.experiment_id
+        for step in steps:
+            step_values = {key: value for key, value in values.items() if key in declared[step]}
+            run_id = run_step(step, step_values, experiment_id)
+            if step == "download_data":
+                values["data_path"] = f"runs:/{run_id}/{DATA_ARTIFACT}"
+            elif step == "fine_tuning_model":
+                values["mlflow_run_id"] = run_id
+        click.echo(f"pipeline finished: {', '.join(steps)} (parent run {parent.info.run_id})")
+
+
+if __name__ == "__main__":
+    main()

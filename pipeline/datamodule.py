@@ -1,0 +1,111 @@
+"""`ReviewsDataModule`: the checked CSVs, tokenized once with the backbone's own tokenizer, in length-grouped batches."""
+
+import math
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
+
+from pipeline.data import TEXT_COLUMN, label_ids, read_dataset
+
+
+class TokenizedReviews(Dataset):
+    """Token ids (unpadded) and class ids of one split."""
+
+    def __init__(self, input_ids: list[list[int]], labels: list[int]):
+        self.input_ids = input_ids
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"input_ids": self.input_ids[index], "labels": self.labels[index]}
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids in self.input_ids]
+
+
+class LengthGroupedBatchSampler(BatchSampler):
+    """Batches of reviews of similar length, so little compute goes into padding.
+
+    Takes the indices in the order `sampler` gives them (random for training, or a DistributedSampler's
+    shard under DDP, which Lightning injects through the `sampler` argument), sorts them by length within
+    windows of `window_batches` batches, and yields those batches in random order.
+    """
+
+    def __init__(self, sampler, batch_size: int, drop_last: bool, lengths: list[int], window_batches: int = 64, shuffle: bool = True):
+        super().__init__(sampler, batch_size, drop_last)
+        self.lengths = lengths
+        self.window_batches = window_batches
+        self.shuffle = shuffle
+
+    def __iter__(self):
+        indices = list(self.sampler)
+        window = self.batch_size * self.window_batches
+        batches = []
+        for start in range(0, len(indices), window):
+            chunk = sorted(indices[start : start + window], key=self.lengths.__getitem__, reverse=True)
+            batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        if self.drop_last:
+            batches = [batch for batch in batches if len(batch) == self.batch_size]
+        order = torch.randperm(len(batches)).tolist() if self.shuffle else range(len(batches))
+        for position in order:
+            yield batches[position]
+
+    def __len__(self) -> int:
+        count = len(self.sampler)
+        window = self.batch_size * self.window_batches
+        full_windows, rest = divmod(count, window)
+        if self.drop_last:
+            return full_windows * self.window_batches + rest // self.batch_size
+        return full_windows * self.window_batches + math.ceil(rest / self.batch_size)
+
+
+class ReviewsDataModule(L.LightningDataModule):
+    """Reads `<data_dir>/{train,valid,test}.csv` and serves padded-per-batch token tensors."""
+
+    def __init__(self, data_dir: Path, tokenizer: PreTrainedTokenizerBase, max_length: int, batch_size: int,
+                 num_workers: int = 0, pin_memory: bool = False):
+        super().__init__()
+        self.data_dir = Path(data_dir)
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
+        self.frames = None
+        self.splits: dict[str, TokenizedReviews] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        self.frames = read_dataset(self.data_dir)
+        for split, frame in self.frames.items():
+            encoded = self.tokenizer(frame[TEXT_COLUMN].tolist(), truncation=True, max_length=self.max_length)
+            self.splits[split] = TokenizedReviews(encoded["input_ids"], label_ids(frame))
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = self.splits[split]
+        sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
+        return DataLoader(
+            dataset,
+            batch_sampler=LengthGroupedBatchSampler(sampler, self.batch_size, False, dataset.lengths, shuffle=shuffle),
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("valid", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

@@ -1,0 +1,49 @@
+"""Entry point `download_data`: fetch the review archive, check it, and record it in MLflow.
+
+The checked CSVs are logged as the run's `imdb/` artifact; later steps read them from there
+(`runs:/<this run>/imdb`), so they work even where this step ran on another machine.
+"""
+
+import tempfile
+from pathlib import Path
+
+import click
+import mlflow
+
+from pipeline.data import LABEL_COLUMN, SPLITS, read_dataset
+from pipeline.errors import PipelineError, reports_errors
+from pipeline.fetch import extract_zip, fetch, sha256_of
+from pipeline.tracking import log_new_params, step_run
+
+IMDB_URL = "https://pl-flash-data.s3.amazonaws.com/imdb.zip"
+DATA_ARTIFACT = "imdb"
+
+
+@click.command(help=__doc__)
+@click.option("--download-url", default=IMDB_URL, show_default=True, help="http(s):// or file:// URL, or a local path, of the zip.")
+@click.option("--local-folder", default="./data", show_default=True, help="Where the CSVs are unpacked (into <folder>/imdb).")
+@click.option("--sha256", default="none", show_default=True, help="Expected SHA-256 of the zip; 'none' skips the check.")
+@reports_errors
+def main(download_url: str, local_folder: str, sha256: str) -> None:
+    with step_run("download_data"):
+        log_new_params({"download_url": download_url, "local_folder": local_folder, "sha256": sha256})
+        target = Path(local_folder) / DATA_ARTIFACT
+        with tempfile.TemporaryDirectory(prefix="download-") as scratch:
+            archive = fetch(download_url, Path(scratch) / "archive.zip")
+            actual_sha256 = sha256_of(archive)
+            if sha256.lower() not in ("", "none") and sha256.lower() != actual_sha256:
+                raise PipelineError(f"{download_url}: SHA-256 is {actual_sha256}, expected {sha256}")
+            frames = extract_zip(archive, target, download_url, check=read_dataset)
+        mlflow.set_tag("archive_sha256", actual_sha256)
+        for split in SPLITS:
+            frame = frames[split]
+            dataset = mlflow.data.from_pandas(frame, source=download_url, name=f"imdb-{split}", targets=LABEL_COLUMN)
+            mlflow.log_input(dataset, context=split)
+            mlflow.log_metric(f"{split}_rows", len(frame))
+            mlflow.log_metric(f"{split}_positive_fraction", float((frame[LABEL_COLUMN] == "positive").mean()))
+        mlflow.log_artifacts(str(target), artifact_path=DATA_ARTIFACT)
+        click.echo(f"data checked and logged: {target} ({', '.join(f'{s}={len(frames[s])}' for s in SPLITS)} rows)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Fetching the data archive (HTTP(S), file:// or a local path) and unpacking it safely and atomically."""
+
+import hashlib
+import shutil
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from typing import TypeVar
+from urllib.parse import unquote, urlparse
+
+import requests
+from tqdm.auto import tqdm
+
+from pipeline.errors import PipelineError
+
+T = TypeVar("T")
+TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
+MAX_ARCHIVE_BYTES = 4 * 1024**3  # unpacked; IMDB is ~130 MB, so anything near this is not our data
+
+
+class DownloadError(PipelineError):
+    """The archive could not be fetched, or is not what was expected."""
+
+
+def fetch(url: str, destination: Path, retries: int = 3, backoff_s: float = 1.0) -> Path:
+    """Copy `url` to `destination` (a file), streaming with a progress bar; retry transient HTTP failures."""
+    parsed = urlparse(url)
+    if parsed.scheme in ("http", "https"):
+        for attempt in range(retries + 1):
+            try:
+                return _http_get(url, destination)
+            except _Transient as error:
+                if attempt == retries:
+                    raise DownloadError(f"{url}: {error} (gave up after {retries + 1} attempts)") from None
+                time.sleep(backoff_s * 2**attempt)
+    source = Path(unquote(parsed.path)) if parsed.scheme == "file" else Path(url)
+    if parsed.scheme not in ("", "file") and len(parsed.scheme) > 1:
+        raise DownloadError(f"{url}: unsupported URL scheme {parsed.scheme!r} (use http(s)://, file:// or a local path)")
+    if not source.is_file():
+        raise DownloadError(f"{url}: no such file")
+    shutil.copyfile(source, destination)
+    return destination
+
+
+class _Transient(Exception):
+    pass
+
+
+def _http_get(url: str, destination: Path) -> Path:
+    try:
+        with requests.get(url, stream=True, timeout=(10, 60)) as response:
+            if response.status_code in TRANSIENT_STATUS:
+                raise _Transient(f"HTTP {response.status_code} {response.reason}")
+            if response.status_code != 200:
+                raise DownloadError(f"{url}: HTTP {response.status_code} {response.reason}")
+            total = int(response.headers.get("content-length") or 0) or None
+            with open(destination, "wb") as out, tqdm(
+                total=total, unit="B", unit_scale=True, desc=f"download {Path(urlparse(url).path).name}"
+            ) as bar:
+                for chunk in response.iter_content(chunk_size=1 << 20):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+            if total is not None and destination.stat().st_size != total:
+                raise _Transient(f"connection closed after {destination.stat().st_size} of {total} bytes")
+    except requests.exceptions.ConnectionError as error:
+        raise DownloadError(
+            f"{url}: cannot connect ({type(error).__name__}); offline? pass a local copy with -P download_url=file:///path/to/imdb.zip"
+        ) from None
+    except requests.exceptions.Timeout:
+        raise _Transient("timed out") from None
+    return destination
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def extract_zip(archive: Path, target: Path, source: str, check: Callable[[Path], T]) -> T:
+    """Unpack `archive` into the folder `target`, replacing it only once everything is out and `check` passed.
+
+    Members must stay inside the target folder and the unpacked size stays under MAX_ARCHIVE_BYTES.
+    A failure leaves the previous `target` (or nothing) in place. Returns what `check` returned.
+    """
+    if not zipfile.is_zipfile(archive):
+        head = archive.read_bytes()[:60].decode("utf-8", "replace").strip().splitlines()
+        hint = f" (it starts with {head[0][:40]!r})" if head else " (it is empty)"
+        raise DownloadError(f"{source}: not a zip archive{hint}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            members = bundle.infolist()
+            unpacked = sum(member.file_size for member in members)
+            if unpacked > MAX_ARCHIVE_BYTES:
+                raise DownloadError(f"{source}: archive unpacks to {unpacked / 1e9:.1f} GB, over the {MAX_ARCHIVE_BYTES / 1e9:.1f} GB limit")
+            for member in members:
+                name = PurePosixPath(member.filename)
+                if name.is_absolute() or ".." in name.parts:
+                    raise DownloadError(f"{source}: member {member.filename!r} would be written outside the data folder")
+            try:
+                bad = bundle.testzip()
+            except (zipfile.BadZipFile, EOFError, OSError) as error:
+                raise DownloadError(f"{source}: corrupt zip archive ({error})") from None
+            if bad is not None:
+                raise DownloadError(f"{source}: corrupt zip archive (bad CRC in {bad!r})")
+            bundle.extractall(staging)
+        root = _dataset_root(staging, source)
+        checked = check(root)
+        _replace(root, target)
+        return checked
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _dataset_root(staging: Path, source: str) -> Path:
+    """The folder holding train.csv: the archive's top folder (`imdb/`) or the archive root."""
+    candidates = sorted(path.parent for path in staging.rglob("train.csv") if "__MACOSX" not in path.parts)
+    if not candidates:
+        raise DownloadError(f"{source}: the archive has no train.csv (expected imdb/train.csv, valid.csv, test.csv)")
+    return min(candidates, key=lambda path: len(path.parts))
+
+
+def _replace(new: Path, target: Path) -> None:
+    """Swap `new` in as `target` with renames, so readers see the old or the new folder, never a mix."""
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    new.rename(target)
+    shutil.rmtree(old, ignore_errors=True)

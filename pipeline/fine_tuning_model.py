@@ -1,0 +1,135 @@
+"""Entry point `fine_tuning_model`: fine-tune a Hugging Face backbone on the reviews and log the model to MLflow.
+
+Device, precision and DDP come from `pipeline.hardware`; Lightning runs the loops, keeps the best
+checkpoint (by validation macro-F1) and resumes an interrupted run from its last checkpoint.
+Under DDP every rank runs this file; only rank 0 talks to MLflow.
+"""
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import click
+import lightning as L
+import mlflow
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.utilities import rank_zero_only
+from transformers import AutoTokenizer
+
+from pipeline.classifier import SentimentClassifier, load_pretrained
+from pipeline.data import LABEL_COLUMN, SPLITS
+from pipeline.datamodule import ReviewsDataModule
+from pipeline.download_data import DATA_ARTIFACT
+from pipeline.errors import PipelineError, reports_errors
+from pipeline.hardware import ACCELERATORS, PRECISIONS, choose_hardware
+from pipeline.model_logging import MODEL_URI_TAG, log_sentiment_model
+from pipeline.strategies import STRATEGIES, strategy_callbacks
+from pipeline.tracking import LATEST, download, is_artifact_uri, latest_finished_run, log_new_params, step_run
+
+MONITOR = "val_macro_f1"
+
+
+@click.command(help=__doc__)
+@click.option("--foundation-model", default="prajjwal1/bert-tiny", show_default=True, help="Hub id or local save_pretrained folder.")
+@click.option("--fine-tuning-strategy", type=click.Choice(STRATEGIES), default="no_freeze", show_default=True)
+@click.option("--data-path", default=LATEST, show_default=True,
+              help="Folder of CSVs, or MLflow artifact URI such as runs:/<id>/imdb; 'latest': the latest download_data run's data.")
+@click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True)
+@click.option("--max-length", type=click.IntRange(min=8), default=256, show_default=True, help="Tokens kept per review.")
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--unfreeze-epoch", type=click.IntRange(min=0), default=1, show_default=True, help="freeze_unfreeze: epoch the backbone starts training.")
+@click.option("--patience", type=click.IntRange(min=1), default=2, show_default=True, help="Epochs without validation gain before stopping early.")
+@click.option("--accelerator", type=click.Choice(ACCELERATORS), default="auto", show_default=True)
+@click.option("--devices", default="auto", show_default=True, help="'auto' (all GPUs of the node) or a number.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True)
+@click.option("--checkpoint-dir", default="./checkpoints", show_default=True, help="Where unfinished runs keep checkpoints to resume from.")
+@reports_errors
+def main(**params) -> None:
+    hardware = choose_hardware(params["accelerator"], params["devices"], params["precision"])
+    if hardware.tf32:
+        torch.set_float32_matmul_precision("high")  # TF32 tensor cores for fp32 matmuls (Ampere and later)
+    L.seed_everything(params["seed"], workers=True, verbose=False)
+    is_rank_zero = rank_zero_only.rank == 0
+
+    with (step_run("fine_tuning_model") if is_rank_zero else contextlib.nullcontext()) as run, \
+            tempfile.TemporaryDirectory(prefix="fine-tuning-") as scratch:
+        run_id = run.info.run_id if run else os.environ["MLFLOW_RUN_ID"]
+        os.environ["MLFLOW_RUN_ID"] = run_id  # DDP ranks are started with this environment
+        data_dir, data_run_id = resolve_data(params["data_path"], mlflow.get_run(run_id).info.experiment_id, Path(scratch))
+
+        tokenizer = load_pretrained(AutoTokenizer, params["foundation_model"])
+        datamodule = ReviewsDataModule(data_dir, tokenizer, params["max_length"], params["batch_size"],
+                                       hardware.num_workers, hardware.pin_memory)
+        datamodule.setup()
+        # Same name and source as the download step logged, so MLflow shows one data set feeding both runs.
+        source = mlflow.get_run(data_run_id).data.params.get("download_url", str(data_dir)) if data_run_id else str(data_dir)
+        datasets = {split: mlflow.data.from_pandas(frame, source=source, name=f"imdb-{split}", targets=LABEL_COLUMN)
+                    for split, frame in datamodule.frames.items()}
+        model = SentimentClassifier(params["foundation_model"], params["learning_rate"])
+        checkpoints = checkpoint_folder(params, {split: dataset.digest for split, dataset in datasets.items()})
+        resume_from = checkpoints / "last.ckpt"
+
+        if is_rank_zero:
+            log_new_params(params)
+            mlflow.log_params({"resolved_accelerator": hardware.accelerator, "resolved_devices": hardware.devices,
+                               "resolved_precision": hardware.precision, "resolved_strategy": hardware.strategy,
+                               "model_parameters": sum(p.numel() for p in model.parameters())})
+            for split, dataset in datasets.items():
+                mlflow.log_input(dataset, context=split)
+            if data_run_id:
+                mlflow.set_tag("pipeline.data_run_id", data_run_id)
+            mlflow.set_tag("pipeline.resumed", str(resume_from.exists()).lower())
+
+        best = ModelCheckpoint(dirpath=checkpoints, filename="best-{epoch}", monitor=MONITOR, mode="max",
+                               save_top_k=1, save_last=True)
+        trainer = L.Trainer(
+            max_epochs=params["epochs"],
+            logger=MLFlowLogger(run_id=run_id, tracking_uri=mlflow.get_tracking_uri()),
+            callbacks=[best, EarlyStopping(monitor=MONITOR, mode="max", patience=params["patience"]),
+                       LearningRateMonitor(logging_interval="epoch"),
+                       *strategy_callbacks(params["fine_tuning_strategy"], params["unfreeze_epoch"])],
+            gradient_clip_val=1.0,
+            default_root_dir=scratch,
+            enable_model_summary=False,
+            **hardware.trainer_flags(),
+        )
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from if resume_from.exists() else None)
+        trainer.test(model, datamodule=datamodule, ckpt_path="best")  # test metrics come from the best epoch
+
+        if is_rank_zero:
+            mlflow.log_metric("best_epoch", int(torch.load(best.best_model_path, map_location="cpu", weights_only=False)["epoch"]))
+            model_info = log_sentiment_model(model.model, tokenizer, params["max_length"])
+            mlflow.set_tag(MODEL_URI_TAG, model_info.model_uri)
+            shutil.rmtree(checkpoints, ignore_errors=True)  # finished: the model lives in MLflow now
+
+
+def resolve_data(data_path: str, experiment_id: str, scratch: Path) -> tuple[Path, str | None]:
+    """A local folder of CSVs for `data_path`: itself, a downloaded artifact, or the latest download_data run's data."""
+    if data_path in ("", LATEST):
+        data_path = f"runs:/{latest_finished_run('download_data', experiment_id).info.run_id}/{DATA_ARTIFACT}"
+    if is_artifact_uri(data_path):
+        run_id = data_path.split("/")[1] if data_path.startswith("runs:/") else None
+        return download(data_path, scratch / "data"), run_id
+    folder = Path(data_path.removeprefix("file://"))
+    if not folder.is_dir():
+        raise PipelineError(f"data_path={data_path!r}: no such folder (expected train.csv, valid.csv, test.csv in it)")
+    return folder, None
+
+
+def checkpoint_folder(params: dict, data_digests: dict) -> Path:
+    """Checkpoints of one configuration on one data set: a rerun with the same inputs resumes from here."""
+    identity = {key: value for key, value in params.items() if key != "checkpoint_dir"} | {"data": data_digests}
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return Path(params["checkpoint_dir"]).resolve() / key
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""The one place that decides device, precision and data-loading settings for training.
+
+The same code runs on a laptop CPU, an Apple GPU, one NVIDIA GPU (bf16 where the card has it,
+fp16 with loss scaling on older cards such as the Databricks g4dn T4) and all GPUs of a node (DDP).
+"""
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from pipeline.errors import PipelineError
+
+ACCELERATORS = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the machine offers; tests build these by hand to stand in for GPUs they do not have."""
+
+    cuda_devices: int
+    cuda_bf16: bool
+    cuda_compute_capability: tuple[int, int] | None
+    mps: bool
+    cpu_count: int
+
+    @classmethod
+    def detect(cls) -> "Capabilities":
+        cuda_devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return cls(
+            cuda_devices=cuda_devices,
+            cuda_bf16=bool(cuda_devices) and torch.cuda.is_bf16_supported(),
+            cuda_compute_capability=torch.cuda.get_device_capability(0) if cuda_devices else None,
+            mps=torch.backends.mps.is_available(),
+            cpu_count=os.cpu_count() or 1,
+        )
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """Lightning Trainer flags and DataLoader settings for this machine."""
+
+    accelerator: str
+    devices: int
+    precision: str
+    strategy: str
+    num_workers: int
+    pin_memory: bool
+    tf32: bool
+
+    def trainer_flags(self) -> dict:
+        return {
+            "accelerator": self.accelerator,
+            "devices": self.devices,
+            "precision": self.precision,
+            "strategy": self.strategy,
+        }
+
+
+def choose_hardware(
+    accelerator: str = "auto",
+    devices: str | int = "auto",
+    precision: str = "auto",
+    capabilities: Capabilities | None = None,
+) -> Hardware:
+    """Pick the fastest safe settings, or check and apply the ones the user asked for."""
+    caps = capabilities or Capabilities.detect()
+    if accelerator not in ACCELERATORS:
+        raise PipelineError(f"accelerator={accelerator!r}: expected one of {list(ACCELERATORS)}")
+    if precision not in PRECISIONS:
+        raise PipelineError(f"precision={precision!r}: expected one of {list(PRECISIONS)}")
+
+    if accelerator == "auto":
+        accelerator = "cuda" if caps.cuda_devices else "mps" if caps.mps else "cpu"
+    if accelerator == "cuda" and not caps.cuda_devices:
+        raise PipelineError("accelerator='cuda': no CUDA GPU is visible to this process (use accelerator=auto or cpu)")
+    if accelerator == "mps" and not caps.mps:
+        raise PipelineError("accelerator='mps': no Apple GPU is available (use accelerator=auto or cpu)")
+
+    available = caps.cuda_devices if accelerator == "cuda" else 1
+    if str(devices) == "auto":
+        devices = available
+    else:
+        try:
+            devices = int(devices)
+        except ValueError:
+            raise PipelineError(f"devices={devices!r}: expected 'auto' or a number of devices") from None
+        if not 1 <= devices <= available:
+            raise PipelineError(f"devices={devices}: this machine has {available} {accelerator} device(s)")
+
+    if precision == "auto":
+        if accelerator == "cuda":
+            precision = "bf16-mixed" if caps.cuda_bf16 else "16-mixed"
+        else:
+            precision = "32-true"
+    if precision == "bf16-mixed" and accelerator == "cuda" and not caps.cuda_bf16:
+        raise PipelineError("precision='bf16-mixed': this GPU has no bfloat16 support (use precision=16-mixed or auto)")
+    if precision == "16-mixed" and accelerator == "cpu":
+        raise PipelineError("precision='16-mixed': float16 training needs a GPU (use bf16-mixed or 32-true on CPU)")
+
+    on_cuda = accelerator == "cuda"
+    return Hardware(
+        accelerator=accelerator,
+        devices=devices,
+        precision=precision,
+        strategy="ddp" if on_cuda and devices > 1 else "auto",
+        # Workers only pay off when a GPU does the compute; on a CPU they steal its cores.
+        num_workers=min(4, max(0, caps.cpu_count // devices - 1)) if on_cuda else 0,
+        pin_memory=on_cuda,
+        tf32=on_cuda and (caps.cuda_compute_capability or (0, 0)) >= (8, 0),
+    )

@@ -1,0 +1,64 @@
+"""How steps find each other through MLflow: step tags, the latest finished run of a step, artifacts by URI."""
+
+import contextlib
+from pathlib import Path
+from urllib.parse import urlparse
+
+import mlflow
+from mlflow.entities import Run
+
+from pipeline.errors import PipelineError
+
+STEP_TAG = "pipeline.step"
+ERROR_TAG = "pipeline.error"
+LATEST = "latest"  # parameter value: take the output of the latest finished run of the step before
+
+
+@contextlib.contextmanager
+def step_run(step: str):
+    """Start (or, under `mlflow run`, resume) the step's run, tagged with its name.
+
+    A PipelineError is also written to the run as a tag, so `main` can repeat the step's message.
+    """
+    with mlflow.start_run(run_name=step) as run:
+        mlflow.set_tag(STEP_TAG, step)
+        try:
+            yield run
+        except PipelineError as error:
+            mlflow.set_tag(ERROR_TAG, str(error)[:5000])
+            raise
+
+
+def log_new_params(params: dict) -> None:
+    """Log the parameters the active run does not have yet (`mlflow run` logs its own copies first)."""
+    logged = mlflow.get_run(mlflow.active_run().info.run_id).data.params
+    mlflow.log_params({key: value for key, value in params.items() if key not in logged})
+
+
+def latest_finished_run(step: str, experiment_id: str) -> Run:
+    """The most recently started FINISHED run of `step` in the experiment."""
+    runs = mlflow.search_runs(
+        experiment_ids=[experiment_id],
+        filter_string=f"tags.`{STEP_TAG}` = '{step}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+        output_format="list",
+    )
+    if not runs:
+        raise PipelineError(f"no finished '{step}' run in experiment {experiment_id}: run that step first or pass its output explicitly")
+    return runs[0]
+
+
+def is_artifact_uri(location: str) -> bool:
+    """True for `runs:/...`, `models:/...`, `s3://...` and other URIs MLflow downloads; False for local paths."""
+    scheme = urlparse(location).scheme
+    return len(scheme) > 1 and scheme != "file"  # one letter is a Windows drive
+
+
+def download(uri: str, destination: Path) -> Path:
+    """Download an MLflow artifact (folder or file) into `destination`."""
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(destination)))
+    except Exception as error:  # MLflow raises several types for a bad run id or path
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise PipelineError(f"cannot download {uri}: {reason}") from None

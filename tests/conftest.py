@@ -1,0 +1,119 @@
+"""Shared fixtures: a tiny BERT saved with `save_pretrained`, review data sets, a zip server on 127.0.0.1, a tracking store."""
+
+import csv
+import functools
+import http.server
+import random
+import threading
+import zipfile
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "data" / "sample" / "uci-sentences"
+
+POSITIVE = ["great", "wonderful", "excellent", "superb", "delightful", "brilliant", "moving", "charming", "perfect", "beautiful"]
+NEGATIVE = ["awful", "terrible", "boring", "dreadful", "horrible", "dull", "clumsy", "painful", "stupid", "worst"]
+NEUTRAL = ["the film", "this movie", "the plot", "the acting", "the ending", "the script", "the cast", "the music"]
+
+
+def easy_reviews(rows: int, seed: int) -> pd.DataFrame:
+    """Short reviews whose sentiment a bag of words decides: a learned model must score far above chance."""
+    rng = random.Random(seed)
+    records = []
+    for index in range(rows):
+        label = "positive" if index % 2 == 0 else "negative"
+        words = POSITIVE if label == "positive" else NEGATIVE
+        text = f"{rng.choice(NEUTRAL)} was {rng.choice(words)} and {rng.choice(NEUTRAL)} felt {rng.choice(words)}"
+        records.append({"review": text, "sentiment": label})
+    return pd.DataFrame(records).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+def write_splits(folder: Path, frames: dict[str, pd.DataFrame]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, frame in frames.items():
+        frame.to_csv(folder / f"{split}.csv", index=False, quoting=csv.QUOTE_MINIMAL)
+    return folder
+
+
+def zip_folder(folder: Path, archive: Path, top: str = "imdb") -> Path:
+    """A zip in the book's layout: `imdb/{train,valid,test}.csv`."""
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for path in sorted(folder.glob("*.csv")):
+            bundle.write(path, f"{top}/{path.name}")
+    return archive
+
+
+@pytest.fixture(scope="session")
+def easy_data(tmp_path_factory) -> Path:
+    """train/valid/test folder of easy generated reviews (400/100/100 rows)."""
+    folder = tmp_path_factory.mktemp("easy") / "imdb"
+    return write_splits(folder, {"train": easy_reviews(400, 1), "valid": easy_reviews(100, 2), "test": easy_reviews(100, 3)})
+
+
+@pytest.fixture(scope="session")
+def sample_data(tmp_path_factory) -> Path:
+    """A small slice of the committed real sentences (200/60/60 rows)."""
+    folder = tmp_path_factory.mktemp("sample") / "imdb"
+    sizes = {"train": 200, "valid": 60, "test": 60}
+    return write_splits(folder, {split: pd.read_csv(SAMPLE / f"{split}.csv").head(rows) for split, rows in sizes.items()})
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A randomly initialised 2-layer BERT and a WordPiece tokenizer trained here, saved like a hub model."""
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    corpus = pd.read_csv(SAMPLE / "train.csv")["review"].tolist() + [" ".join(POSITIVE + NEGATIVE + NEUTRAL)] * 5
+    wordpiece = BertWordPieceTokenizer(lowercase=True)
+    wordpiece.train_from_iterator(corpus, vocab_size=1500, min_frequency=2)
+    tokenizer = BertTokenizerFast(vocab=wordpiece.get_vocab(), do_lower_case=True, model_max_length=128)
+    tokenizer.save_pretrained(folder)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="session")
+def http_root(tmp_path_factory):
+    """(folder, base URL) of a real HTTP server on 127.0.0.1 serving the folder."""
+    folder = tmp_path_factory.mktemp("www")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def easy_zip_url(http_root, easy_data) -> str:
+    folder, base = http_root
+    zip_folder(easy_data, folder / "easy.zip")
+    return f"{base}/easy.zip"
+
+
+@pytest.fixture
+def tracking(tmp_path, monkeypatch) -> str:
+    """A fresh SQLite tracking store and registry for one test, also seen by subprocesses."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    while mlflow.active_run():
+        mlflow.end_run()
+    mlflow.set_tracking_uri(None)
