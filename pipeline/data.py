@@ -28,7 +28,7 @@ def read_split(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"{path}: file not found (expected one CSV per split: {', '.join(SPLITS)})")
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8", on_bad_lines="error")
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8", on_bad_lines="error", index_col=False)
     except UnicodeDecodeError as error:
         raise DataError(f"{path}: not UTF-8 text (invalid byte at offset {error.start})") from None
     except pd.errors.EmptyDataError:

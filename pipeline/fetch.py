@@ -111,7 +111,10 @@ def extract_zip(archive: Path, target: Path, source: str, check: Callable[[Path]
                 raise DownloadError(f"{source}: corrupt zip archive (bad CRC in {bad!r})")
             bundle.extractall(staging)
         root = _dataset_root(staging, source)
-        checked = check(root)
+        try:
+            checked = check(root)
+        except PipelineError as error:  # name the file inside the archive, not the staging folder
+            raise type(error)(str(error).replace(f"{staging}/", f"{source}: ")) from None
         _replace(root, target)
         return checked
     finally:

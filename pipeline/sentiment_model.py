@@ -21,11 +21,7 @@ class SentimentModel(mlflow.pyfunc.PythonModel):
         self.batch_size = int(context.model_config.get("batch_size", 64))
 
     def predict(self, context, model_input, params=None):
-        if isinstance(model_input, pd.DataFrame):
-            texts = model_input["review"] if "review" in model_input else model_input.iloc[:, 0]
-        else:
-            texts = model_input
-        texts = [str(text) for text in texts]
+        texts = model_input["review"].astype(str).tolist()  # MLflow has checked the input against the signature
         labels, probabilities = [], []
         with torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):

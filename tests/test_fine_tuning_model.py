@@ -1,0 +1,90 @@
+"""The fine_tuning_model step, in process on CPU: what it logs, that it learns, and how it fails."""
+
+import mlflow
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from pipeline import fine_tuning_model
+
+FAST = ["--epochs", "3", "--batch-size", "16", "--learning-rate", "3e-3", "--max-length", "32"]
+
+
+def fine_tune(*args):
+    return CliRunner().invoke(fine_tuning_model.main, [*FAST, *args])
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_model, easy_data, tmp_path_factory):
+    """One fine-tuning run in its own store, shared by the tests that only read it."""
+    folder = tmp_path_factory.mktemp("fine-tuned")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
+        mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
+        result = fine_tune("--foundation-model", str(tiny_model), "--data-path", str(easy_data),
+                           "--checkpoint-dir", str(folder / "checkpoints"))
+        assert result.exit_code == 0, result.output
+        (run,) = mlflow.search_runs(experiment_names=["Default"], output_format="list")
+        yield run, folder
+    mlflow.set_tracking_uri(None)
+
+
+def test_logs_params_metrics_and_data(finished_run):
+    run, folder = finished_run
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["fine_tuning_strategy"] == "no_freeze" and params["epochs"] == "3"
+    assert (params["resolved_accelerator"], params["resolved_precision"]) == ("cpu", "32-true")
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_macro_f1")
+    assert len(history) == 3  # one per epoch
+    for name in ("train_loss", "train_accuracy", "train_macro_f1", "val_loss", "val_accuracy", "test_loss", "test_macro_f1"):
+        assert name in run.data.metrics
+    assert {d.dataset.name for d in run.inputs.dataset_inputs} == {"imdb-train", "imdb-valid", "imdb-test"}
+    assert list((folder / "checkpoints").iterdir()) == []  # finished runs leave no checkpoints behind
+
+
+def test_learns_far_above_chance(finished_run):
+    """On held-out easy reviews a working pipeline scores far above chance (0.5); a broken one does not."""
+    run, _ = finished_run
+    assert run.data.metrics["test_accuracy"] >= 0.85
+    assert run.data.metrics["test_macro_f1"] >= 0.85
+
+
+def test_logged_model_predicts_from_raw_text(finished_run):
+    run, folder = finished_run
+    mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model(run.data.tags["pipeline.model_uri"])
+    reviews = ["the film was wonderful and the cast felt superb", "the plot was awful and the ending felt boring"]
+    predictions = model.predict(pd.DataFrame({"review": reviews}))
+    assert predictions["label"].tolist() == ["positive", "negative"]
+    assert predictions["probability"].between(0.5, 1.0).all()
+    schema = model.metadata.get_input_schema()
+    assert schema.input_names() == ["review"]
+
+
+def test_unreachable_hub_is_a_clear_error(tracking, easy_data, tmp_path, monkeypatch):
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)  # as HF_HUB_OFFLINE=1 does at import
+    result = fine_tune("--foundation-model", "prajjwal1/bert-tiny-not-cached", "--data-path", str(easy_data),
+                       "--checkpoint-dir", str(tmp_path))
+    assert result.exit_code == 1
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("error: foundation_model='prajjwal1/bert-tiny-not-cached': cannot load it")
+    assert "-P foundation_model=/path/to/folder" in message
+    (run,) = mlflow.search_runs(experiment_names=["Default"], output_format="list")
+    assert run.info.status == "FAILED"
+
+
+def test_missing_data_is_a_clear_error(tracking, tiny_model, tmp_path):
+    result = fine_tune("--foundation-model", str(tiny_model), "--data-path", str(tmp_path / "nothing"))
+    assert result.exit_code == 1
+    assert "data_path=" in result.stderr and "no such folder" in result.stderr
+    result = fine_tune("--foundation-model", str(tiny_model))  # 'latest', but nothing was downloaded
+    assert result.exit_code == 1
+    assert "no finished 'download_data' run in experiment" in result.stderr
+
+
+def test_bad_parameter_types_are_rejected(tracking):
+    result = CliRunner().invoke(fine_tuning_model.main, ["--epochs", "abc"])
+    assert result.exit_code == 2 and "'abc' is not a valid integer" in result.output
+    result = CliRunner().invoke(fine_tuning_model.main, ["--fine-tuning-strategy", "partial"])
+    assert result.exit_code == 2 and "'partial' is not one of 'no_freeze', 'freeze', 'freeze_unfreeze'" in result.output
