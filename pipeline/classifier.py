@@ -3,7 +3,7 @@
 import lightning as L
 import torch
 from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
 
 from pipeline.data import LABELS
@@ -37,7 +37,7 @@ class SentimentClassifier(L.LightningModule):
     """A pretrained backbone plus a fresh classification head, trained with AdamW and linear warm-up/decay."""
 
     def __init__(self, foundation_model: str, learning_rate: float = 1e-4, weight_decay: float = 0.01,
-                 warmup_ratio: float = 0.1):
+                 warmup_ratio: float = 0.1, compile: bool = False):
         super().__init__()
         # Kept in checkpoints, not sent to the logger: the step logs its own parameters once.
         self.save_hyperparameters(logger=False)
@@ -49,9 +49,15 @@ class SentimentClassifier(L.LightningModule):
             label2id={label: index for index, label in enumerate(LABELS)},
         )
         self.model.train()  # from_pretrained() returns eval mode; Lightning keeps the modes it is given
+        if compile:
+            # In place: parameter names (checkpoints, save_pretrained) stay those of the plain model.
+            # dynamic=True: batches are padded to their own length, so shapes vary.
+            self.model.compile(dynamic=True)
         self.train_metrics = sentiment_metrics("train_")
         self.val_metrics = sentiment_metrics("val_")
         self.test_metrics = sentiment_metrics("test_")
+        self.test_confusion = MulticlassConfusionMatrix(num_classes=len(LABELS))
+        self.test_confusion_matrix: torch.Tensor | None = None  # rows: true class, columns: predicted
 
     @property
     def backbone(self) -> torch.nn.Module:
@@ -63,7 +69,10 @@ class SentimentClassifier(L.LightningModule):
 
     def _step(self, batch: dict, metrics: MetricCollection, stage: str) -> torch.Tensor:
         output = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
-        metrics.update(output.logits.argmax(dim=-1), batch["labels"])
+        predictions = output.logits.argmax(dim=-1)
+        metrics.update(predictions, batch["labels"])
+        if stage == "test":
+            self.test_confusion.update(predictions, batch["labels"])
         batch_size = batch["labels"].shape[0]
         self.log(f"{stage}_loss", output.loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size, sync_dist=stage != "train")
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val", batch_size=batch_size)
@@ -77,6 +86,10 @@ class SentimentClassifier(L.LightningModule):
 
     def test_step(self, batch, batch_idx):
         self._step(batch, self.test_metrics, "test")
+
+    def on_test_epoch_end(self):
+        self.test_confusion_matrix = self.test_confusion.compute().cpu()  # summed over DDP ranks
+        self.test_confusion.reset()
 
     def configure_optimizers(self):
         decay, no_decay = [], []

@@ -1,6 +1,9 @@
 """`ReviewsDataModule`: the checked CSVs, tokenized once with the backbone's own tokenizer, in length-grouped batches."""
 
+import hashlib
 import math
+import os
+import tempfile
 from pathlib import Path
 
 import lightning as L
@@ -65,13 +68,28 @@ class LengthGroupedBatchSampler(BatchSampler):
         return full_windows * self.window_batches + math.ceil(rest / self.batch_size)
 
 
+def save_atomically(value, path: Path) -> None:
+    """torch.save into a temporary file and rename it, so a crash never leaves a half-written cache entry."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, scratch = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(handle)
+    try:
+        torch.save(value, scratch)
+        os.replace(scratch, path)
+    finally:
+        if os.path.exists(scratch):
+            os.remove(scratch)
+
+
 class ReviewsDataModule(L.LightningDataModule):
     """Reads `<data_dir>/{train,valid,test}.csv` and serves padded-per-batch token tensors."""
 
     def __init__(self, data_dir: Path, tokenizer: PreTrainedTokenizerBase, max_length: int, batch_size: int,
-                 num_workers: int = 0, pin_memory: bool = False):
+                 num_workers: int = 0, pin_memory: bool = False, cache_dir: Path | None = None):
         super().__init__()
         self.data_dir = Path(data_dir)
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.cache_hit = False
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.batch_size = batch_size
@@ -85,9 +103,26 @@ class ReviewsDataModule(L.LightningDataModule):
         if self.splits:
             return
         self.frames = read_dataset(self.data_dir)
+        cache = self.cache_dir / f"{self.cache_key()}.pt" if self.cache_dir else None
+        if cache and cache.is_file():
+            self.splits = {split: TokenizedReviews(*columns) for split, columns in torch.load(cache).items()}
+            self.cache_hit = True
+            return
         for split, frame in self.frames.items():
             encoded = self.tokenizer(frame[TEXT_COLUMN].tolist(), truncation=True, max_length=self.max_length)
             self.splits[split] = TokenizedReviews(encoded["input_ids"], label_ids(frame))
+        if cache:
+            save_atomically({split: (data.input_ids, data.labels) for split, data in self.splits.items()}, cache)
+
+    def cache_key(self) -> str:
+        """Same texts, labels, tokenizer and max_length give the same tokens: hash exactly those."""
+        digest = hashlib.sha256(f"{self.max_length}|{type(self.tokenizer).__name__}".encode())
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        digest.update((backend.to_str() if backend else repr(sorted(self.tokenizer.get_vocab().items()))).encode())
+        for split, frame in self.frames.items():
+            digest.update(split.encode())
+            digest.update(frame.to_csv(index=False).encode())
+        return digest.hexdigest()[:24]
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.splits[split]

@@ -27,8 +27,9 @@ from pipeline.data import LABEL_COLUMN, SPLITS
 from pipeline.datamodule import ReviewsDataModule
 from pipeline.download_data import DATA_ARTIFACT
 from pipeline.errors import PipelineError, reports_errors
-from pipeline.hardware import ACCELERATORS, PRECISIONS, choose_hardware
+from pipeline.hardware import ACCELERATORS, PRECISIONS, SWITCHES, choose_hardware
 from pipeline.model_logging import MODEL_URI_TAG, log_sentiment_model
+from pipeline.reports import log_test_report, log_training_curves
 from pipeline.strategies import STRATEGIES, strategy_callbacks
 from pipeline.tracking import LATEST, download, is_artifact_uri, latest_finished_run, log_new_params, step_run
 
@@ -50,16 +51,18 @@ MONITOR = "val_macro_f1"
 @click.option("--accelerator", type=click.Choice(ACCELERATORS), default="auto", show_default=True)
 @click.option("--devices", default="auto", show_default=True, help="'auto' (all GPUs of the node) or a number.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True)
+@click.option("--compile", type=click.Choice(SWITCHES), default="auto", show_default=True, help="torch.compile the model ('auto': on GPUs).")
 @click.option("--checkpoint-dir", default="./checkpoints", show_default=True, help="Where unfinished runs keep checkpoints to resume from.")
+@click.option("--cache-dir", default="~/.cache/sentiment-finetuning", show_default=True, help="Tokenized data, reused by later runs.")
 @reports_errors
 def main(**params) -> None:
-    hardware = choose_hardware(params["accelerator"], params["devices"], params["precision"])
+    hardware = choose_hardware(params["accelerator"], params["devices"], params["precision"], params["compile"])
     if hardware.tf32:
         torch.set_float32_matmul_precision("high")  # TF32 tensor cores for fp32 matmuls (Ampere and later)
     L.seed_everything(params["seed"], workers=True, verbose=False)
     is_rank_zero = rank_zero_only.rank == 0
 
-    with (step_run("fine_tuning_model") if is_rank_zero else contextlib.nullcontext()) as run, \
+    with (step_run("fine_tuning_model", log_system_metrics=True) if is_rank_zero else contextlib.nullcontext()) as run, \
             tempfile.TemporaryDirectory(prefix="fine-tuning-") as scratch:
         run_id = run.info.run_id if run else os.environ["MLFLOW_RUN_ID"]
         os.environ["MLFLOW_RUN_ID"] = run_id  # DDP ranks are started with this environment
@@ -67,13 +70,13 @@ def main(**params) -> None:
 
         tokenizer = load_pretrained(AutoTokenizer, params["foundation_model"])
         datamodule = ReviewsDataModule(data_dir, tokenizer, params["max_length"], params["batch_size"],
-                                       hardware.num_workers, hardware.pin_memory)
+                                       hardware.num_workers, hardware.pin_memory, Path(params["cache_dir"]).expanduser())
         datamodule.setup()
         # Same name and source as the download step logged, so MLflow shows one data set feeding both runs.
         source = mlflow.get_run(data_run_id).data.params.get("download_url", str(data_dir)) if data_run_id else str(data_dir)
         datasets = {split: mlflow.data.from_pandas(frame, source=source, name=f"imdb-{split}", targets=LABEL_COLUMN)
                     for split, frame in datamodule.frames.items()}
-        model = SentimentClassifier(params["foundation_model"], params["learning_rate"])
+        model = SentimentClassifier(params["foundation_model"], params["learning_rate"], compile=hardware.compile)
         checkpoints = checkpoint_folder(params, {split: dataset.digest for split, dataset in datasets.items()})
         resume_from = checkpoints / "last.ckpt"
 
@@ -81,12 +84,13 @@ def main(**params) -> None:
             log_new_params(params)
             mlflow.log_params({"resolved_accelerator": hardware.accelerator, "resolved_devices": hardware.devices,
                                "resolved_precision": hardware.precision, "resolved_strategy": hardware.strategy,
-                               "model_parameters": sum(p.numel() for p in model.parameters())})
+                               "resolved_compile": hardware.compile, "model_parameters": sum(p.numel() for p in model.parameters())})
             for split, dataset in datasets.items():
                 mlflow.log_input(dataset, context=split)
             if data_run_id:
                 mlflow.set_tag("pipeline.data_run_id", data_run_id)
-            mlflow.set_tag("pipeline.resumed", str(resume_from.exists()).lower())
+            mlflow.set_tags({"pipeline.resumed": str(resume_from.exists()).lower(),
+                             "pipeline.tokenized_cache_hit": str(datamodule.cache_hit).lower()})
 
         best = ModelCheckpoint(dirpath=checkpoints, filename="best-{epoch}", monitor=MONITOR, mode="max",
                                save_top_k=1, save_last=True)
@@ -105,7 +109,10 @@ def main(**params) -> None:
         trainer.test(model, datamodule=datamodule, ckpt_path="best")  # test metrics come from the best epoch
 
         if is_rank_zero:
-            mlflow.log_metric("best_epoch", int(torch.load(best.best_model_path, map_location="cpu", weights_only=False)["epoch"]))
+            mlflow.log_metric(f"best_{MONITOR}", float(best.best_model_score))
+            mlflow.set_tag("pipeline.best_checkpoint", Path(best.best_model_path).name)
+            log_training_curves(run_id)
+            log_test_report(model.test_confusion_matrix)
             model_info = log_sentiment_model(model.model, tokenizer, params["max_length"])
             mlflow.set_tag(MODEL_URI_TAG, model_info.model_uri)
             shutil.rmtree(checkpoints, ignore_errors=True)  # finished: the model lives in MLflow now
@@ -126,7 +133,7 @@ def resolve_data(data_path: str, experiment_id: str, scratch: Path) -> tuple[Pat
 
 def checkpoint_folder(params: dict, data_digests: dict) -> Path:
     """Checkpoints of one configuration on one data set: a rerun with the same inputs resumes from here."""
-    identity = {key: value for key, value in params.items() if key != "checkpoint_dir"} | {"data": data_digests}
+    identity = {key: value for key, value in params.items() if key not in ("checkpoint_dir", "cache_dir")} | {"data": data_digests}
     key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return Path(params["checkpoint_dir"]).resolve() / key
 

@@ -13,6 +13,7 @@ from pipeline.errors import PipelineError
 
 ACCELERATORS = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
+SWITCHES = ("auto", "true", "false")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class Hardware:
     num_workers: int
     pin_memory: bool
     tf32: bool
+    compile: bool
 
     def trainer_flags(self) -> dict:
         return {
@@ -62,6 +64,7 @@ def choose_hardware(
     accelerator: str = "auto",
     devices: str | int = "auto",
     precision: str = "auto",
+    compile: str = "auto",
     capabilities: Capabilities | None = None,
 ) -> Hardware:
     """Pick the fastest safe settings, or check and apply the ones the user asked for."""
@@ -70,6 +73,8 @@ def choose_hardware(
         raise PipelineError(f"accelerator={accelerator!r}: expected one of {list(ACCELERATORS)}")
     if precision not in PRECISIONS:
         raise PipelineError(f"precision={precision!r}: expected one of {list(PRECISIONS)}")
+    if compile not in SWITCHES:
+        raise PipelineError(f"compile={compile!r}: expected one of {list(SWITCHES)}")
 
     if accelerator == "auto":
         accelerator = "cuda" if caps.cuda_devices else "mps" if caps.mps else "cpu"
@@ -109,4 +114,6 @@ def choose_hardware(
         num_workers=min(4, max(0, caps.cpu_count // devices - 1)) if on_cuda else 0,
         pin_memory=on_cuda,
         tf32=on_cuda and (caps.cuda_compute_capability or (0, 0)) >= (8, 0),
+        # torch.compile pays back its compile time on GPUs; on a small CPU it does not (BENCHMARKS.md).
+        compile=compile == "true" or (compile == "auto" and on_cuda),
     )

@@ -15,12 +15,12 @@ LATEST = "latest"  # parameter value: take the output of the latest finished run
 
 
 @contextlib.contextmanager
-def step_run(step: str):
+def step_run(step: str, log_system_metrics: bool = False):
     """Start (or, under `mlflow run`, resume) the step's run, tagged with its name.
 
     A PipelineError is also written to the run as a tag, so `main` can repeat the step's message.
     """
-    with mlflow.start_run(run_name=step) as run:
+    with mlflow.start_run(run_name=step, log_system_metrics=log_system_metrics) as run:
         mlflow.set_tag(STEP_TAG, step)
         try:
             yield run

@@ -117,3 +117,12 @@ def tracking(tmp_path, monkeypatch) -> str:
     while mlflow.active_run():
         mlflow.end_run()
     mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` (SQLite store, proxied artifacts) on a free 127.0.0.1 port; yields its http URI."""
+    from servers import mlflow_server as start_mlflow_server
+
+    with start_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as uri:
+        yield uri

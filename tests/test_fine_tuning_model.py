@@ -88,3 +88,30 @@ def test_bad_parameter_types_are_rejected(tracking):
     assert result.exit_code == 2 and "'abc' is not a valid integer" in result.output
     result = CliRunner().invoke(fine_tuning_model.main, ["--fine-tuning-strategy", "partial"])
     assert result.exit_code == 2 and "'partial' is not one of 'no_freeze', 'freeze', 'freeze_unfreeze'" in result.output
+
+
+def test_logs_reports_and_system_metrics(finished_run):
+    run, folder = finished_run
+    mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    reports = sorted(a.path for a in client.list_artifacts(run.info.run_id, "reports"))
+    assert reports == ["reports/classification_report.txt", "reports/confusion_matrix.json",
+                       "reports/confusion_matrix.png", "reports/training_curves.png"]
+    matrix = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/reports/confusion_matrix.json")["rows_true_columns_predicted"]
+    assert sum(map(sum, matrix)) == 100  # every test review counted once
+    assert (matrix[0][0] + matrix[1][1]) / 100 == pytest.approx(run.data.metrics["test_accuracy"], abs=1e-6)
+    report = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/reports/classification_report.txt")
+    assert "negative" in report and "positive" in report and "macro avg" in report
+    assert any(name.startswith("system/cpu_utilization_percentage") for name in run.data.metrics)
+
+
+def test_second_run_reuses_tokenized_data(tracking, tiny_model, easy_data, tmp_path):
+    args = ["--foundation-model", str(tiny_model), "--data-path", str(easy_data), "--epochs", "1", "--max-length", "16",
+            "--checkpoint-dir", str(tmp_path / "ckpt"), "--cache-dir", str(tmp_path / "cache")]
+    for _ in range(2):
+        assert CliRunner().invoke(fine_tuning_model.main, args).exit_code == 0
+    first, second = mlflow.search_runs(experiment_names=["Default"], output_format="list", order_by=["attributes.start_time ASC"])
+    assert first.data.tags["pipeline.tokenized_cache_hit"] == "false"
+    assert second.data.tags["pipeline.tokenized_cache_hit"] == "true"
+    assert first.data.metrics["test_loss"] == pytest.approx(second.data.metrics["test_loss"])  # same tokens, same seed
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 1

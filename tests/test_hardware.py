@@ -35,6 +35,7 @@ def test_automatic_choice(caps, accelerator, devices, precision, strategy, tf32)
     assert (hardware.accelerator, hardware.devices, hardware.precision, hardware.strategy, hardware.tf32) == (
         accelerator, devices, precision, strategy, tf32)
     assert hardware.pin_memory == (accelerator == "cuda")
+    assert hardware.compile == (accelerator == "cuda")
     assert hardware.trainer_flags() == {"accelerator": accelerator, "devices": devices, "precision": precision, "strategy": strategy}
 
 
@@ -51,6 +52,8 @@ def test_overrides():
     one_of_four = choose_hardware(devices="1", capabilities=A100_X4)
     assert (one_of_four.devices, one_of_four.strategy) == (1, "auto")
     assert choose_hardware(precision="16-mixed", capabilities=H100).precision == "16-mixed"
+    assert choose_hardware(compile="true", capabilities=CPU_LAPTOP).compile is True
+    assert choose_hardware(compile="false", capabilities=H100).compile is False
 
 
 @pytest.mark.parametrize(
@@ -64,6 +67,7 @@ def test_overrides():
         ({"precision": "64"}, CPU_LAPTOP, "precision='64': expected one of"),
         ({"devices": "8"}, A100_X4, "this machine has 4 cuda device(s)"),
         ({"devices": "two"}, A100_X4, "expected 'auto' or a number"),
+        ({"compile": "yes"}, CPU_LAPTOP, "compile='yes': expected one of"),
     ],
 )
 def test_impossible_requests_are_clear_errors(kwargs, caps, message):

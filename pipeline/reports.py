@@ -1,0 +1,53 @@
+"""Run artifacts a person looks at: training curves, the test confusion matrix and classification report."""
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on servers and clusters
+import matplotlib.pyplot as plt
+import mlflow
+import numpy as np
+import torch
+from sklearn.metrics import classification_report
+
+from pipeline.data import LABELS
+
+CURVES = {"loss": ("train_loss", "val_loss"), "accuracy": ("train_accuracy", "val_accuracy"),
+          "macro-F1": ("train_macro_f1", "val_macro_f1")}
+
+
+def log_training_curves(run_id: str) -> None:
+    """Per-epoch train and validation curves, read back from the run's metric history."""
+    client = mlflow.MlflowClient()
+    figure, axes = plt.subplots(1, len(CURVES), figsize=(4 * len(CURVES), 3.2), constrained_layout=True)
+    for axis, (title, names) in zip(axes, CURVES.items()):
+        for name in names:
+            history = client.get_metric_history(run_id, name)
+            if history:
+                epochs = range(1, len(history) + 1)
+                axis.plot(epochs, [point.value for point in sorted(history, key=lambda p: p.step)], marker="o", label=name)
+        axis.set(title=title, xlabel="epoch")
+        axis.legend()
+    mlflow.log_figure(figure, "reports/training_curves.png")
+    plt.close(figure)
+
+
+def log_test_report(confusion: torch.Tensor) -> None:
+    """Confusion matrix (PNG and JSON) and scikit-learn's classification report of the test split."""
+    matrix = confusion.numpy().astype(int)
+    # Rebuild the label pairs the matrix counts, so scikit-learn computes the report.
+    truth = np.repeat(np.repeat(np.arange(len(LABELS)), len(LABELS)), matrix.flatten())
+    predicted = np.repeat(np.tile(np.arange(len(LABELS)), len(LABELS)), matrix.flatten())
+    report = classification_report(truth, predicted, labels=list(range(len(LABELS))), target_names=LABELS, digits=4,
+                                   zero_division=0)
+    mlflow.log_text(report, "reports/classification_report.txt")
+    mlflow.log_dict({"labels": list(LABELS), "rows_true_columns_predicted": matrix.tolist()}, "reports/confusion_matrix.json")
+
+    figure, axis = plt.subplots(figsize=(4, 3.6), constrained_layout=True)
+    axis.imshow(matrix, cmap="Blues")
+    for (row, column), count in np.ndenumerate(matrix):
+        axis.text(column, row, str(count), ha="center", va="center",
+                  color="white" if count > matrix.max() / 2 else "black")
+    axis.set(xticks=range(len(LABELS)), yticks=range(len(LABELS)), xticklabels=LABELS, yticklabels=LABELS,
+             xlabel="predicted", ylabel="true", title="test confusion matrix")
+    mlflow.log_figure(figure, "reports/confusion_matrix.png")
+    plt.close(figure)
