@@ -16,7 +16,8 @@ from mlflow import MlflowClient
 
 from pipeline.download_data import DATA_ARTIFACT
 from pipeline.errors import PipelineError, reports_errors
-from pipeline.tracking import ERROR_TAG
+from pipeline.reuse import find_reusable_run, git_commit, input_digests
+from pipeline.tracking import ERROR_TAG, LATEST, check_tracking_server, latest_finished_run
 
 STEPS = ("download_data", "fine_tuning_model", "register_model")
 PROJECT_DIR = Path(__file__).resolve().parent
@@ -53,7 +54,7 @@ def parse_parameters(pairs: tuple[str, ...], declared: dict[str, dict]) -> dict[
             try:
                 TYPES.get(kind, str)(value)
             except ValueError:
-                raise PipelineError(f"-P {key}={value!r}: expected a {kind} (entry point {step} in MLproject)") from None
+                raise PipelineError(f"-P {key}={value!r}: expected a value of type {kind} (entry point {step} in MLproject)") from None
         values[key] = value
     return values
 
@@ -69,20 +70,66 @@ def run_step(step: str, parameters: dict[str, str], experiment_id: str) -> str:
     return submitted.run_id
 
 
+def reusable_run(step: str, values: dict[str, str], declared: dict, experiment_id: str, commit: str | None):
+    """A finished run that already did this step with these inputs, or None."""
+    params = {key: values.get(key, str(spec.get("default", "") if isinstance(spec, dict) else spec))
+              for key, spec in declared[step].items()}
+    if step == "fine_tuning_model":  # compare the data itself, not the reference to it
+        data_run = data_run_for(params.pop("data_path"), experiment_id)
+        if data_run is None:
+            return None
+        return find_reusable_run(step, experiment_id, params, commit, data_digests=input_digests(data_run))
+    if step == "register_model":  # compare the model registered, not how it was named
+        source = params.pop("mlflow_run_id")
+        if source == LATEST:
+            latest = latest_run_or_none("fine_tuning_model", experiment_id)
+            source = latest.info.run_id if latest else None
+        return find_reusable_run(step, experiment_id, params, commit, extra_tags={"source_run_id": source}) if source else None
+    return find_reusable_run(step, experiment_id, params, commit)
+
+
+def data_run_for(data_path: str, experiment_id: str):
+    """The download_data run that `data_path` points at (`runs:/<id>/imdb` or `latest`), else None."""
+    if data_path == LATEST:
+        return latest_run_or_none("download_data", experiment_id)
+    if data_path.startswith("runs:/"):
+        return MlflowClient().get_run(data_path.split("/")[1])
+    return None
+
+
+def latest_run_or_none(step: str, experiment_id: str):
+    try:
+        return latest_finished_run(step, experiment_id)
+    except PipelineError:
+        return None
+
+
 @click.command(help=__doc__)
 @click.option("--pipeline-steps", default="all", show_default=True, help="'all' or a comma list of steps.")
+@click.option("--reuse-completed", type=click.Choice(["true", "false"]), default="true", show_default=True,
+              help="Skip a step whose finished run had the same parameters, commit and input data.")
 @click.argument("parameters", nargs=-1)
 @reports_errors
-def main(pipeline_steps: str, parameters: tuple[str, ...]) -> None:
+def main(pipeline_steps: str, reuse_completed: str, parameters: tuple[str, ...]) -> None:
     steps = parse_steps(pipeline_steps)
     declared = step_parameters()
     values = parse_parameters(parameters, declared)
+    check_tracking_server()
+    commit = git_commit(PROJECT_DIR)
     with mlflow.start_run(run_name="pipeline") as parent:
         mlflow.set_tag("pipeline.steps", ",".join(steps))
         experiment_id = parent.info.experiment_id
+        reused = []
         for step in steps:
             step_values = {key: value for key, value in values.items() if key in declared[step]}
-            run_id = run_step(step, step_values, experiment_id)
+            previous = reusable_run(step, step_values, declared, experiment_id, commit) if reuse_completed == "true" else None
+            if previous:
+                run_id = previous.info.run_id
+                reused.append(step)
+                mlflow.set_tags({f"pipeline.{step}.run_id": run_id, "pipeline.reused": ",".join(reused)})
+                click.echo(f"reusing finished {step} run {run_id}: same parameters, commit and input data")
+            else:
+                run_id = run_step(step, step_values, experiment_id)
             if step == "download_data":
                 values["data_path"] = f"runs:/{run_id}/{DATA_ARTIFACT}"
             elif step == "fine_tuning_model":

@@ -83,9 +83,10 @@ def choose_hardware(
     if accelerator == "mps" and not caps.mps:
         raise PipelineError("accelerator='mps': no Apple GPU is available (use accelerator=auto or cpu)")
 
-    available = caps.cuda_devices if accelerator == "cuda" else 1
+    # Several CPU processes (DDP over gloo) are allowed but never chosen: they exist to test the DDP path.
+    available = {"cuda": caps.cuda_devices, "cpu": caps.cpu_count}.get(accelerator, 1)
     if str(devices) == "auto":
-        devices = available
+        devices = available if accelerator == "cuda" else 1
     else:
         try:
             devices = int(devices)
@@ -109,7 +110,7 @@ def choose_hardware(
         accelerator=accelerator,
         devices=devices,
         precision=precision,
-        strategy="ddp" if on_cuda and devices > 1 else "auto",
+        strategy="ddp" if devices > 1 else "auto",
         # Workers only pay off when a GPU does the compute; on a CPU they steal its cores.
         num_workers=min(4, max(0, caps.cpu_count // devices - 1)) if on_cuda else 0,
         pin_memory=on_cuda,

@@ -1,4 +1,9 @@
-"""Entry point `register_model`: register a fine-tuning run's model in the MLflow Model Registry and point an alias at it."""
+"""Entry point `register_model`: register a fine-tuning run's model and give it the serving alias if it earns it.
+
+Every model gets a registry version. The quality gate (`pipeline.quality_gate`) decides the alias: `alias`
+(e.g. champion) when the model reaches `min_score` and is not worse than the current holder on the same test
+data, `challenger_alias` otherwise; the step prints why either way.
+"""
 
 import click
 import mlflow
@@ -6,30 +11,44 @@ from mlflow import MlflowClient
 
 from pipeline.errors import PipelineError, reports_errors
 from pipeline.model_logging import MODEL_URI_TAG
-from pipeline.tracking import LATEST, STEP_TAG, latest_finished_run, step_run
+from pipeline.quality_gate import DIGEST_TAG, GATE_TAG, SCORE_TAG, SCORERS, judge, promote
+from pipeline.reuse import input_digests
+from pipeline.tracking import LATEST, STEP_TAG, latest_finished_run, log_new_params, step_run
 
 
 @click.command(help=__doc__)
 @click.option("--mlflow-run-id", default=LATEST, show_default=True, help="Fine-tuning run whose model to register; 'latest': the latest finished one.")
 @click.option("--registered-model-name", default="dl_finetuned_model", show_default=True)
-@click.option("--alias", default="champion", show_default=True, help="Alias set on the new version (models:/<name>@<alias>).")
+@click.option("--alias", default="champion", show_default=True, help="Alias of the version to serve (models:/<name>@<alias>).")
+@click.option("--challenger-alias", default="challenger", show_default=True, help="Alias of a version that failed the gate.")
+@click.option("--gate-metric", type=click.Choice(list(SCORERS)), default="test_macro_f1", show_default=True)
+@click.option("--min-score", type=click.FloatRange(0, 1), default=0.7, show_default=True, help="Lowest gate metric a model may serve with.")
 @reports_errors
-def main(mlflow_run_id: str, registered_model_name: str, alias: str) -> None:
+def main(mlflow_run_id: str, registered_model_name: str, alias: str, challenger_alias: str, gate_metric: str,
+         min_score: float) -> None:
     with step_run("register_model") as run:
+        log_new_params({"mlflow_run_id": mlflow_run_id, "registered_model_name": registered_model_name, "alias": alias,
+                        "challenger_alias": challenger_alias, "gate_metric": gate_metric, "min_score": min_score})
         client = MlflowClient()
         source = find_source_run(client, mlflow_run_id, run.info.experiment_id)
+        verdict = judge(client, registered_model_name, alias, source, gate_metric, min_score)
+        test_digest = input_digests(source).get("test", "")
         version = mlflow.register_model(
             source.data.tags[MODEL_URI_TAG],
             registered_model_name,
-            tags={"source_run_id": source.info.run_id},
+            tags={"source_run_id": source.info.run_id, GATE_TAG: "passed" if verdict.passed else "failed",
+                  "gate_metric": gate_metric, SCORE_TAG: str(verdict.score), DIGEST_TAG: test_digest},
         )
-        if alias:
-            client.set_registered_model_alias(registered_model_name, alias, version.version)
-        mlflow.set_tags({"registered_model_name": registered_model_name,
-                         "registered_model_version": version.version,
-                         "source_run_id": source.info.run_id})
-        target = f"models:/{registered_model_name}@{alias}" if alias else f"models:/{registered_model_name}/{version.version}"
-        click.echo(f"registered {registered_model_name} version {version.version}: {target}")
+        if verdict.passed:
+            holder = promote(client, registered_model_name, alias, gate_metric, test_digest)
+            outcome = f"@{alias} -> version {holder}"
+        else:
+            client.set_registered_model_alias(registered_model_name, challenger_alias, version.version)
+            outcome = f"@{challenger_alias} -> version {version.version} (not promoted)"
+        mlflow.set_tags({"registered_model_name": registered_model_name, "registered_model_version": version.version,
+                         "source_run_id": source.info.run_id, "pipeline.quality_gate": "passed" if verdict.passed else "failed",
+                         "pipeline.quality_gate_reason": verdict.reason})
+        click.echo(f"registered {registered_model_name} version {version.version}; {outcome}: {verdict.reason}")
 
 
 def find_source_run(client: MlflowClient, run_id: str, experiment_id: str):

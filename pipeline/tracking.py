@@ -5,6 +5,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import mlflow
+import requests
 from mlflow.entities import Run
 
 from pipeline.errors import PipelineError
@@ -20,6 +21,7 @@ def step_run(step: str, log_system_metrics: bool = False):
 
     A PipelineError is also written to the run as a tag, so `main` can repeat the step's message.
     """
+    check_tracking_server()
     with mlflow.start_run(run_name=step, log_system_metrics=log_system_metrics) as run:
         mlflow.set_tag(STEP_TAG, step)
         try:
@@ -33,6 +35,19 @@ def log_new_params(params: dict) -> None:
     """Log the parameters the active run does not have yet (`mlflow run` logs its own copies first)."""
     logged = mlflow.get_run(mlflow.active_run().info.run_id).data.params
     mlflow.log_params({key: value for key, value in params.items() if key not in logged})
+
+
+def check_tracking_server(timeout_s: float = 10.0) -> None:
+    """Fail fast with one line when an http(s) tracking URI does not answer (MLflow itself retries for minutes)."""
+    uri = mlflow.get_tracking_uri()
+    parts = urlparse(uri)
+    if parts.scheme not in ("http", "https"):
+        return
+    try:
+        requests.get(uri, timeout=timeout_s)
+    except requests.exceptions.RequestException as error:
+        shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()  # never print credentials
+        raise PipelineError(f"tracking server {shown} does not answer ({type(error).__name__}); check MLFLOW_TRACKING_URI") from None
 
 
 def latest_finished_run(step: str, experiment_id: str) -> Run:

@@ -3,7 +3,10 @@
 import csv
 import functools
 import http.server
+import os
 import random
+import subprocess
+import sys
 import threading
 import zipfile
 from pathlib import Path
@@ -45,6 +48,26 @@ def zip_folder(folder: Path, archive: Path, top: str = "imdb") -> Path:
         for path in sorted(folder.glob("*.csv")):
             bundle.write(path, f"{top}/{path.name}")
     return archive
+
+
+SECRETS = {"DATABRICKS_TOKEN": "dapi-e2e-secret-0123456789", "AWS_SECRET_ACCESS_KEY": "aws-e2e-secret-0123456789",
+           "MLFLOW_TRACKING_PASSWORD": "tracking-e2e-secret-0123456789"}
+
+
+def mlflow_run(tracking_uri: str, *args: str, experiment: str = "e2e", uri: str = str(REPO)) -> subprocess.CompletedProcess:
+    """`mlflow run <this repo> --env-manager local` in a subprocess, from the store's folder, with this venv's
+    `python` first on PATH and secrets in the environment (which must never reach the store)."""
+    env = {**os.environ, **SECRETS, "MLFLOW_TRACKING_URI": tracking_uri, "HF_HUB_OFFLINE": "1",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    for variable in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+        env.pop(variable, None)
+    command = [sys.executable, "-m", "mlflow", "run", uri, "--env-manager", "local", "--experiment-name", experiment, *args]
+    store_folder = tracking_uri.removeprefix("sqlite:///").rpartition("/")[0]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, cwd=store_folder)
+
+
+def params(**values) -> list[str]:
+    return [item for key, value in values.items() for item in ("-P", f"{key}={value}")]
 
 
 @pytest.fixture(scope="session")
@@ -112,6 +135,7 @@ def tracking(tmp_path, monkeypatch) -> str:
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    monkeypatch.chdir(tmp_path)  # the store puts artifacts in ./mlruns
     mlflow.set_tracking_uri(uri)
     yield uri
     while mlflow.active_run():
@@ -126,3 +150,43 @@ def mlflow_server(tmp_path_factory):
 
     with start_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as uri:
         yield uri
+
+
+def git(*args: str, cwd: Path) -> str:
+    import subprocess
+
+    identity = ["-c", "user.name=tests", "-c", "user.email=tests@127.0.0.1"]
+    return subprocess.run(["git", *identity, *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def git_remote(tmp_path_factory):
+    """This repository's committed HEAD served by a real `git daemon` on 127.0.0.1, twice.
+
+    `sentiment.git`: a bare clone with one newer commit on top that breaks `main.py`, so only a run of the
+    pinned commit (`pinned`) can succeed. `monorepo.git`: the same files in the subdirectory `ml/sentiment`
+    (commit `nested`). Yields a dict with `url` (git://127.0.0.1:<port>), `pinned` and `nested`.
+    """
+    from servers import git_daemon
+
+    base = tmp_path_factory.mktemp("git")
+    served, work = base / "served", base / "work"
+    served.mkdir()
+    git("clone", "--quiet", str(REPO), str(work), cwd=base)
+    pinned = git("rev-parse", "HEAD", cwd=work)
+    (work / "main.py").write_text('raise SystemExit("not the pinned version")\n')
+    git("commit", "--quiet", "-am", "A newer commit that must not run", cwd=work)
+    git("clone", "--quiet", "--bare", str(work), str(served / "sentiment.git"), cwd=base)
+
+    monorepo = base / "monorepo"
+    (monorepo / "ml" / "sentiment").mkdir(parents=True)
+    git("init", "--quiet", cwd=monorepo)
+    git("--work-tree", str(monorepo / "ml" / "sentiment"), "checkout", pinned, "--", ".", cwd=work)
+    (monorepo / "README.md").write_text("Several projects; the sentiment one is in ml/sentiment.\n")
+    git("add", ".", cwd=monorepo)
+    git("commit", "--quiet", "-m", "Project in a subdirectory", cwd=monorepo)
+    nested = git("rev-parse", "HEAD", cwd=monorepo)
+    git("clone", "--quiet", "--bare", str(monorepo), str(served / "monorepo.git"), cwd=base)
+
+    with git_daemon(served) as url:
+        yield {"url": url, "pinned": pinned, "nested": nested}

@@ -1,10 +1,18 @@
 """The fine_tuning_model step, in process on CPU: what it logs, that it learns, and how it fails."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import mlflow
 import pandas as pd
 import pytest
+import torch
 from click.testing import CliRunner
 
+from conftest import REPO, easy_reviews, write_splits
 from pipeline import fine_tuning_model
 
 FAST = ["--epochs", "3", "--batch-size", "16", "--learning-rate", "3e-3", "--max-length", "32"]
@@ -115,3 +123,35 @@ def test_second_run_reuses_tokenized_data(tracking, tiny_model, easy_data, tmp_p
     assert second.data.tags["pipeline.tokenized_cache_hit"] == "true"
     assert first.data.metrics["test_loss"] == pytest.approx(second.data.metrics["test_loss"])  # same tokens, same seed
     assert len(list((tmp_path / "cache").glob("*.pt"))) == 1
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_from_its_last_checkpoint(tracking, tiny_model, tmp_path):
+    """SIGKILL mid-epoch, start again with the same parameters: training continues from the last epoch boundary."""
+    data = write_splits(tmp_path / "data", {"train": easy_reviews(3000, 11), "valid": easy_reviews(200, 12),
+                                            "test": easy_reviews(200, 13)})
+    command = [sys.executable, "-m", "pipeline.fine_tuning_model", "--foundation-model", str(tiny_model),
+               "--data-path", str(data), "--epochs", "3", "--batch-size", "8", "--max-length", "32",
+               "--learning-rate", "3e-3", "--checkpoint-dir", str(tmp_path / "ckpt"), "--cache-dir", str(tmp_path / "cache")]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    first = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not list((tmp_path / "ckpt").glob("*/last.ckpt")) and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.2)
+    time.sleep(1.0)  # into the next epoch
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    (last,) = (tmp_path / "ckpt").glob("*/last.ckpt")
+    finished_epochs = torch.load(last, map_location="cpu", weights_only=False)["epoch"] + 1
+    assert 1 <= finished_epochs < 3
+
+    second = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-2000:]
+    killed, resumed = mlflow.search_runs(experiment_names=["Default"], output_format="list", order_by=["attributes.start_time ASC"])
+    assert killed.info.status == "RUNNING"  # killed: nobody could close it
+    assert resumed.info.status == "FINISHED" and resumed.data.tags["pipeline.resumed"] == "true"
+    epochs = [point.value for point in mlflow.MlflowClient().get_metric_history(resumed.info.run_id, "val_macro_f1")]
+    assert len(epochs) == 3 - finished_epochs  # only the epochs that were missing
+    epoch_numbers = {int(point.value) for point in mlflow.MlflowClient().get_metric_history(resumed.info.run_id, "epoch")}
+    assert max(epoch_numbers) == 2 and min(epoch_numbers) == finished_epochs
+    assert not list((tmp_path / "ckpt").glob("*/*.ckpt"))  # finished: checkpoints removed

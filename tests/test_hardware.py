@@ -53,6 +53,8 @@ def test_overrides():
     assert (one_of_four.devices, one_of_four.strategy) == (1, "auto")
     assert choose_hardware(precision="16-mixed", capabilities=H100).precision == "16-mixed"
     assert choose_hardware(compile="true", capabilities=CPU_LAPTOP).compile is True
+    cpu_ddp = choose_hardware("cpu", devices="2", capabilities=CPU_LAPTOP)
+    assert (cpu_ddp.devices, cpu_ddp.strategy, cpu_ddp.precision) == (2, "ddp", "32-true")
     assert choose_hardware(compile="false", capabilities=H100).compile is False
 
 
@@ -66,6 +68,7 @@ def test_overrides():
         ({"precision": "16-mixed"}, CPU_LAPTOP, "float16 training needs a GPU"),
         ({"precision": "64"}, CPU_LAPTOP, "precision='64': expected one of"),
         ({"devices": "8"}, A100_X4, "this machine has 4 cuda device(s)"),
+        ({"devices": "3"}, CPU_LAPTOP, "this machine has 2 cpu device(s)"),
         ({"devices": "two"}, A100_X4, "expected 'auto' or a number"),
         ({"compile": "yes"}, CPU_LAPTOP, "compile='yes': expected one of"),
     ],

@@ -8,8 +8,10 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
 import main
+from conftest import SECRETS, mlflow_run, params
 from pipeline.errors import PipelineError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,24 +31,31 @@ def test_parameters_are_checked_against_mlproject():
     assert "epochs" in declared["fine_tuning_model"] and "alias" in declared["register_model"]
     assert main.parse_parameters(("epochs=2", "learning_rate=1e-4", "data_path="), declared) == {
         "epochs": "2", "learning_rate": "1e-4", "data_path": ""}
-    with pytest.raises(PipelineError, match=r"-P epochs='abc': expected a int \(entry point fine_tuning_model"):
+    with pytest.raises(PipelineError, match=r"-P epochs='abc': expected a value of type int \(entry point fine_tuning_model"):
         main.parse_parameters(("epochs=abc",), declared)
     with pytest.raises(PipelineError, match="'colour=red': not a parameter of any step"):
         main.parse_parameters(("colour=red",), declared)
 
 
-def mlflow_run(tracking_uri: str, *args: str, experiment: str = "e2e") -> subprocess.CompletedProcess:
-    """`mlflow run <this repo> --env-manager local` in a subprocess, with this venv's `python` first on PATH."""
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "HF_HUB_OFFLINE": "1",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    for variable in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
-        env.pop(variable, None)
-    command = [sys.executable, "-m", "mlflow", "run", str(REPO), "--env-manager", "local", "--experiment-name", experiment, *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, cwd=REPO)
+def test_bad_values_fail_before_any_run(tracking):
+    result = CliRunner().invoke(main.main, ["--pipeline-steps", "all", "epochs=abc"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == ("error: -P epochs='abc': expected a value of type int "
+                                     "(entry point fine_tuning_model in MLproject)")
+    assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
 
 
-def params(**values) -> list[str]:
-    return [item for key, value in values.items() for item in ("-P", f"{key}={value}")]
+def test_unreachable_tracking_server_is_one_line(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://alice:hunter2@127.0.0.1:9")
+    mlflow.set_tracking_uri("http://alice:hunter2@127.0.0.1:9")
+    try:
+        result = CliRunner().invoke(main.main, ["--pipeline-steps", "download_data"])
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == ("error: tracking server http://127.0.0.1:9 does not answer (ConnectionError); "
+                                     "check MLFLOW_TRACKING_URI")
 
 
 def runs_by_entry_point(experiment: str = "e2e") -> dict[str, list]:
@@ -62,10 +71,10 @@ def pipeline_store(tmp_path_factory, tiny_model, easy_zip_url):
     """A store in which `mlflow run .` ran the whole pipeline once, with local model and data."""
     folder = tmp_path_factory.mktemp("e2e")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    local = params(download_url=easy_zip_url, local_folder=folder / "data", foundation_model=tiny_model,
-                   checkpoint_dir=folder / "checkpoints", epochs=3, batch_size=16, learning_rate=3e-3, max_length=32,
-                   registered_model_name="e2e_sentiment")
-    result = mlflow_run(uri, *local)
+    local = dict(download_url=easy_zip_url, local_folder=folder / "data", foundation_model=tiny_model,
+                   checkpoint_dir=folder / "checkpoints", cache_dir=folder / "cache", epochs=3, batch_size=16,
+                   learning_rate=3e-3, max_length=32, registered_model_name="e2e_sentiment")
+    result = mlflow_run(uri, *params(**local))
     mlflow.set_tracking_uri(uri)
     yield uri, local, result
     mlflow.set_tracking_uri(None)
@@ -105,16 +114,55 @@ def test_single_steps_take_the_latest_outputs(pipeline_store):
     uri, local, first = pipeline_store
     assert first.returncode == 0
     before = runs_by_entry_point()
-    result = mlflow_run(uri, *local, *params(pipeline_steps="fine_tuning_model"))
+    result = mlflow_run(uri, *params(**local | {"pipeline_steps": "fine_tuning_model", "epochs": 2}))
     assert result.returncode == 0, result.stderr[-3000:]
     new_tuning = runs_by_entry_point()["fine_tuning_model"][-1]
+    assert new_tuning.data.params["epochs"] == "2"
     assert new_tuning.data.tags["pipeline.data_run_id"] == before["download_data"][0].info.run_id
     assert len(runs_by_entry_point()["download_data"]) == 1  # not downloaded again
 
     result = mlflow_run(uri, *params(pipeline_steps="register_model", registered_model_name="e2e_sentiment"))
     assert result.returncode == 0, result.stderr[-3000:]
-    version = mlflow.MlflowClient().get_model_version_by_alias("e2e_sentiment", "champion")
-    assert str(version.version) == "2" and version.run_id == new_tuning.info.run_id
+    client = mlflow.MlflowClient()
+    version = client.get_model_version("e2e_sentiment", "2")
+    assert version.run_id == new_tuning.info.run_id
+    # The quality gate: version 2 serves only if it is at least as good as version 1 on the same test data.
+    old, new = before["fine_tuning_model"][0].data.metrics["test_macro_f1"], new_tuning.data.metrics["test_macro_f1"]
+    expected_alias = "champion" if new >= old else "challenger"
+    assert str(client.get_model_version_by_alias("e2e_sentiment", expected_alias).version) == "2"
+
+
+@pytest.mark.slow
+def test_rerun_reuses_finished_steps(pipeline_store):
+    uri, local, first = pipeline_store
+    assert first.returncode == 0
+    before = runs_by_entry_point()
+    result = mlflow_run(uri, *params(**local))
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = runs_by_entry_point()
+    parent = after["main"][-1]
+    assert parent.data.tags["pipeline.reused"] == "download_data,fine_tuning_model,register_model"
+    for step in main.STEPS:
+        assert len(after[step]) == len(before[step]), step  # nothing ran again
+        assert parent.data.tags[f"pipeline.{step}.run_id"] == before[step][0].info.run_id  # the first pipeline's runs
+    assert "reusing finished fine_tuning_model run" in result.stdout + result.stderr
+
+    result = mlflow_run(uri, *params(**local | {"pipeline_steps": "download_data", "reuse_completed": "false"}))
+    assert result.returncode == 0
+    assert len(runs_by_entry_point()["download_data"]) == len(before["download_data"]) + 1
+
+
+@pytest.mark.slow
+def test_secrets_never_reach_the_store(pipeline_store):
+    """Secrets were in every `mlflow run`'s environment: no param, tag, metric, artifact or log line holds them."""
+    uri, _, first = pipeline_store
+    folder = Path(uri.removeprefix("sqlite:///")).parent
+    stored = [path for path in folder.rglob("*") if path.is_file()]
+    assert any(path.suffix == ".db" for path in stored) and any("artifacts" in path.parts for path in stored)
+    for secret in SECRETS.values():
+        assert secret not in first.stdout + first.stderr
+        for path in stored:
+            assert secret.encode() not in path.read_bytes(), path
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""The register_model step, in process: versions, aliases, and refusing what is not a fine-tuned model."""
+"""The register_model step, in process: versions, aliases, the quality gate, and refusing what is not a model."""
 
 import mlflow
 import pytest
@@ -7,49 +7,88 @@ from click.testing import CliRunner
 from pipeline import download_data, fine_tuning_model, register_model
 
 
-@pytest.fixture
-def store(tracking, tiny_model, easy_data, easy_zip_url, tmp_path):
-    """A store with one download run and one (1-epoch) fine-tuning run."""
+@pytest.fixture(scope="module")
+def store(tiny_model, easy_zip_url, tmp_path_factory):
+    """A store with one download run and two fine-tuning runs: a weak one (1 slow epoch) and a strong one.
+
+    Shared by the tests of this file; each registers under its own model name."""
+    tmp_path = tmp_path_factory.mktemp("registry")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+        mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+        yield make_runs(tiny_model, easy_zip_url, tmp_path)
+    mlflow.set_tracking_uri(None)
+
+
+def make_runs(tiny_model, easy_zip_url, tmp_path):
     runner = CliRunner()
     assert runner.invoke(download_data.main, ["--download-url", easy_zip_url, "--local-folder", str(tmp_path)]).exit_code == 0
-    result = runner.invoke(fine_tuning_model.main, ["--foundation-model", str(tiny_model), "--epochs", "1", "--max-length", "16",
-                                                    "--checkpoint-dir", str(tmp_path / "ckpt")])
-    assert result.exit_code == 0, result.output
-    runs = {run.data.tags["pipeline.step"]: run for run in mlflow.search_runs(experiment_names=["Default"], output_format="list")}
-    return runs
+    common = ["--foundation-model", str(tiny_model), "--max-length", "16", "--checkpoint-dir", str(tmp_path / "ckpt"),
+              "--cache-dir", str(tmp_path / "cache"), "--batch-size", "16"]
+    for extra in (["--epochs", "1", "--learning-rate", "1e-5"], ["--epochs", "3", "--learning-rate", "3e-3"]):
+        result = runner.invoke(fine_tuning_model.main, [*common, *extra])
+        assert result.exit_code == 0, result.output
+    runs = mlflow.search_runs(experiment_names=["Default"], output_format="list", order_by=["attributes.start_time ASC"])
+    download, weak, strong = runs
+    assert strong.data.metrics["test_macro_f1"] > weak.data.metrics["test_macro_f1"]
+    return {"download": download, "weak": weak, "strong": strong}
 
 
-def register(*args):
-    return CliRunner().invoke(register_model.main, list(args))
+def register(name: str, *args):
+    return CliRunner().invoke(register_model.main, ["--registered-model-name", name, *args])
 
 
-def test_registers_latest_fine_tuning_run_with_alias(store):
-    result = register("--registered-model-name", "sentiment", "--alias", "champion")
-    assert result.exit_code == 0, result.output
+def aliases(name: str) -> dict[str, str]:
+    return {alias: str(version) for alias, version in mlflow.MlflowClient().get_registered_model(name).aliases.items()}
+
+
+def test_gate_promotes_only_models_at_least_as_good(store):
     client = mlflow.MlflowClient()
-    version = client.get_model_version_by_alias("sentiment", "champion")
-    assert str(version.version) == "1"
-    assert version.run_id == store["fine_tuning_model"].info.run_id
-    assert version.tags["source_run_id"] == store["fine_tuning_model"].info.run_id
-    registered = [r for r in mlflow.search_runs(experiment_names=["Default"], output_format="list")
-                  if r.data.tags["pipeline.step"] == "register_model"]
-    assert registered[0].data.tags["registered_model_version"] == "1"
+    result = register("gated", "--mlflow-run-id", store["strong"].info.run_id, "--min-score", "0.6")
+    assert result.exit_code == 0, result.output
+    assert "registered gated version 1; @champion -> version 1" in result.output
+    version = client.get_model_version_by_alias("gated", "champion")
+    assert version.run_id == store["strong"].info.run_id
+    assert version.tags["quality_gate"] == "passed" and version.tags["source_run_id"] == store["strong"].info.run_id
 
-    result = register("--registered-model-name", "sentiment", "--mlflow-run-id", store["fine_tuning_model"].info.run_id)
+    result = register("gated", "--mlflow-run-id", store["weak"].info.run_id, "--min-score", "0")
+    assert result.exit_code == 0, result.output
+    assert "@challenger -> version 2 (not promoted)" in result.output and "is worse than @champion (version 1" in result.output
+    assert aliases("gated") == {"champion": "1", "challenger": "2"}
+
+    result = register("gated", "--mlflow-run-id", store["strong"].info.run_id, "--min-score", "0.6")  # as good: promoted
     assert result.exit_code == 0
-    assert str(client.get_model_version_by_alias("sentiment", "champion").version) == "2"  # the alias moves
+    assert aliases("gated")["champion"] == "3"
+    (registration,) = [r for r in mlflow.search_runs(experiment_names=["Default"], output_format="list")
+                       if r.data.tags["pipeline.step"] == "register_model" and r.data.tags.get("registered_model_name") == "gated"
+                       and r.data.tags["registered_model_version"] == "2"]
+    assert registration.data.tags["pipeline.quality_gate"] == "failed"
+
+
+def test_gate_minimum_score(store):
+    result = register("minimum", "--mlflow-run-id", store["weak"].info.run_id, "--min-score", "0.99", "--gate-metric", "test_accuracy")
+    assert result.exit_code == 0
+    score = store["weak"].data.metrics["test_accuracy"]
+    assert f"test_accuracy={score:.4f} is below min_score=0.99" in result.output
+    assert aliases("minimum") == {"challenger": "1"}
+
+
+def test_latest_run_is_the_default(store):
+    assert register("latest", "--min-score", "0").exit_code == 0
+    version = mlflow.MlflowClient().get_model_version("latest", "1")
+    assert version.run_id == store["strong"].info.run_id  # the newest finished fine-tuning run
 
 
 def test_refuses_runs_that_are_not_fine_tuning(store):
-    result = register("--mlflow-run-id", store["download_data"].info.run_id)
+    result = register("refused", "--mlflow-run-id", store["download"].info.run_id)
     assert result.exit_code == 1
     assert "that is a 'download_data' run, not a fine_tuning_model run" in result.stderr
-    result = register("--mlflow-run-id", "0123456789abcdef0123456789abcdef")
+    result = register("refused", "--mlflow-run-id", "0123456789abcdef0123456789abcdef")
     assert result.exit_code == 1
     assert "mlflow_run_id='0123456789abcdef0123456789abcdef': no such run" in result.stderr
 
 
 def test_nothing_to_register(tracking):
-    result = register()
+    result = register("nothing")
     assert result.exit_code == 1
     assert "no finished 'fine_tuning_model' run in experiment" in result.stderr

@@ -1,0 +1,96 @@
+"""The regression test before deploying: a new model version takes the serving alias only if it is good enough.
+
+A candidate passes when its test metric reaches `min_score` and is not below the current champion's on the
+same test data (the champion's logged metric when the test data digests match, otherwise the champion model
+is scored on the candidate's test split). Passing versions are tagged; the alias then goes to the best
+passing version on that test data, re-checked until stable so that concurrent pipelines agree.
+"""
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
+from sklearn.metrics import accuracy_score, f1_score
+
+from pipeline.data import LABEL_COLUMN, TEXT_COLUMN, read_split
+from pipeline.errors import PipelineError
+from pipeline.reuse import input_digests
+from pipeline.tracking import download
+
+SCORERS = {"test_accuracy": accuracy_score, "test_macro_f1": lambda truth, predicted: f1_score(truth, predicted, average="macro")}
+GATE_TAG, SCORE_TAG, DIGEST_TAG = "quality_gate", "gate_score", "test_data_digest"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    score: float
+    reason: str
+
+
+def judge(client: MlflowClient, name: str, alias: str, candidate: Run, metric: str, min_score: float) -> Verdict:
+    """Does the candidate run's model deserve `alias`?"""
+    if metric not in SCORERS:
+        raise PipelineError(f"gate_metric={metric!r}: expected one of {list(SCORERS)}")
+    score = candidate.data.metrics.get(metric)
+    if score is None:
+        raise PipelineError(f"run {candidate.info.run_id} logged no {metric!r}")
+    if score < min_score:
+        return Verdict(False, score, f"{metric}={score:.4f} is below min_score={min_score}")
+    champion = alias_version(client, name, alias)
+    if champion is None:
+        return Verdict(True, score, f"{metric}={score:.4f} >= min_score={min_score}; no current @{alias}")
+    champion_score = score_on_candidate_data(client, champion, candidate, metric)
+    if score < champion_score:
+        return Verdict(False, score, f"{metric}={score:.4f} is worse than @{alias} (version {champion.version}: "
+                                     f"{champion_score:.4f}) on the same test data")
+    return Verdict(True, score, f"{metric}={score:.4f} >= @{alias} (version {champion.version}: {champion_score:.4f}) "
+                                f"and >= min_score={min_score}")
+
+
+def alias_version(client: MlflowClient, name: str, alias: str):
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def score_on_candidate_data(client: MlflowClient, champion, candidate: Run, metric: str) -> float:
+    test_digest = input_digests(candidate).get("test")
+    source = client.get_run(champion.run_id)
+    if test_digest and input_digests(source).get("test") == test_digest and metric in source.data.metrics:
+        return source.data.metrics[metric]
+    with tempfile.TemporaryDirectory(prefix="gate-") as scratch:
+        frame = read_split(candidate_test_csv(candidate, Path(scratch)))
+        model = mlflow.pyfunc.load_model(f"models:/{champion.name}/{champion.version}")
+        predicted = model.predict(frame[[TEXT_COLUMN]])["label"]
+        return float(SCORERS[metric](frame[LABEL_COLUMN], predicted))
+
+
+def candidate_test_csv(candidate: Run, scratch: Path) -> Path:
+    """The test split the candidate was scored on: from its download run, or the folder it read."""
+    data_run_id = candidate.data.tags.get("pipeline.data_run_id")
+    if data_run_id:
+        return download(f"runs:/{data_run_id}/imdb/test.csv", scratch)
+    folder = Path(candidate.data.params.get("data_path", ""))
+    if (folder / "test.csv").is_file():
+        return folder / "test.csv"
+    raise PipelineError(f"cannot find the test data of run {candidate.info.run_id} to compare it with the champion")
+
+
+def promote(client: MlflowClient, name: str, alias: str, metric: str, test_digest: str) -> str:
+    """Point `alias` at the best passing version on this test data; repeat until no concurrent writer changed it."""
+    for _ in range(10):
+        passing = [version for version in client.search_model_versions(f"name = '{name}'")
+                   if version.tags.get(GATE_TAG) == "passed" and version.tags.get(DIGEST_TAG) == test_digest
+                   and version.tags.get("gate_metric") == metric]
+        best = max(passing, key=lambda version: (float(version.tags[SCORE_TAG]), int(version.version)))
+        current = alias_version(client, name, alias)
+        if current is not None and str(current.version) == str(best.version):
+            return str(best.version)
+        client.set_registered_model_alias(name, alias, best.version)
+    return str(best.version)
