@@ -54,16 +54,17 @@ SECRETS = {"DATABRICKS_TOKEN": "dapi-e2e-secret-0123456789", "AWS_SECRET_ACCESS_
            "MLFLOW_TRACKING_PASSWORD": "tracking-e2e-secret-0123456789"}
 
 
-def mlflow_run(tracking_uri: str, *args: str, experiment: str = "e2e", uri: str = str(REPO)) -> subprocess.CompletedProcess:
-    """`mlflow run <this repo> --env-manager local` in a subprocess, from the store's folder, with this venv's
-    `python` first on PATH and secrets in the environment (which must never reach the store)."""
+def mlflow_run(tracking_uri: str, *args: str, experiment: str = "e2e", uri: str = str(REPO),
+               cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`mlflow run <this repo> --env-manager local` in a subprocess, from `cwd` (default: a SQLite store's folder),
+    with this venv's `python` first on PATH and secrets in the environment (which must never reach the store)."""
     env = {**os.environ, **SECRETS, "MLFLOW_TRACKING_URI": tracking_uri, "HF_HUB_OFFLINE": "1",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     for variable in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
         env.pop(variable, None)
     command = [sys.executable, "-m", "mlflow", "run", uri, "--env-manager", "local", "--experiment-name", experiment, *args]
-    store_folder = tracking_uri.removeprefix("sqlite:///").rpartition("/")[0]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, cwd=store_folder)
+    cwd = cwd or tracking_uri.removeprefix("sqlite:///").rpartition("/")[0]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, cwd=cwd)
 
 
 def params(**values) -> list[str]:
@@ -144,12 +145,29 @@ def tracking(tmp_path, monkeypatch) -> str:
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
+def mlflow_server_folder(tmp_path_factory) -> Path:
+    """Where the session's tracking server keeps its SQLite store and artifacts."""
+    return tmp_path_factory.mktemp("mlflow-server")
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(mlflow_server_folder):
     """A real `mlflow server` (SQLite store, proxied artifacts) on a free 127.0.0.1 port; yields its http URI."""
     from servers import mlflow_server as start_mlflow_server
 
-    with start_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as uri:
+    with start_mlflow_server(mlflow_server_folder) as uri:
         yield uri
+
+
+@pytest.fixture(scope="session")
+def served_pipeline(mlflow_server, tiny_model, easy_zip_url, tmp_path_factory):
+    """`mlflow run .` of the whole pipeline against the real tracking server, over HTTP only, with local model and
+    data, in experiment `e2e`. Yields (tracking URI, the -P values, the CompletedProcess)."""
+    folder = tmp_path_factory.mktemp("e2e")
+    values = dict(download_url=easy_zip_url, local_folder=folder / "data", foundation_model=tiny_model,
+                  checkpoint_dir=folder / "checkpoints", cache_dir=folder / "cache", epochs=3, batch_size=16,
+                  learning_rate=3e-3, max_length=32, registered_model_name="e2e_sentiment")
+    yield mlflow_server, values, mlflow_run(mlflow_server, *params(**values), cwd=folder)
 
 
 def git(*args: str, cwd: Path) -> str:

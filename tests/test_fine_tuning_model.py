@@ -12,7 +12,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import REPO, easy_reviews, write_splits
+from conftest import REPO, easy_reviews, mlflow_run, params, write_splits
 from pipeline import fine_tuning_model
 
 FAST = ["--epochs", "3", "--batch-size", "16", "--learning-rate", "3e-3", "--max-length", "32"]
@@ -28,6 +28,7 @@ def finished_run(tiny_model, easy_data, tmp_path_factory):
     folder = tmp_path_factory.mktemp("fine-tuned")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
+        patch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")  # the run lasts seconds, not minutes
         mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
         result = fine_tune("--foundation-model", str(tiny_model), "--data-path", str(easy_data),
                            "--checkpoint-dir", str(folder / "checkpoints"))
@@ -128,7 +129,7 @@ def test_second_run_reuses_tokenized_data(tracking, tiny_model, easy_data, tmp_p
 @pytest.mark.slow
 def test_killed_run_resumes_from_its_last_checkpoint(tracking, tiny_model, tmp_path):
     """SIGKILL mid-epoch, start again with the same parameters: training continues from the last epoch boundary."""
-    data = write_splits(tmp_path / "data", {"train": easy_reviews(3000, 11), "valid": easy_reviews(200, 12),
+    data = write_splits(tmp_path / "data", {"train": easy_reviews(2000, 11), "valid": easy_reviews(200, 12),
                                             "test": easy_reviews(200, 13)})
     command = [sys.executable, "-m", "pipeline.fine_tuning_model", "--foundation-model", str(tiny_model),
                "--data-path", str(data), "--epochs", "3", "--batch-size", "8", "--max-length", "32",
@@ -153,5 +154,26 @@ def test_killed_run_resumes_from_its_last_checkpoint(tracking, tiny_model, tmp_p
     epochs = [point.value for point in mlflow.MlflowClient().get_metric_history(resumed.info.run_id, "val_macro_f1")]
     assert len(epochs) == 3 - finished_epochs  # only the epochs that were missing
     epoch_numbers = {int(point.value) for point in mlflow.MlflowClient().get_metric_history(resumed.info.run_id, "epoch")}
-    assert max(epoch_numbers) == 2 and min(epoch_numbers) == finished_epochs
+    assert min(epoch_numbers) == finished_epochs  # the first epoch it trained is the one after the checkpoint
     assert not list((tmp_path / "ckpt").glob("*/*.ckpt"))  # finished: checkpoints removed
+
+
+@pytest.mark.slow
+def test_ddp_under_mlflow_run_logs_from_rank_zero_only(tmp_path, tiny_model, easy_data):
+    """Two DDP processes (gloo on CPU: the GPU code path without GPUs), started by `mlflow run`: one run, logged once."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = mlflow_run(uri, "-e", "fine_tuning_model", *params(
+        foundation_model=tiny_model, data_path=easy_data, accelerator="cpu", devices=2, epochs=3, batch_size=8,
+        learning_rate=3e-3, max_length=32, checkpoint_dir=tmp_path / "ckpt", cache_dir=tmp_path / "cache"), experiment="ddp")
+    assert result.returncode == 0, result.stderr[-3000:]
+    mlflow.set_tracking_uri(uri)
+    try:
+        (run,) = mlflow.search_runs(experiment_names=["ddp"], output_format="list")
+        history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_macro_f1")
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert run.info.status == "FINISHED"
+    assert (run.data.params["resolved_strategy"], run.data.params["resolved_devices"]) == ("ddp", "2")
+    assert len(history) == 3  # once per epoch, not once per rank
+    assert run.data.metrics["test_accuracy"] >= 0.8
+    assert "pipeline.model_uri" in run.data.tags

@@ -58,36 +58,23 @@ def test_unreachable_tracking_server_is_one_line(monkeypatch, tmp_path):
                                      "check MLFLOW_TRACKING_URI")
 
 
-def runs_by_entry_point(experiment: str = "e2e") -> dict[str, list]:
+def runs_by_entry_point(uri: str, experiment: str = "e2e") -> dict[str, list]:
     """Runs of the experiment by MLproject entry point (the parent is `main`), oldest first."""
+    client = mlflow.MlflowClient(uri)
     found: dict[str, list] = {}
-    for run in mlflow.search_runs(experiment_names=[experiment], output_format="list", order_by=["attributes.start_time ASC"]):
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id], order_by=["attributes.start_time ASC"])
+    for run in runs:
         found.setdefault(run.data.tags["mlflow.project.entryPoint"], []).append(run)
     return found
 
 
-@pytest.fixture(scope="module")
-def pipeline_store(tmp_path_factory, tiny_model, easy_zip_url):
-    """A store in which `mlflow run .` ran the whole pipeline once, with local model and data."""
-    folder = tmp_path_factory.mktemp("e2e")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    local = dict(download_url=easy_zip_url, local_folder=folder / "data", foundation_model=tiny_model,
-                   checkpoint_dir=folder / "checkpoints", cache_dir=folder / "cache", epochs=3, batch_size=16,
-                   learning_rate=3e-3, max_length=32, registered_model_name="e2e_sentiment")
-    result = mlflow_run(uri, *params(**local))
-    mlflow.set_tracking_uri(uri)
-    yield uri, local, result
-    mlflow.set_tracking_uri(None)
-
-
 @pytest.mark.slow
-def test_full_pipeline(pipeline_store):
-    uri, _, result = pipeline_store
+def test_full_pipeline(served_pipeline, tmp_path):
+    uri, _, result = served_pipeline
     assert result.returncode == 0, result.stderr[-3000:]
-    runs = runs_by_entry_point()
+    runs = runs_by_entry_point(uri)
     (parent,) = runs["main"]
     assert parent.info.status == "FINISHED"
-    assert parent.data.tags["mlflow.project.entryPoint"] == "main"
     for step in main.STEPS:
         (child,) = runs[step]
         assert child.info.status == "FINISHED", step
@@ -99,31 +86,35 @@ def test_full_pipeline(pipeline_store):
     assert tuned.data.params["epochs"] == "3" and tuned.data.params["foundation_model"].endswith("tiny-bert0")
     assert tuned.data.metrics["test_accuracy"] >= 0.85
     assert registered.data.params["mlflow_run_id"] == tuned.info.run_id
+    assert registered.data.tags["pipeline.quality_gate"] == "passed"
 
-    client = mlflow.MlflowClient()
-    version = client.get_model_version_by_alias("e2e_sentiment", "champion")
+    version = mlflow.MlflowClient(uri).get_model_version_by_alias("e2e_sentiment", "champion")
     assert version.run_id == tuned.info.run_id
-    model = mlflow.pyfunc.load_model("models:/e2e_sentiment@champion")
+    mlflow.set_tracking_uri(uri)
+    try:
+        model = mlflow.pyfunc.load_model("models:/e2e_sentiment@champion", dst_path=str(tmp_path))
+    finally:
+        mlflow.set_tracking_uri(None)
     answer = model.predict(pd.DataFrame({"review": ["the acting was superb and the film felt wonderful",
                                                     "the script was dreadful and the music felt dull"]}))
     assert answer["label"].tolist() == ["positive", "negative"]
 
 
 @pytest.mark.slow
-def test_single_steps_take_the_latest_outputs(pipeline_store):
-    uri, local, first = pipeline_store
+def test_single_steps_take_the_latest_outputs(served_pipeline, tmp_path):
+    uri, local, first = served_pipeline
     assert first.returncode == 0
-    before = runs_by_entry_point()
-    result = mlflow_run(uri, *params(**local | {"pipeline_steps": "fine_tuning_model", "epochs": 2}))
+    before = runs_by_entry_point(uri)
+    result = mlflow_run(uri, *params(**local | {"pipeline_steps": "fine_tuning_model", "epochs": 2}), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    new_tuning = runs_by_entry_point()["fine_tuning_model"][-1]
+    new_tuning = runs_by_entry_point(uri)["fine_tuning_model"][-1]
     assert new_tuning.data.params["epochs"] == "2"
     assert new_tuning.data.tags["pipeline.data_run_id"] == before["download_data"][0].info.run_id
-    assert len(runs_by_entry_point()["download_data"]) == 1  # not downloaded again
+    assert len(runs_by_entry_point(uri)["download_data"]) == 1  # not downloaded again
 
-    result = mlflow_run(uri, *params(pipeline_steps="register_model", registered_model_name="e2e_sentiment"))
+    result = mlflow_run(uri, *params(pipeline_steps="register_model", registered_model_name="e2e_sentiment"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    client = mlflow.MlflowClient()
+    client = mlflow.MlflowClient(uri)
     version = client.get_model_version("e2e_sentiment", "2")
     assert version.run_id == new_tuning.info.run_id
     # The quality gate: version 2 serves only if it is at least as good as version 1 on the same test data.
@@ -133,13 +124,13 @@ def test_single_steps_take_the_latest_outputs(pipeline_store):
 
 
 @pytest.mark.slow
-def test_rerun_reuses_finished_steps(pipeline_store):
-    uri, local, first = pipeline_store
+def test_rerun_reuses_finished_steps(served_pipeline, tmp_path):
+    uri, local, first = served_pipeline
     assert first.returncode == 0
-    before = runs_by_entry_point()
-    result = mlflow_run(uri, *params(**local))
+    before = runs_by_entry_point(uri)
+    result = mlflow_run(uri, *params(**local), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    after = runs_by_entry_point()
+    after = runs_by_entry_point(uri)
     parent = after["main"][-1]
     assert parent.data.tags["pipeline.reused"] == "download_data,fine_tuning_model,register_model"
     for step in main.STEPS:
@@ -147,18 +138,17 @@ def test_rerun_reuses_finished_steps(pipeline_store):
         assert parent.data.tags[f"pipeline.{step}.run_id"] == before[step][0].info.run_id  # the first pipeline's runs
     assert "reusing finished fine_tuning_model run" in result.stdout + result.stderr
 
-    result = mlflow_run(uri, *params(**local | {"pipeline_steps": "download_data", "reuse_completed": "false"}))
+    result = mlflow_run(uri, *params(**local | {"pipeline_steps": "download_data", "reuse_completed": "false"}), cwd=tmp_path)
     assert result.returncode == 0
-    assert len(runs_by_entry_point()["download_data"]) == len(before["download_data"]) + 1
+    assert len(runs_by_entry_point(uri)["download_data"]) == len(before["download_data"]) + 1
 
 
 @pytest.mark.slow
-def test_secrets_never_reach_the_store(pipeline_store):
+def test_secrets_never_reach_the_store(served_pipeline, mlflow_server_folder):
     """Secrets were in every `mlflow run`'s environment: no param, tag, metric, artifact or log line holds them."""
-    uri, _, first = pipeline_store
-    folder = Path(uri.removeprefix("sqlite:///")).parent
-    stored = [path for path in folder.rglob("*") if path.is_file()]
-    assert any(path.suffix == ".db" for path in stored) and any("artifacts" in path.parts for path in stored)
+    _, _, first = served_pipeline
+    stored = [path for path in mlflow_server_folder.rglob("*") if path.is_file()]
+    assert any(path.suffix == ".db" for path in stored) and any(path.name == "MLmodel" for path in stored)
     for secret in SECRETS.values():
         assert secret not in first.stdout + first.stderr
         for path in stored:
@@ -172,8 +162,7 @@ def test_unknown_step_fails_before_any_step_runs(tmp_path):
     assert result.returncode != 0
     assert ("error: pipeline_steps='download_data,train': unknown step(s) ['train']; "
             "valid: all, or a comma list of download_data, fine_tuning_model, register_model") in result.stderr
-    mlflow.set_tracking_uri(uri)
-    runs = runs_by_entry_point()
+    runs = runs_by_entry_point(uri)
     assert list(runs) == ["main"] and runs["main"][0].info.status == "FAILED"
 
 
@@ -183,8 +172,7 @@ def test_failing_step_fails_the_parent(tmp_path, http_root):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = mlflow_run(uri, *params(download_url=f"{base}/missing.zip", local_folder=tmp_path / "data"))
     assert result.returncode != 0
-    mlflow.set_tracking_uri(uri)
-    runs = runs_by_entry_point()
+    runs = runs_by_entry_point(uri)
     assert set(runs) == {"main", "download_data"}  # nothing ran after the failed step
     (download,) = runs["download_data"]
     assert download.info.status == "FAILED" and runs["main"][0].info.status == "FAILED"

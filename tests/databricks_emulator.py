@@ -1,0 +1,298 @@
+"""A Databricks workspace on 127.0.0.1, as far as MLflow's `databricks` project backend and tracking client use one.
+
+MLflow's own client code (`mlflow run -b databricks`, `MLFLOW_TRACKING_URI=databricks`, databricks-sdk auth) talks
+to it over HTTP; the tests run the real thing up to the cluster, which this module stands in for:
+
+- `GET /api/2.0/dbfs/get-status` and `POST /dbfs/<path>` (the project tarball) on a DBFS folder;
+- `POST /api/2.0/jobs/runs/submit`: checks the cluster spec and libraries, then runs the `shell_command_task`
+  command with `bash` in a fresh cluster folder, `/dbfs` and `/databricks` rewritten into the emulator's folders
+  and `$DB_HOME/python/bin` holding the cluster's Python (this venv);
+- `GET /api/2.0/jobs/runs/get` (PENDING → RUNNING → TERMINATED with SUCCESS / FAILED / CANCELED) and
+  `POST /api/2.0/jobs/runs/cancel`;
+- `/api/2.0/mlflow/...` forwarded to a real `mlflow server`.
+
+Every request needs `Authorization: Bearer <token>`. No answer is a 5xx: databricks-sdk would retry it for minutes.
+The job's cluster gets the workspace URL and its own token in DATABRICKS_HOST / DATABRICKS_TOKEN, as a real
+cluster does, never the user's token.
+"""
+
+import contextlib
+import http.server
+import importlib.metadata
+import itertools
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import requests
+
+# The job script copies the tarball with `rsync -a -v --ignore-existing FILE DIR`. Databricks images have rsync,
+# these test machines do not: the cluster's PATH gets this stand-in, which does exactly that and refuses the rest.
+RSYNC_STAND_IN = '''[ "$#" -eq 5 ] && [ "$1 $2 $3" = "-a -v --ignore-existing" ] || { echo "rsync stand-in: unsupported: $*" >&2; exit 2; }
+echo "$4"
+[ -e "$5/$(basename "$4")" ] || exec cp -p "$4" "$5"'''
+REQUIRED_CLUSTER_KEYS = ("spark_version", "node_type_id")
+PYPI_PIN = re.compile(r"^([A-Za-z0-9_.\-\[\]]+)==([^\s;]+)$")
+
+
+@dataclass
+class Job:
+    run_id: int
+    request: dict
+    folder: Path
+    state: str = "PENDING"  # life_cycle_state
+    result: str | None = None
+    message: str = "Waiting for cluster"
+    process: subprocess.Popen | None = None
+    cancelled: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def log(self) -> str:
+        path = self.folder / "driver.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+class DatabricksEmulator:
+    """Start with `with DatabricksEmulator(root, tracking_url, token) as workspace:`; `workspace.host` is its URL."""
+
+    def __init__(self, root: Path, tracking_url: str, token: str, cluster_env: dict[str, str] | None = None):
+        self.root, self.tracking_url, self.token = root, tracking_url.rstrip("/"), token
+        self.cluster_token = f"cluster-{os.urandom(8).hex()}"
+        self.cluster_env = cluster_env or {}  # what the cluster image sets, e.g. HF_HUB_OFFLINE for offline tests
+        self.dbfs = root / "dbfs"
+        self.jobs: dict[int, Job] = {}
+        self.ids = itertools.count(101)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.host = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self):
+        self.dbfs.mkdir(parents=True, exist_ok=True)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        for job in self.jobs.values():
+            self._cancel(job)
+        self.server.shutdown()
+        self.server.server_close()
+
+    def wait(self, run_id: int, timeout: float = 600) -> Job:
+        """Block until the job is TERMINATED (tests use this where the CLI returns right after submitting)."""
+        job = self.jobs[run_id]
+        deadline = time.monotonic() + timeout
+        while job.state != "TERMINATED" and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return job
+
+    # --- the REST API -------------------------------------------------------------------------------------
+
+    def _handler(self):
+        emulator = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self._dispatch("GET")
+
+            def do_POST(self):
+                self._dispatch("POST")
+
+            def do_PATCH(self):
+                self._dispatch("PATCH")
+
+            def do_DELETE(self):
+                self._dispatch("DELETE")
+
+            def _dispatch(self, method):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                url = urlparse(self.path)
+                if url.path == "/.well-known/databricks-config":
+                    return self._reply(404, {"error_code": "NOT_FOUND", "message": "no host metadata"})
+                if self.headers.get("Authorization") not in (f"Bearer {emulator.token}", f"Bearer {emulator.cluster_token}"):
+                    return self._reply(401, {"error_code": "UNAUTHENTICATED", "message": "invalid or missing bearer token"})
+                try:
+                    status, payload, content_type = emulator.route(method, url.path, parse_qs(url.query), body,
+                                                                   self.headers.get("Content-Type"), url.query)
+                except ApiError as error:
+                    status, payload, content_type = error.status, {"error_code": error.code, "message": str(error)}, None
+                self._reply(status, payload, content_type)
+
+            def _reply(self, status, payload, content_type=None):
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", content_type or "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        return Handler
+
+    def route(self, method, path, query, body, content_type, raw_query):
+        if path.startswith(("/api/2.0/mlflow/", "/api/2.0/mlflow-artifacts/", "/api/3.0/mlflow/")):
+            return self._forward(method, path, raw_query, body, content_type)
+        if (method, path) == ("GET", "/api/2.0/dbfs/get-status"):
+            return self._dbfs_status(json.loads(body or b"{}").get("path") or query.get("path", [""])[0])
+        if method == "POST" and path.startswith("/dbfs/"):
+            return self._dbfs_upload(path.removeprefix("/dbfs/"), body)
+        if (method, path) == ("POST", "/api/2.0/jobs/runs/submit"):
+            return 200, {"run_id": self._submit(json.loads(body)).run_id}, None
+        if (method, path) == ("GET", "/api/2.0/jobs/runs/get"):
+            return 200, self._describe(self._job(query.get("run_id", [""])[0])), None
+        if (method, path) == ("POST", "/api/2.0/jobs/runs/cancel"):
+            self._cancel(self._job(json.loads(body).get("run_id")))
+            return 200, {}, None
+        raise ApiError(404, "ENDPOINT_NOT_FOUND", f"{method} {path} is not emulated")
+
+    def _forward(self, method, path, raw_query, body, content_type):
+        """The MLflow REST API of a Databricks workspace is an MLflow tracking server: ask the real one."""
+        answer = requests.request(method, f"{self.tracking_url}{path}" + (f"?{raw_query}" if raw_query else ""),
+                                  data=body, headers={"Content-Type": content_type or "application/json"}, timeout=120)
+        status = answer.status_code if answer.status_code < 500 else 400  # a 5xx would make the client retry for minutes
+        return status, answer.content, answer.headers.get("Content-Type")
+
+    # --- DBFS ----------------------------------------------------------------------------------------------
+
+    def _dbfs_file(self, dbfs_path: str) -> Path:
+        target = (self.dbfs / dbfs_path.lstrip("/")).resolve()
+        if not target.is_relative_to(self.dbfs.resolve()):
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"path {dbfs_path!r} leaves DBFS")
+        return target
+
+    def _dbfs_status(self, dbfs_path: str):
+        target = self._dbfs_file(dbfs_path)
+        if not target.exists():
+            raise ApiError(404, "RESOURCE_DOES_NOT_EXIST", f"No file or directory exists on path {dbfs_path}.")
+        return 200, {"path": dbfs_path, "is_dir": target.is_dir(), "file_size": target.stat().st_size}, None
+
+    def _dbfs_upload(self, dbfs_path: str, body: bytes):
+        target = self._dbfs_file(dbfs_path)
+        if target.exists():
+            raise ApiError(409, "RESOURCE_ALREADY_EXISTS", f"File already exists: {dbfs_path}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(body)
+        return 200, {}, None
+
+    # --- Jobs ----------------------------------------------------------------------------------------------
+
+    def _job(self, run_id) -> Job:
+        try:
+            return self.jobs[int(run_id)]
+        except (KeyError, TypeError, ValueError):
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Run {run_id} does not exist.") from None
+
+    def _submit(self, request: dict) -> Job:
+        cluster, task = request.get("new_cluster"), request.get("shell_command_task")
+        if not isinstance(cluster, dict) or any(key not in cluster for key in REQUIRED_CLUSTER_KEYS):
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"new_cluster needs {', '.join(REQUIRED_CLUSTER_KEYS)}")
+        unknown = [key for key in cluster if key.isupper()]  # MLflow's own options leak in when the spec is not wrapped
+        if unknown:
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"unknown new_cluster fields {unknown}")
+        if not isinstance(task, dict) or not isinstance(task.get("command"), list):
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", "shell_command_task.command must be a list of strings")
+        run_id = next(self.ids)
+        job = Job(run_id, request, self.root / "clusters" / str(run_id))  # a new_cluster: nothing left from other jobs
+        self.jobs[run_id] = job
+        threading.Thread(target=self._run, args=(job,), daemon=True).start()
+        return job
+
+    def _run(self, job: Job) -> None:
+        """Start the cluster (folders, Python, libraries), then run the command and record how it ended."""
+        db_home = job.folder / "databricks"
+        python_bin = db_home / "python" / "bin"
+        tools = job.folder / "usr" / "bin"
+        for folder in (python_bin, tools, job.folder / "home"):
+            folder.mkdir(parents=True)
+        executable = Path(sys.executable)  # the cluster's Python: this venv, with the launcher scripts it would have
+        script(python_bin / "python", f'exec "{executable}" "$@"')
+        script(python_bin / "mlflow", f'exec "{executable}" -m mlflow "$@"')
+        script(tools / "rsync", RSYNC_STAND_IN)
+        missing = unmet_libraries(job.request.get("libraries", []))
+        command = [self._in_sandbox(part, job) for part in job.request["shell_command_task"]["command"]]
+        env = {"PATH": f"{tools}:/usr/local/bin:/usr/bin:/bin", "HOME": str(job.folder / "home"), "DB_HOME": str(db_home),
+               "LANG": "C.UTF-8", **self.cluster_env, **job.request["new_cluster"].get("spark_env_vars", {}),
+               **job.request["shell_command_task"].get("env_vars", {}),
+               "DATABRICKS_HOST": self.host, "DATABRICKS_TOKEN": self.cluster_token}
+        with job.lock:
+            if job.cancelled:
+                return
+            if missing:
+                job.state, job.result, job.message = "INTERNAL_ERROR", "FAILED", f"Library installation failed: {missing}"
+                return
+            with (job.folder / "driver.log").open("wb") as log:
+                job.process = subprocess.Popen(command, cwd=job.folder, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                               start_new_session=True)
+            job.state, job.message = "RUNNING", "In run"
+        code = job.process.wait()
+        with job.lock:
+            if not job.cancelled:
+                job.state, job.result = "TERMINATED", "SUCCESS" if code == 0 else "FAILED"
+                job.message = "" if code == 0 else f"Command exited with code {code}"
+
+    def _in_sandbox(self, text: str, job: Job) -> str:
+        """The job's view of the cluster: `/dbfs/...` is the emulator's DBFS, `/databricks/...` the job's folder."""
+        text = re.sub(r"(?<![\w./-])/dbfs(?=/)", str(self.dbfs), text)
+        return re.sub(r"(?<![\w./-])/databricks(?=/)", str(job.folder / "databricks"), text)
+
+    def _cancel(self, job: Job) -> None:
+        with job.lock:
+            if job.state == "TERMINATED" or job.state == "INTERNAL_ERROR":
+                return
+            job.cancelled = True
+            if job.process and job.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(job.process.pid, signal.SIGTERM)
+            job.state, job.result, job.message = "TERMINATED", "CANCELED", "Run cancelled"
+
+    def _describe(self, job: Job) -> dict:
+        state = {"life_cycle_state": job.state, "state_message": job.message}
+        if job.result:
+            state["result_state"] = job.result
+        return {"job_id": job.run_id, "run_id": job.run_id, "run_name": job.request.get("run_name", ""),
+                "run_page_url": f"{self.host}/?o=0#job/{job.run_id}/run/{job.run_id}", "state": state}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+def script(path: Path, body: str) -> None:
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+
+
+def unmet_libraries(libraries: list[dict]) -> list[str]:
+    """The cluster libraries (`pypi` pins) the cluster's Python does not have at that version.
+
+    The emulator cannot install from PyPI offline; it checks instead that the pinned versions are what the job gets.
+    """
+    unmet = []
+    for library in libraries:
+        spec = library.get("pypi", {}).get("package", "")
+        match = PYPI_PIN.match(spec)
+        if not match:
+            unmet.append(spec or json.dumps(library))
+            continue
+        name, version = match.groups()
+        try:
+            installed = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            installed = None
+        if installed is None or installed.split("+")[0] != version:
+            unmet.append(f"{spec} (cluster has {installed})")
+    return unmet

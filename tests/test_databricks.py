@@ -1,0 +1,157 @@
+"""Databricks as the target, local and remote code: MLflow's real `databricks` backend against the emulator.
+
+The client side is the real thing (`mlflow run -b databricks`, `python -m pipeline.submit`, databricks-sdk auth,
+`MLFLOW_TRACKING_URI=databricks`); the workspace is `tests/databricks_emulator.py`, whose jobs run the submitted
+command for real and track into a real `mlflow server`. The tests run in file order and share one workspace.
+"""
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+import requests
+
+from databricks_emulator import DatabricksEmulator
+from servers import mlflow_server
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+TOKEN = f"dapi{secrets.token_hex(16)}"  # made here: a literal would travel in the uploaded project
+EXPERIMENT = "/Shared/sentiment-tests"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """(emulator, tracking server URI, client environment, outputs): one workspace for the module."""
+    root = tmp_path_factory.mktemp("databricks")
+    (root / "server").mkdir()
+    with mlflow_server(root / "server", proxied=False) as server_uri, \
+            DatabricksEmulator(root / "workspace", server_uri, TOKEN, cluster_env={"HF_HUB_OFFLINE": "1"}) as emulator:
+        env = {**os.environ, "MLFLOW_TRACKING_URI": "databricks", "DATABRICKS_HOST": emulator.host, "DATABRICKS_TOKEN": TOKEN,
+               "HOME": str(root / "home"), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+        for variable in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "DATABRICKS_CONFIG_PROFILE"):
+            env.pop(variable, None)
+        yield emulator, server_uri, env, []
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """The work tree as git sees it (tracked and not ignored files): what `mlflow run .` uploads, without .venv or data."""
+    folder = tmp_path_factory.mktemp("project")
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                            check=True, capture_output=True, text=True).stdout.split("\0")
+    for name in filter(None, listed):
+        if (REPO / name).is_file():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes((REPO / name).read_bytes())
+    return folder
+
+
+def run(workspace, command: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    _, _, env, outputs = workspace
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=cwd)
+    outputs.append(result.stdout + result.stderr)
+    return result
+
+
+def params(**values) -> list[str]:
+    return [item for key, value in values.items() for item in ("-P", f"{key}={value}")]
+
+
+def job_runs(server_uri: str, job_id: int) -> tuple[mlflow.entities.Run, list[mlflow.entities.Run]]:
+    """The MLflow run a Databricks job ran (found by its job tag) and its nested step runs."""
+    client = mlflow.MlflowClient(server_uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT).experiment_id
+    (parent,) = client.search_runs([experiment], f"tags.`mlflow.databricks.shellJobRunID` = '{job_id}'")
+    children = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+                                  order_by=["attributes.start_time ASC"])
+    return parent, children
+
+
+def submit(workspace, uri: str, *args: str) -> subprocess.CompletedProcess:
+    return run(workspace, [sys.executable, "-m", "pipeline.submit", uri, "--backend-config", str(REPO / "cluster_spec.json"),
+                           "--experiment-name", EXPERIMENT, "--poll-seconds", "1", *args], cwd=REPO)
+
+
+def test_local_code_on_databricks(workspace, project, tiny_model, easy_zip_url):
+    emulator, server_uri, _, _ = workspace
+    result = run(workspace, [sys.executable, "-m", "mlflow", "run", ".", "-b", "databricks", "--backend-config", "cluster_spec.json",
+                             "--env-manager", "local", "--experiment-name", EXPERIMENT,
+                             *params(pipeline_steps="download_data,fine_tuning_model", download_url=easy_zip_url,
+                                     foundation_model=tiny_model, epochs=1, max_length=16, batch_size=16)], cwd=project)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (job_id,) = emulator.jobs
+    assert f"Check the run's status at {emulator.host}/?o=0#job/{job_id}/run/{job_id}" in result.stderr
+    job = emulator.wait(job_id)  # the CLI returned at submission; the job goes on
+    assert (job.state, job.result) == ("TERMINATED", "SUCCESS"), job.log[-3000:]
+    assert job.request["new_cluster"]["node_type_id"] == "g4dn.xlarge"
+    assert {"pypi": {"package": f"mlflow=={mlflow.__version__}"}} in job.request["libraries"]
+    assert (emulator.dbfs / "mlflow-experiments").is_dir()  # the code travelled through DBFS
+
+    parent, children = job_runs(server_uri, job_id)
+    assert parent.info.status == "FINISHED"
+    assert [child.data.tags["mlflow.project.entryPoint"] for child in children] == ["download_data", "fine_tuning_model"]
+    assert all(child.info.status == "FINISHED" for child in children)
+    assert children[1].data.tags["pipeline.model_uri"].startswith("models:/")  # the model was logged from the cluster
+
+
+def test_remote_code_on_databricks_waits_with_submit(workspace, git_remote, easy_zip_url):
+    """`pipeline.submit` with a git URI and a pinned commit: prints the run page and progress, exits 0 at SUCCESS."""
+    emulator, server_uri, _, _ = workspace
+    result = submit(workspace, f"{git_remote['url']}/sentiment.git", "--version", git_remote["pinned"],
+                    *params(pipeline_steps="download_data", download_url=easy_zip_url))
+    assert result.returncode == 0, result.stderr[-3000:]
+    job_id = max(emulator.jobs)
+    job = emulator.jobs[job_id]
+    assert (job.state, job.result) == ("TERMINATED", "SUCCESS")  # already: submit waited for it
+    parent, (step,) = job_runs(server_uri, job_id)
+    assert f"Databricks run page: {emulator.host}/?o=0#job/{job_id}/run/{job_id} (MLflow run {parent.info.run_id})" in result.stdout
+    assert "  download_data: FINISHED" in result.stdout
+    assert f"remote run succeeded: MLflow run {parent.info.run_id}" in result.stdout
+    assert parent.info.status == step.info.status == "FINISHED"
+    assert parent.data.tags["mlflow.source.git.commit"] == git_remote["pinned"]
+    assert parent.data.tags["mlflow.source.git.repoURL"] == f"{git_remote['url']}/sentiment.git"
+
+
+def test_failing_step_fails_the_job_and_submit(workspace, project, http_root):
+    emulator, server_uri, _, _ = workspace
+    _, base = http_root
+    result = submit(workspace, str(project), *params(pipeline_steps="download_data", download_url=f"{base}/missing.zip"))
+    assert result.returncode == 1
+    job_id = max(emulator.jobs)
+    assert (emulator.jobs[job_id].state, emulator.jobs[job_id].result) == ("TERMINATED", "FAILED")
+    parent, (step,) = job_runs(server_uri, job_id)
+    assert parent.info.status == step.info.status == "FAILED"
+    assert f"error: remote run failed: Run (ID '{parent.info.run_id}') failed" in result.stderr
+    assert f"{base}/missing.zip: HTTP 404" in emulator.jobs[job_id].log
+
+
+def test_token_is_never_logged(workspace):
+    emulator, server_uri, _, outputs = workspace
+    assert len(outputs) == 3 and len(emulator.jobs) == 3  # the runs above
+    client = mlflow.MlflowClient(server_uri)
+    runs = client.search_runs([experiment.experiment_id for experiment in client.search_experiments()])
+    assert len(runs) == 7  # 3 + 2 + 2: parents and their steps
+    for found in runs:
+        for value in [*found.data.params.values(), *found.data.tags.values()]:
+            assert TOKEN not in value and emulator.cluster_token not in value
+    for folder in (emulator.root, emulator.root.parent / "server"):  # DBFS, clusters, tracking store, artifacts
+        for path in folder.rglob("*"):
+            if path.is_file():
+                content = path.read_bytes()
+                assert TOKEN.encode() not in content, path
+    for output in outputs + [job.log for job in emulator.jobs.values()]:
+        assert TOKEN not in output and emulator.cluster_token not in output
+
+
+def test_requests_need_the_bearer_token(workspace):
+    emulator, _, _, _ = workspace
+    url = f"{emulator.host}/api/2.0/jobs/runs/get?run_id=101"
+    assert requests.get(url, timeout=5).status_code == 401
+    assert requests.get(url, headers={"Authorization": "Bearer wrong"}, timeout=5).json()["error_code"] == "UNAUTHENTICATED"
+    assert requests.get(url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5).json()["state"]["result_state"] == "SUCCESS"

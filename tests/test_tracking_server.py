@@ -1,0 +1,84 @@
+"""A real tracking server: the pipeline over HTTP, the registered model loaded back, and served by `mlflow models serve`."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import requests
+
+from servers import free_port, server_process
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+MODEL = "e2e_sentiment"  # registered by the session fixture `served_pipeline`
+REVIEWS = ["the acting was superb and the film felt wonderful", "the script was dreadful and the music felt dull"]
+pytestmark = pytest.mark.slow
+
+
+def test_pipeline_tracks_into_the_server(served_pipeline, mlflow_server, tmp_path):
+    _, _, result = served_pipeline
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = mlflow.MlflowClient(mlflow_server)
+    runs = client.search_runs([client.get_experiment_by_name("e2e").experiment_id])
+    assert {"download_data", "fine_tuning_model", "main", "register_model"} <= {run.data.tags["mlflow.project.entryPoint"] for run in runs}
+    assert all(run.info.status == "FINISHED" for run in runs)
+    assert all(run.info.artifact_uri.startswith("mlflow-artifacts:/") for run in runs)  # proxied: the server stores them
+    version = client.get_model_version_by_alias(MODEL, "champion")
+    mlflow.set_tracking_uri(mlflow_server)
+    try:
+        model = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion", dst_path=str(tmp_path))
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert model.metadata.run_id == version.run_id
+    assert set(model.predict(pd.DataFrame({"review": REVIEWS}))["label"]) <= {"positive", "negative"}
+
+
+def test_models_serve_answers_raw_text(served_pipeline, mlflow_server, tmp_path):
+    _, _, result = served_pipeline
+    assert result.returncode == 0
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}@champion", "--env-manager", "local",
+               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    with server_process(command, tmp_path / "serve.log", lambda: requests.get(f"{url}/ping", timeout=2).ok, "mlflow models serve", env):
+        answer = requests.post(f"{url}/invocations", json={"dataframe_records": [{"review": text} for text in REVIEWS]}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        predictions = answer.json()["predictions"]
+        assert [row["label"] for row in predictions] == ["positive", "negative"]
+        assert all(0.5 <= row["probability"] <= 1.0 for row in predictions)
+        refused = requests.post(f"{url}/invocations", json={"dataframe_records": [{"text": "no review column"}]}, timeout=60)
+        assert refused.status_code == 400
+
+
+def test_concurrent_registrations_leave_the_alias_on_the_better_model(served_pipeline, mlflow_server, tmp_path):
+    """Two register_model processes at once, into one model on the server: two versions, @champion on the better."""
+    _, values, result = served_pipeline
+    assert result.returncode == 0
+    client = mlflow.MlflowClient(mlflow_server)
+    experiment = client.get_experiment_by_name("e2e").experiment_id
+    strong = client.search_runs([experiment], "tags.`pipeline.step` = 'fine_tuning_model' and params.epochs = '3'")[0]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server, "MLFLOW_EXPERIMENT_NAME": "e2e", "HF_HUB_OFFLINE": "1"}
+    env.pop("MLFLOW_RUN_ID", None)
+    weak_training = subprocess.run(
+        [sys.executable, "-m", "pipeline.fine_tuning_model", "--foundation-model", str(values["foundation_model"]),
+         "--data-path", strong.data.params["data_path"], "--epochs", "1", "--learning-rate", "1e-5", "--max-length", "32",
+         "--checkpoint-dir", str(tmp_path / "ckpt"), "--cache-dir", str(values["cache_dir"])],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert weak_training.returncode == 0, weak_training.stderr[-2000:]
+    weak = client.search_runs([experiment], "tags.`pipeline.step` = 'fine_tuning_model'", order_by=["attributes.start_time DESC"])[0]
+    assert weak.data.metrics["test_macro_f1"] < strong.data.metrics["test_macro_f1"]
+
+    registrations = [subprocess.Popen([sys.executable, "-m", "pipeline.register_model", "--mlflow-run-id", run.info.run_id,
+                                       "--registered-model-name", "concurrent", "--min-score", "0"],
+                                      env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                     for run in (weak, strong)]
+    outputs = [process.communicate(timeout=300)[0] for process in registrations]
+    assert [process.returncode for process in registrations] == [0, 0], outputs
+    versions = client.search_model_versions("name = 'concurrent'")
+    assert sorted(version.run_id for version in versions) == sorted([weak.info.run_id, strong.info.run_id])
+    assert client.get_model_version_by_alias("concurrent", "champion").run_id == strong.info.run_id
