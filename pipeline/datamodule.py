@@ -85,7 +85,8 @@ class ReviewsDataModule(L.LightningDataModule):
     """Reads `<data_dir>/{train,valid,test}.csv` and serves padded-per-batch token tensors."""
 
     def __init__(self, data_dir: Path, tokenizer: PreTrainedTokenizerBase, max_length: int, batch_size: int,
-                 num_workers: int = 0, pin_memory: bool = False, cache_dir: Path | None = None):
+                 num_workers: int = 0, pin_memory: bool = False, cache_dir: Path | None = None,
+                 pad_to_multiple_of: int | None = None):
         super().__init__()
         self.data_dir = Path(data_dir)
         self.cache_dir = Path(cache_dir) if cache_dir else None
@@ -95,7 +96,7 @@ class ReviewsDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
-        self.collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
+        self.collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
         self.frames = None
         self.splits: dict[str, TokenizedReviews] = {}
 

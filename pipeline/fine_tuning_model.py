@@ -70,7 +70,8 @@ def main(**params) -> None:
 
         tokenizer = load_pretrained(AutoTokenizer, params["foundation_model"])
         datamodule = ReviewsDataModule(data_dir, tokenizer, params["max_length"], params["batch_size"],
-                                       hardware.num_workers, hardware.pin_memory, Path(params["cache_dir"]).expanduser())
+                                       hardware.num_workers, hardware.pin_memory, Path(params["cache_dir"]).expanduser(),
+                                       hardware.pad_to_multiple_of)
         datamodule.setup()
         # Same name and source as the download step logged, so MLflow shows one data set feeding both runs.
         source = mlflow.get_run(data_run_id).data.params.get("download_url", str(data_dir)) if data_run_id else str(data_dir)

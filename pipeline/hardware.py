@@ -48,6 +48,7 @@ class Hardware:
     strategy: str
     num_workers: int
     pin_memory: bool
+    pad_to_multiple_of: int | None
     tf32: bool
     compile: bool
 
@@ -114,6 +115,7 @@ def choose_hardware(
         # Workers only pay off when a GPU does the compute; on a CPU they steal its cores.
         num_workers=min(4, max(0, caps.cpu_count // devices - 1)) if on_cuda else 0,
         pin_memory=on_cuda,
+        pad_to_multiple_of=8 if on_cuda else None,  # tensor-core friendly shapes; on a CPU it is only padding
         tf32=on_cuda and (caps.cuda_compute_capability or (0, 0)) >= (8, 0),
         # torch.compile pays back its compile time on GPUs; on a small CPU it does not (BENCHMARKS.md).
         compile=compile == "true" or (compile == "auto" and on_cuda),

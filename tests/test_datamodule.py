@@ -33,7 +33,7 @@ def test_length_grouped_drop_last_and_len():
 
 def test_datamodule_pads_per_batch(tiny_model, easy_data):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    datamodule = ReviewsDataModule(easy_data, tokenizer, max_length=12, batch_size=8)
+    datamodule = ReviewsDataModule(easy_data, tokenizer, max_length=12, batch_size=8, pad_to_multiple_of=8)
     datamodule.setup()
     assert {split: len(dataset) for split, dataset in datamodule.splits.items()} == {"train": 400, "valid": 100, "test": 100}
     assert max(datamodule.splits["train"].lengths) <= 12  # truncated to max_length

@@ -35,6 +35,7 @@ def test_automatic_choice(caps, accelerator, devices, precision, strategy, tf32)
     assert (hardware.accelerator, hardware.devices, hardware.precision, hardware.strategy, hardware.tf32) == (
         accelerator, devices, precision, strategy, tf32)
     assert hardware.pin_memory == (accelerator == "cuda")
+    assert hardware.pad_to_multiple_of == (8 if accelerator == "cuda" else None)
     assert hardware.compile == (accelerator == "cuda")
     assert hardware.trainer_flags() == {"accelerator": accelerator, "devices": devices, "precision": precision, "strategy": strategy}
 
