@@ -29,7 +29,8 @@ def main(source: str, target: str) -> None:
             axis.annotate(f"×{row['ratio']:.2f}", (position + width / 2, row["project_samples_per_s"]), ha="center", va="bottom")
         axis.set(xticks=list(positions), xticklabels=[str(r["batch_size"]) for r in rows], xlabel="batch size",
                  ylabel="samples/s", title=f"{model} — {rows[0]['device']}")
-        axis.legend(loc="upper left")
+        axis.set_ylim(0, 1.2 * max(r["project_samples_per_s"] for r in rows))
+        axis.legend(loc="lower right")
     figure.savefig(target, dpi=110)
 
 
