@@ -16,8 +16,8 @@ from mlflow import MlflowClient
 
 from pipeline.download_data import DATA_ARTIFACT
 from pipeline.errors import PipelineError, reports_errors
-from pipeline.reuse import find_reusable_run, git_commit, input_digests
-from pipeline.tracking import ERROR_TAG, LATEST, check_tracking_server, latest_finished_run
+from pipeline.reuse import git_commit, reusable_run
+from pipeline.tracking import ERROR_TAG, check_tracking_server
 
 STEPS = ("download_data", "fine_tuning_model", "register_model")
 PROJECT_DIR = Path(__file__).resolve().parent
@@ -68,40 +68,6 @@ def run_step(step: str, parameters: dict[str, str], experiment_id: str) -> str:
         reason = MlflowClient().get_run(submitted.run_id).data.tags.get(ERROR_TAG, "see the step's output above")
         raise PipelineError(f"step {step} failed (run {submitted.run_id}): {reason}")
     return submitted.run_id
-
-
-def reusable_run(step: str, values: dict[str, str], declared: dict, experiment_id: str, commit: str | None):
-    """A finished run that already did this step with these inputs, or None."""
-    params = {key: values.get(key, str(spec.get("default", "") if isinstance(spec, dict) else spec))
-              for key, spec in declared[step].items()}
-    if step == "fine_tuning_model":  # compare the data itself, not the reference to it
-        data_run = data_run_for(params.pop("data_path"), experiment_id)
-        if data_run is None:
-            return None
-        return find_reusable_run(step, experiment_id, params, commit, data_digests=input_digests(data_run))
-    if step == "register_model":  # compare the model registered, not how it was named
-        source = params.pop("mlflow_run_id")
-        if source == LATEST:
-            latest = latest_run_or_none("fine_tuning_model", experiment_id)
-            source = latest.info.run_id if latest else None
-        return find_reusable_run(step, experiment_id, params, commit, extra_tags={"source_run_id": source}) if source else None
-    return find_reusable_run(step, experiment_id, params, commit)
-
-
-def data_run_for(data_path: str, experiment_id: str):
-    """The download_data run that `data_path` points at (`runs:/<id>/imdb` or `latest`), else None."""
-    if data_path == LATEST:
-        return latest_run_or_none("download_data", experiment_id)
-    if data_path.startswith("runs:/"):
-        return MlflowClient().get_run(data_path.split("/")[1])
-    return None
-
-
-def latest_run_or_none(step: str, experiment_id: str):
-    try:
-        return latest_finished_run(step, experiment_id)
-    except PipelineError:
-        return None
 
 
 @click.command(help=__doc__)

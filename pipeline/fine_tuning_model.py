@@ -23,7 +23,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from transformers import AutoTokenizer
 
 from pipeline.classifier import SentimentClassifier, load_pretrained
-from pipeline.data import LABEL_COLUMN, SPLITS
+from pipeline.data import LABEL_COLUMN
 from pipeline.datamodule import ReviewsDataModule
 from pipeline.download_data import DATA_ARTIFACT
 from pipeline.errors import PipelineError, reports_errors

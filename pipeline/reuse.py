@@ -11,7 +11,8 @@ from pathlib import Path
 import mlflow
 from mlflow.entities import Run
 
-from pipeline.tracking import STEP_TAG
+from pipeline.errors import PipelineError
+from pipeline.tracking import LATEST, STEP_TAG, latest_finished_run
 
 COMMIT_TAG = "mlflow.source.git.commit"
 
@@ -56,3 +57,41 @@ def find_reusable_run(step: str, experiment_id: str, params: dict[str, str], com
             continue
         return run
     return None
+
+
+def reusable_run(step: str, values: dict[str, str], declared: dict, experiment_id: str, commit: str | None):
+    """A finished run that already did `step` with these inputs, or None.
+
+    `values` are the KEY=VALUE strings `main` passes; `declared` is MLproject's parameter declarations (for
+    the defaults MLflow stores when a value is not passed)."""
+    params = {key: values.get(key, str(spec.get("default", "") if isinstance(spec, dict) else spec))
+              for key, spec in declared[step].items()}
+    if step == "fine_tuning_model":  # compare the data itself, not the reference to it
+        data_run = data_run_for(params.pop("data_path"), experiment_id)
+        if data_run is None:
+            return None
+        return find_reusable_run(step, experiment_id, params, commit, data_digests=input_digests(data_run))
+    if step == "register_model":  # compare the model registered, not how it was named
+        source = params.pop("mlflow_run_id")
+        if source == LATEST:
+            latest = latest_run_or_none("fine_tuning_model", experiment_id)
+            source = latest.info.run_id if latest else None
+        return find_reusable_run(step, experiment_id, params, commit, extra_tags={"source_run_id": source}) if source else None
+    return find_reusable_run(step, experiment_id, params, commit)
+
+
+def data_run_for(data_path: str, experiment_id: str):
+    """The download_data run that `data_path` points at (`runs:/<id>/imdb` or `latest`), else None."""
+    if data_path == LATEST:
+        return latest_run_or_none("download_data", experiment_id)
+    if data_path.startswith("runs:/"):
+        return mlflow.MlflowClient().get_run(data_path.split("/")[1])
+    return None
+
+
+def latest_run_or_none(step: str, experiment_id: str):
+    """The latest finished run of `step`, or None when there is none."""
+    try:
+        return latest_finished_run(step, experiment_id)
+    except PipelineError:
+        return None

@@ -1,8 +1,5 @@
 """main.py: step selection and parameter checks, and the whole pipeline through real `mlflow run` subprocesses."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
