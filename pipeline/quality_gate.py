@@ -22,7 +22,7 @@ from pipeline.reuse import input_digests
 from pipeline.tracking import download
 
 SCORERS = {"test_accuracy": accuracy_score, "test_macro_f1": lambda truth, predicted: f1_score(truth, predicted, average="macro")}
-GATE_TAG, SCORE_TAG, DIGEST_TAG = "quality_gate", "gate_score", "test_data_digest"
+GATE_TAG, METRIC_TAG, SCORE_TAG, DIGEST_TAG = "quality_gate", "gate_metric", "gate_score", "test_data_digest"
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def promote(client: MlflowClient, name: str, alias: str, metric: str, test_diges
     for _ in range(10):
         passing = [version for version in client.search_model_versions(f"name = '{name}'")
                    if version.tags.get(GATE_TAG) == "passed" and version.tags.get(DIGEST_TAG) == test_digest
-                   and version.tags.get("gate_metric") == metric]
+                   and version.tags.get(METRIC_TAG) == metric]
         best = max(passing, key=lambda version: (float(version.tags[SCORE_TAG]), int(version.version)))
         current = alias_version(client, name, alias)
         if current is not None and str(current.version) == str(best.version):

@@ -11,7 +11,7 @@ from mlflow import MlflowClient
 
 from pipeline.errors import PipelineError, reports_errors
 from pipeline.model_logging import MODEL_URI_TAG
-from pipeline.quality_gate import DIGEST_TAG, GATE_TAG, SCORE_TAG, SCORERS, judge, promote
+from pipeline.quality_gate import DIGEST_TAG, GATE_TAG, METRIC_TAG, SCORE_TAG, SCORERS, judge, promote
 from pipeline.reuse import input_digests
 from pipeline.tracking import LATEST, STEP_TAG, latest_finished_run, log_new_params, step_run
 
@@ -33,11 +33,12 @@ def main(mlflow_run_id: str, registered_model_name: str, alias: str, challenger_
         source = find_source_run(client, mlflow_run_id, run.info.experiment_id)
         verdict = judge(client, registered_model_name, alias, source, gate_metric, min_score)
         test_digest = input_digests(source).get("test", "")
+        gate = "passed" if verdict.passed else "failed"
         version = mlflow.register_model(
             source.data.tags[MODEL_URI_TAG],
             registered_model_name,
-            tags={"source_run_id": source.info.run_id, GATE_TAG: "passed" if verdict.passed else "failed",
-                  "gate_metric": gate_metric, SCORE_TAG: str(verdict.score), DIGEST_TAG: test_digest},
+            tags={"source_run_id": source.info.run_id, GATE_TAG: gate,
+                  METRIC_TAG: gate_metric, SCORE_TAG: str(verdict.score), DIGEST_TAG: test_digest},
         )
         if verdict.passed:
             holder = promote(client, registered_model_name, alias, gate_metric, test_digest)
@@ -46,7 +47,7 @@ def main(mlflow_run_id: str, registered_model_name: str, alias: str, challenger_
             client.set_registered_model_alias(registered_model_name, challenger_alias, version.version)
             outcome = f"@{challenger_alias} -> version {version.version} (not promoted)"
         mlflow.set_tags({"registered_model_name": registered_model_name, "registered_model_version": version.version,
-                         "source_run_id": source.info.run_id, "pipeline.quality_gate": "passed" if verdict.passed else "failed",
+                         "source_run_id": source.info.run_id, "pipeline.quality_gate": gate,
                          "pipeline.quality_gate_reason": verdict.reason})
         click.echo(f"registered {registered_model_name} version {version.version}; {outcome}: {verdict.reason}")
 

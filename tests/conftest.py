@@ -71,6 +71,16 @@ def params(**values) -> list[str]:
     return [item for key, value in values.items() for item in ("-P", f"{key}={value}")]
 
 
+def runs_by_entry_point(uri: str, experiment: str = "e2e") -> dict[str, list]:
+    """Runs of the experiment by MLproject entry point (the parent is `main`), oldest first."""
+    client = mlflow.MlflowClient(uri)
+    found: dict[str, list] = {}
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id], order_by=["attributes.start_time ASC"])
+    for run in runs:
+        found.setdefault(run.data.tags["mlflow.project.entryPoint"], []).append(run)
+    return found
+
+
 @pytest.fixture(scope="session")
 def easy_data(tmp_path_factory) -> Path:
     """train/valid/test folder of easy generated reviews (400/100/100 rows)."""

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 import main
-from conftest import SECRETS, mlflow_run, params
+from conftest import SECRETS, mlflow_run, params, runs_by_entry_point
 from pipeline.errors import PipelineError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,16 +53,6 @@ def test_unreachable_tracking_server_is_one_line(monkeypatch, tmp_path):
     assert result.exit_code == 1
     assert result.stderr.strip() == ("error: tracking server http://127.0.0.1:9 does not answer (ConnectionError); "
                                      "check MLFLOW_TRACKING_URI")
-
-
-def runs_by_entry_point(uri: str, experiment: str = "e2e") -> dict[str, list]:
-    """Runs of the experiment by MLproject entry point (the parent is `main`), oldest first."""
-    client = mlflow.MlflowClient(uri)
-    found: dict[str, list] = {}
-    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id], order_by=["attributes.start_time ASC"])
-    for run in runs:
-        found.setdefault(run.data.tags["mlflow.project.entryPoint"], []).append(run)
-    return found
 
 
 @pytest.mark.slow
