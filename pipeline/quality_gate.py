@@ -85,7 +85,9 @@ def candidate_test_csv(candidate: Run, scratch: Path) -> Path:
 def promote(client: MlflowClient, name: str, alias: str, metric: str, test_digest: str) -> str:
     """Point `alias` at the best passing version on this test data; repeat until no concurrent writer changed it."""
     for _ in range(10):
-        passing = [version for version in client.search_model_versions(f"name = '{name}'")
+        # Unity Catalog's search leaves tags out of its answers: read each version for them.
+        versions = [client.get_model_version(name, found.version) for found in client.search_model_versions(f"name = '{name}'")]
+        passing = [version for version in versions
                    if version.tags.get(GATE_TAG) == "passed" and version.tags.get(DIGEST_TAG) == test_digest
                    and version.tags.get(METRIC_TAG) == metric]
         best = max(passing, key=lambda version: (float(version.tags[SCORE_TAG]), int(version.version)))

@@ -8,6 +8,7 @@ data, `challenger_alias` otherwise; the step prints why either way.
 import click
 import mlflow
 from mlflow import MlflowClient
+from mlflow.utils.uri import is_databricks_unity_catalog_uri
 
 from pipeline.errors import PipelineError, reports_errors
 from pipeline.model_logging import MODEL_URI_TAG
@@ -29,6 +30,7 @@ def main(mlflow_run_id: str, registered_model_name: str, alias: str, challenger_
     with step_run("register_model") as run:
         log_new_params({"mlflow_run_id": mlflow_run_id, "registered_model_name": registered_model_name, "alias": alias,
                         "challenger_alias": challenger_alias, "gate_metric": gate_metric, "min_score": min_score})
+        check_model_name(registered_model_name)
         client = MlflowClient()
         source = find_source_run(client, mlflow_run_id, run.info.experiment_id)
         verdict = judge(client, registered_model_name, alias, source, gate_metric, min_score)
@@ -50,6 +52,14 @@ def main(mlflow_run_id: str, registered_model_name: str, alias: str, challenger_
                          "source_run_id": source.info.run_id, "pipeline.quality_gate": gate,
                          "pipeline.quality_gate_reason": verdict.reason})
         click.echo(f"registered {registered_model_name} version {version.version}; {outcome}: {verdict.reason}")
+
+
+def check_model_name(name: str) -> None:
+    """Unity Catalog (the registry behind tracking URI `databricks`) only takes three-part names."""
+    registry = mlflow.get_registry_uri()
+    if is_databricks_unity_catalog_uri(registry) and len(name.split(".")) != 3:
+        raise PipelineError(f"registered_model_name={name!r}: the Unity Catalog registry ({registry}) needs "
+                            f"catalog.schema.model, e.g. main.default.{name.rpartition('.')[2]}")
 
 
 def find_source_run(client: MlflowClient, run_id: str, experiment_id: str):

@@ -9,7 +9,8 @@ to it over HTTP; the tests run the real thing up to the cluster, which this modu
   and `$DB_HOME/python/bin` holding the cluster's Python (this venv);
 - `GET /api/2.0/jobs/runs/get` (PENDING → RUNNING → TERMINATED with SUCCESS / FAILED / CANCELED) and
   `POST /api/2.0/jobs/runs/cancel`;
-- `/api/2.0/mlflow/...` forwarded to a real `mlflow server`.
+- `/api/2.0/mlflow/...` forwarded to a real `mlflow server`, except Unity Catalog's model registry and its
+  files, which `tests/unity_catalog_emulator.py` keeps.
 
 Every request needs `Authorization: Bearer <token>`. No answer is a 5xx: databricks-sdk would retry it for minutes.
 The job's cluster gets the workspace URL and its own token in DATABRICKS_HOST / DATABRICKS_TOKEN, as a real
@@ -33,6 +34,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import requests
+
+from unity_catalog_emulator import PRESIGNED_PREFIX, ApiError, UnityCatalog
 
 # The job script copies the tarball with `rsync -a -v --ignore-existing FILE DIR`. Databricks images have rsync,
 # these test machines do not: the cluster's PATH gets this stand-in, which does exactly that and refuses the rest.
@@ -73,6 +76,7 @@ class DatabricksEmulator:
         self.ids = itertools.count(101)
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.host = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.unity_catalog = UnityCatalog(root / "uc-storage", self.host)
 
     def __enter__(self):
         self.dbfs.mkdir(parents=True, exist_ok=True)
@@ -110,6 +114,9 @@ class DatabricksEmulator:
             def do_POST(self):
                 self._dispatch("POST")
 
+            def do_PUT(self):
+                self._dispatch("PUT")
+
             def do_PATCH(self):
                 self._dispatch("PATCH")
 
@@ -122,6 +129,12 @@ class DatabricksEmulator:
                 url = urlparse(self.path)
                 if url.path == "/.well-known/databricks-config":
                     return self._reply(404, {"error_code": "NOT_FOUND", "message": "no host metadata"})
+                if url.path.startswith(PRESIGNED_PREFIX):  # signed URLs to storage need no token, as on a cloud
+                    try:
+                        data = emulator.unity_catalog.presigned(method, url.path, parse_qs(url.query), body)
+                        return self._reply(200, data, "application/octet-stream")
+                    except ApiError as error:
+                        return self._reply(error.status, {"error_code": error.code, "message": str(error)})
                 if self.headers.get("Authorization") not in (f"Bearer {emulator.token}", f"Bearer {emulator.cluster_token}"):
                     return self._reply(401, {"error_code": "UNAUTHENTICATED", "message": "invalid or missing bearer token"})
                 try:
@@ -142,6 +155,9 @@ class DatabricksEmulator:
         return Handler
 
     def route(self, method, path, query, body, content_type, raw_query):
+        if self.unity_catalog.handles(path):
+            fields = {key: values[0] for key, values in query.items()} | json.loads(body or b"{}")
+            return 200, self.unity_catalog.route(method, path, fields), None
         if path.startswith(("/api/2.0/mlflow/", "/api/2.0/mlflow-artifacts/", "/api/3.0/mlflow/")):
             return self._forward(method, path, raw_query, body, content_type)
         if (method, path) == ("GET", "/api/2.0/dbfs/get-status"):
@@ -263,12 +279,6 @@ class DatabricksEmulator:
             state["result_state"] = job.result
         return {"job_id": job.run_id, "run_id": job.run_id, "run_name": job.request.get("run_name", ""),
                 "run_page_url": f"{self.host}/?o=0#job/{job.run_id}/run/{job.run_id}", "state": state}
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code = status, code
 
 
 def script(path: Path, body: str) -> None:

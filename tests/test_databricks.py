@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 import requests
 
@@ -22,6 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TOKEN = f"dapi{secrets.token_hex(16)}"  # made here: a literal would travel in the uploaded project
 EXPERIMENT = "/Shared/sentiment-tests"
+MODEL = "main.default.sentiment"  # Unity Catalog: catalog.schema.model
+STEPS = ["download_data", "fine_tuning_model", "register_model"]
 pytestmark = pytest.mark.slow
 
 
@@ -78,12 +81,17 @@ def submit(workspace, uri: str, *args: str) -> subprocess.CompletedProcess:
                            "--experiment-name", EXPERIMENT, "--poll-seconds", "1", *args], cwd=REPO)
 
 
-def test_local_code_on_databricks(workspace, project, tiny_model, easy_zip_url):
-    emulator, server_uri, _, _ = workspace
+def pipeline_params(tiny_model, easy_zip_url) -> list[str]:
+    """The whole pipeline, registering in Unity Catalog (three-part name) whatever the model scores."""
+    return params(download_url=easy_zip_url, foundation_model=tiny_model, epochs=1, max_length=16, batch_size=16,
+                  registered_model_name=MODEL, min_score=0)
+
+
+def test_local_code_on_databricks(workspace, project, tiny_model, easy_zip_url, monkeypatch):
+    emulator, server_uri, env, _ = workspace
     result = run(workspace, [sys.executable, "-m", "mlflow", "run", ".", "-b", "databricks", "--backend-config", "cluster_spec.json",
                              "--env-manager", "local", "--experiment-name", EXPERIMENT,
-                             *params(pipeline_steps="download_data,fine_tuning_model", download_url=easy_zip_url,
-                                     foundation_model=tiny_model, epochs=1, max_length=16, batch_size=16)], cwd=project)
+                             *pipeline_params(tiny_model, easy_zip_url)], cwd=project)
     assert result.returncode == 0, result.stderr[-3000:]
     (job_id,) = emulator.jobs
     assert f"Check the run's status at {emulator.host}/?o=0#job/{job_id}/run/{job_id}" in result.stderr
@@ -95,27 +103,45 @@ def test_local_code_on_databricks(workspace, project, tiny_model, easy_zip_url):
 
     parent, children = job_runs(server_uri, job_id)
     assert parent.info.status == "FINISHED"
-    assert [child.data.tags["mlflow.project.entryPoint"] for child in children] == ["download_data", "fine_tuning_model"]
+    assert [child.data.tags["mlflow.project.entryPoint"] for child in children] == STEPS
     assert all(child.info.status == "FINISHED" for child in children)
     assert children[1].data.tags["pipeline.model_uri"].startswith("models:/")  # the model was logged from the cluster
+    assert children[2].data.tags["registered_model_version"] == "1"
+
+    # Registered in Unity Catalog: READY, its files in the catalog's storage, served to a client of the workspace.
+    (version,) = emulator.unity_catalog.models[MODEL].versions.values()
+    assert (version.status, version.run_id) == ("READY", children[1].info.run_id)
+    assert emulator.unity_catalog.models[MODEL].aliases == {"champion": 1}
+    for variable in ("MLFLOW_TRACKING_URI", "DATABRICKS_HOST", "DATABRICKS_TOKEN"):
+        monkeypatch.setenv(variable, env[variable])
+    model = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
+    predictions = model.predict(pd.DataFrame({"review": ["A wonderful film.", "A dull, tedious mess."]}))
+    assert set(predictions["label"]) <= {"positive", "negative"} and predictions["probability"].between(0.5, 1).all()
 
 
-def test_remote_code_on_databricks_waits_with_submit(workspace, git_remote, easy_zip_url):
+def test_remote_code_on_databricks_waits_with_submit(workspace, git_remote, tiny_model, easy_zip_url):
     """`pipeline.submit` with a git URI and a pinned commit: prints the run page and progress, exits 0 at SUCCESS."""
     emulator, server_uri, _, _ = workspace
     result = submit(workspace, f"{git_remote['url']}/sentiment.git", "--version", git_remote["pinned"],
-                    *params(pipeline_steps="download_data", download_url=easy_zip_url))
+                    *pipeline_params(tiny_model, easy_zip_url))
     assert result.returncode == 0, result.stderr[-3000:]
     job_id = max(emulator.jobs)
     job = emulator.jobs[job_id]
     assert (job.state, job.result) == ("TERMINATED", "SUCCESS")  # already: submit waited for it
-    parent, (step,) = job_runs(server_uri, job_id)
+    parent, children = job_runs(server_uri, job_id)
     assert f"Databricks run page: {emulator.host}/?o=0#job/{job_id}/run/{job_id} (MLflow run {parent.info.run_id})" in result.stdout
-    assert "  download_data: FINISHED" in result.stdout
+    assert "  register_model: FINISHED" in result.stdout
     assert f"remote run succeeded: MLflow run {parent.info.run_id}" in result.stdout
-    assert parent.info.status == step.info.status == "FINISHED"
+    assert [child.data.tags["mlflow.project.entryPoint"] for child in children] == STEPS
+    assert parent.info.status == "FINISHED" and all(child.info.status == "FINISHED" for child in children)
     assert parent.data.tags["mlflow.source.git.commit"] == git_remote["pinned"]
     assert parent.data.tags["mlflow.source.git.repoURL"] == f"{git_remote['url']}/sentiment.git"
+
+    # Version 2 meets the champion (version 1) at the quality gate, which reads both versions' tags back.
+    model = emulator.unity_catalog.models[MODEL]
+    first, second = (float(model.versions[number].tags["gate_score"]) for number in (1, 2))
+    assert model.versions[2].status == "READY" and model.versions[2].run_id == children[1].info.run_id
+    assert model.aliases == ({"champion": 2} if second >= first else {"champion": 1, "challenger": 2})
 
 
 def test_failing_step_fails_the_job_and_submit(workspace, project, http_root):
@@ -136,7 +162,7 @@ def test_token_is_never_logged(workspace):
     assert len(outputs) == 3 and len(emulator.jobs) == 3  # the runs above
     client = mlflow.MlflowClient(server_uri)
     runs = client.search_runs([experiment.experiment_id for experiment in client.search_experiments()])
-    assert len(runs) == 7  # 3 + 2 + 2: parents and their steps
+    assert len(runs) == 10  # 4 + 4 + 2: parents and their steps
     for found in runs:
         for value in [*found.data.params.values(), *found.data.tags.values()]:
             assert TOKEN not in value and emulator.cluster_token not in value

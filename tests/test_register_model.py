@@ -92,3 +92,13 @@ def test_nothing_to_register(tracking):
     result = register("nothing")
     assert result.exit_code == 1
     assert "no finished 'fine_tuning_model' run in experiment" in result.stderr
+
+
+def test_unity_catalog_needs_three_part_names(store, monkeypatch):
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", "databricks-uc")
+    result = register("dl_finetuned_model", "--mlflow-run-id", store["strong"].info.run_id)
+    assert result.exit_code == 1
+    assert ("registered_model_name='dl_finetuned_model': the Unity Catalog registry (databricks-uc) needs "
+            "catalog.schema.model, e.g. main.default.dl_finetuned_model") in result.stderr
+    (attempt,) = mlflow.search_runs(filter_string="params.registered_model_name = 'dl_finetuned_model'", output_format="list")
+    assert attempt.info.status == "FAILED"
