@@ -24,7 +24,6 @@ import itertools
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+import psutil
 import requests
 
 from unity_catalog_emulator import PRESIGNED_PREFIX, ApiError, UnityCatalog
@@ -269,8 +269,7 @@ class DatabricksEmulator:
                 return
             job.cancelled = True
             if job.process and job.process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(job.process.pid, signal.SIGTERM)
+                stop_process_tree(job.process.pid)
             job.state, job.result, job.message = "TERMINATED", "CANCELED", "Run cancelled"
 
     def _describe(self, job: Job) -> dict:
@@ -279,6 +278,22 @@ class DatabricksEmulator:
             state["result_state"] = job.result
         return {"job_id": job.run_id, "run_id": job.run_id, "run_name": job.request.get("run_name", ""),
                 "run_page_url": f"{self.host}/?o=0#job/{job.run_id}/run/{job.run_id}", "state": state}
+
+
+def stop_process_tree(pid: int) -> None:
+    """Stop a job's processes as terminating its cluster would: all of them, also those MLflow started in sessions
+    of their own (asynchronous `mlflow run` steps), which a signal to the job's process group would miss."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]  # collected first: orphans would leave the tree
+    except psutil.NoSuchProcess:
+        return
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.terminate()
+    for process in psutil.wait_procs(processes, timeout=10)[1]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
 
 
 def script(path: Path, body: str) -> None:

@@ -7,12 +7,15 @@ command for real and track into a real `mlflow server`. The tests run in file or
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
 import pandas as pd
+import psutil
 import pytest
 import requests
 
@@ -66,11 +69,14 @@ def params(**values) -> list[str]:
     return [item for key, value in values.items() for item in ("-P", f"{key}={value}")]
 
 
-def job_runs(server_uri: str, job_id: int) -> tuple[mlflow.entities.Run, list[mlflow.entities.Run]]:
+def job_runs(server_uri: str, job_id: int, must_exist: bool = True) -> tuple[mlflow.entities.Run | None, list[mlflow.entities.Run]]:
     """The MLflow run a Databricks job ran (found by its job tag) and its nested step runs."""
     client = mlflow.MlflowClient(server_uri)
     experiment = client.get_experiment_by_name(EXPERIMENT).experiment_id
-    (parent,) = client.search_runs([experiment], f"tags.`mlflow.databricks.shellJobRunID` = '{job_id}'")
+    found = client.search_runs([experiment], f"tags.`mlflow.databricks.shellJobRunID` = '{job_id}'")
+    if not found and not must_exist:
+        return None, []
+    (parent,) = found
     children = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
                                   order_by=["attributes.start_time ASC"])
     return parent, children
@@ -173,6 +179,36 @@ def test_token_is_never_logged(workspace):
                 assert TOKEN.encode() not in content, path
     for output in outputs + [job.log for job in emulator.jobs.values()]:
         assert TOKEN not in output and emulator.cluster_token not in output
+
+
+def test_ctrl_c_in_submit_cancels_the_job(workspace, project, tiny_model, easy_zip_url):
+    """Interrupting `pipeline.submit` cancels the Databricks run (its processes stop) and fails the MLflow run."""
+    emulator, server_uri, env, _ = workspace
+    before = set(emulator.jobs)
+    command = [sys.executable, "-m", "pipeline.submit", str(project), "--backend-config", str(REPO / "cluster_spec.json"),
+               "--experiment-name", EXPERIMENT, "--poll-seconds", "1", *pipeline_params(tiny_model, easy_zip_url)]
+    process = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while not (set(emulator.jobs) - before and job_runs(server_uri, max(emulator.jobs), must_exist=False)[1]):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.5)  # until the first step runs: its `mlflow run` has a session of its own
+    job = emulator.jobs[max(emulator.jobs)]
+    processes = [job.process.pid, *(child.pid for child in psutil.Process(job.process.pid).children(recursive=True))]
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+
+    assert process.returncode == 1 and "interrupted, cancelling run" in stderr, stderr[-3000:]
+    assert (job.state, job.result) == ("TERMINATED", "CANCELED")
+    assert not [pid for pid in processes if running(pid)], "job processes outlived the cancellation"
+    parent, _ = job_runs(server_uri, job.run_id)
+    assert parent.info.status == "FAILED"
+
+
+def running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def test_requests_need_the_bearer_token(workspace):
