@@ -54,14 +54,21 @@ SECRETS = {"DATABRICKS_TOKEN": "dapi-e2e-secret-0123456789", "AWS_SECRET_ACCESS_
            "MLFLOW_TRACKING_PASSWORD": "tracking-e2e-secret-0123456789"}
 
 
-def mlflow_run(tracking_uri: str, *args: str, experiment: str = "e2e", uri: str = str(REPO),
-               cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """`mlflow run <this repo> --env-manager local` in a subprocess, from `cwd` (default: a SQLite store's folder),
-    with this venv's `python` first on PATH and secrets in the environment (which must never reach the store)."""
-    env = {**os.environ, **SECRETS, "MLFLOW_TRACKING_URI": tracking_uri, "HF_HUB_OFFLINE": "1",
+def client_env(tracking_uri: str, **variables: str) -> dict[str, str]:
+    """The environment of a client subprocess: this venv first on PATH, no hub downloads, the given tracking URI,
+    and none of the run or experiment an enclosing `mlflow run` may have set."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "HF_HUB_OFFLINE": "1",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     for variable in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
         env.pop(variable, None)
+    return env | variables
+
+
+def mlflow_run(tracking_uri: str, *args: str, experiment: str = "e2e", uri: str = str(REPO),
+               cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`mlflow run <this repo> --env-manager local` in a subprocess, from `cwd` (default: a SQLite store's folder),
+    with secrets in the environment (which must never reach the store)."""
+    env = client_env(tracking_uri, **SECRETS)
     command = [sys.executable, "-m", "mlflow", "run", uri, "--env-manager", "local", "--experiment-name", experiment, *args]
     cwd = cwd or tracking_uri.removeprefix("sqlite:///").rpartition("/")[0]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, cwd=cwd)

@@ -5,7 +5,6 @@ The client side is the real thing (`mlflow run -b databricks`, `python -m pipeli
 command for real and track into a real `mlflow server`. The tests run in file order and share one workspace.
 """
 
-import os
 import secrets
 import signal
 import subprocess
@@ -19,11 +18,10 @@ import psutil
 import pytest
 import requests
 
+from conftest import REPO, client_env, params
 from databricks_emulator import DatabricksEmulator
 from servers import mlflow_server
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 TOKEN = f"dapi{secrets.token_hex(16)}"  # made here: a literal would travel in the uploaded project
 EXPERIMENT = "/Shared/sentiment-tests"
 MODEL = "main.default.sentiment"  # Unity Catalog: catalog.schema.model
@@ -38,10 +36,8 @@ def workspace(tmp_path_factory):
     (root / "server").mkdir()
     with mlflow_server(root / "server", proxied=False) as server_uri, \
             DatabricksEmulator(root / "workspace", server_uri, TOKEN, cluster_env={"HF_HUB_OFFLINE": "1"}) as emulator:
-        env = {**os.environ, "MLFLOW_TRACKING_URI": "databricks", "DATABRICKS_HOST": emulator.host, "DATABRICKS_TOKEN": TOKEN,
-               "HOME": str(root / "home"), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-        for variable in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "DATABRICKS_CONFIG_PROFILE"):
-            env.pop(variable, None)
+        env = client_env("databricks", DATABRICKS_HOST=emulator.host, DATABRICKS_TOKEN=TOKEN, HOME=str(root / "home"))
+        env.pop("DATABRICKS_CONFIG_PROFILE", None)
         yield emulator, server_uri, env, []
 
 
@@ -63,10 +59,6 @@ def run(workspace, command: list[str], cwd: Path) -> subprocess.CompletedProcess
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=cwd)
     outputs.append(result.stdout + result.stderr)
     return result
-
-
-def params(**values) -> list[str]:
-    return [item for key, value in values.items() for item in ("-P", f"{key}={value}")]
 
 
 def job_runs(server_uri: str, job_id: int, must_exist: bool = True) -> tuple[mlflow.entities.Run | None, list[mlflow.entities.Run]]:

@@ -1,6 +1,5 @@
 """A real tracking server: the pipeline over HTTP, the registered model loaded back, and served by `mlflow models serve`."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +9,9 @@ import pandas as pd
 import pytest
 import requests
 
+from conftest import REPO, client_env
 from servers import free_port, server_process
 
-REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 MODEL = "e2e_sentiment"  # registered by the session fixture `served_pipeline`
 REVIEWS = ["the acting was superb and the film felt wonderful", "the script was dreadful and the music felt dull"]
@@ -40,7 +39,7 @@ def test_pipeline_tracks_into_the_server(served_pipeline, mlflow_server, tmp_pat
 def test_models_serve_answers_raw_text(served_pipeline, mlflow_server, tmp_path):
     _, _, result = served_pipeline
     assert result.returncode == 0
-    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env = client_env(mlflow_server)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}@champion", "--env-manager", "local",
@@ -62,8 +61,7 @@ def test_concurrent_registrations_leave_the_alias_on_the_better_model(served_pip
     client = mlflow.MlflowClient(mlflow_server)
     experiment = client.get_experiment_by_name("e2e").experiment_id
     strong = client.search_runs([experiment], "tags.`pipeline.step` = 'fine_tuning_model' and params.epochs = '3'")[0]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server, "MLFLOW_EXPERIMENT_NAME": "e2e", "HF_HUB_OFFLINE": "1"}
-    env.pop("MLFLOW_RUN_ID", None)
+    env = client_env(mlflow_server, MLFLOW_EXPERIMENT_NAME="e2e")
     weak_training = subprocess.run(
         [sys.executable, "-m", "pipeline.fine_tuning_model", "--foundation-model", str(values["foundation_model"]),
          "--data-path", strong.data.params["data_path"], "--epochs", "1", "--learning-rate", "1e-5", "--max-length", "32",
