@@ -209,3 +209,20 @@ def test_requests_need_the_bearer_token(workspace):
     assert requests.get(url, timeout=5).status_code == 401
     assert requests.get(url, headers={"Authorization": "Bearer wrong"}, timeout=5).json()["error_code"] == "UNAUTHENTICATED"
     assert requests.get(url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5).json()["state"]["result_state"] == "SUCCESS"
+
+
+def test_model_storage_needs_a_signed_url(workspace):
+    """The registry answers only with the token; model files only through the URLs it signs, not altered ones."""
+    emulator, _, _, _ = workspace
+    api, bearer = f"{emulator.host}/api/2.0", {"Authorization": f"Bearer {TOKEN}"}
+    version = {"name": MODEL, "version": "1"}
+    assert requests.get(f"{api}/mlflow/unity-catalog/model-versions/get", params=version, timeout=5).status_code == 401
+    url = requests.post(f"{api}/fs/create-download-url", json={"path": f"/Models/{MODEL.replace('.', '/')}/1/MLmodel"},
+                        headers=bearer, timeout=5).json()["url"]
+    answer = requests.get(url, timeout=5)
+    assert answer.status_code == 200 and "flavors:" in answer.text
+    for altered in (url.replace("/1/MLmodel", "/2/MLmodel"), url.replace("signature=", "signature=0")):
+        assert requests.get(altered, timeout=5).status_code == 403
+    upload = requests.post(f"{api}/fs/create-upload-url", json={"path": f"/Models/{MODEL.replace('.', '/')}/1/MLmodel"},
+                           headers=bearer, timeout=5)
+    assert upload.json()["error_code"] == "INVALID_STATE"  # a READY version takes no more files

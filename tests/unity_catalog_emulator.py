@@ -60,6 +60,8 @@ class Model:
 
 
 class UnityCatalog:
+    """The models of one workspace's metastore: `route` answers the REST calls, `presigned` the storage URLs."""
+
     def __init__(self, storage: Path, host: str, schemas: tuple[str, ...] = ("main.default",)):
         self.storage, self.host, self.schemas = storage, host, set(schemas)
         self.models: dict[str, Model] = {}
