@@ -25,7 +25,8 @@ from pipeline.errors import PipelineError, reports_errors
 @click.argument("project_uri", default=".")
 @click.option("--version", default=None, help="Git commit (full sha) or branch, for a git project URI.")
 @click.option("--entry-point", default="main", show_default=True)
-@click.option("--backend-config", default="cluster_spec.json", show_default=True, help="Cluster spec: {new_cluster, libraries}.")
+@click.option("--backend-config", type=click.Path(exists=True, dir_okay=False), default="cluster_spec.json", show_default=True,
+              help="Cluster spec: {new_cluster, libraries}.")
 @click.option("--experiment-name", required=True, help="Workspace experiment path, e.g. /Shared/sentiment (created if missing).")
 @click.option("--env-manager", default="local", show_default=True,
               help="How the cluster builds the environment; 'local': the cluster's Python with its libraries.")
@@ -36,8 +37,11 @@ def main(project_uri, version, entry_point, backend_config, experiment_name, env
     parameters = dict(parse_param(param) for param in params)
     if not mlflow.get_tracking_uri().startswith(("databricks", "http")):
         raise PipelineError(f"MLFLOW_TRACKING_URI is {mlflow.get_tracking_uri()!r}: set it to 'databricks' (or the workspace's tracking server)")
-    found = mlflow.get_experiment_by_name(experiment_name)
-    experiment = found.experiment_id if found else mlflow.create_experiment(experiment_name)
+    try:
+        found = mlflow.get_experiment_by_name(experiment_name)
+        experiment = found.experiment_id if found else mlflow.create_experiment(experiment_name)
+    except MlflowException as error:
+        raise PipelineError(f"workspace of {mlflow.get_tracking_uri()!r}: {first_line(error)}") from None
     DatabricksSubmittedRun.POLL_STATUS_INTERVAL = poll_seconds  # MLflow's wait loop; 30 s unless told
     stop = threading.Event()
     watcher = threading.Thread(target=report_progress, args=(experiment, int(time.time() * 1000), poll_seconds, stop), daemon=True)
@@ -49,11 +53,16 @@ def main(project_uri, version, entry_point, backend_config, experiment_name, env
     except ExecutionException as error:
         raise PipelineError(f"remote run failed: {error}") from None
     except MlflowException as error:
-        raise PipelineError(f"cannot submit {project_uri}: {error.message}") from None
+        raise PipelineError(f"cannot submit {project_uri}: {first_line(error)}") from None
     finally:
         stop.set()
         watcher.join()
     click.echo(f"remote run succeeded: MLflow run {submitted.run_id}")
+
+
+def first_line(error: MlflowException) -> str:
+    """MLflow's messages run to paragraphs; the first line says what went wrong."""
+    return error.message.strip().splitlines()[0]
 
 
 def parse_param(text: str) -> tuple[str, str]:
