@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 
 from pipeline.download_data import DATA_ARTIFACT
 from pipeline.errors import PipelineError, reports_errors
-from pipeline.reuse import git_commit, reusable_run
+from pipeline.reuse import COMMIT_TAG, git_commit, reusable_run
 from pipeline.tracking import ERROR_TAG, check_tracking_server
 
 STEPS = ("download_data", "fine_tuning_model", "register_model")
@@ -59,11 +59,13 @@ def parse_parameters(pairs: tuple[str, ...], declared: dict[str, dict]) -> dict[
     return values
 
 
-def run_step(step: str, parameters: dict[str, str], experiment_id: str) -> str:
+def run_step(step: str, parameters: dict[str, str], experiment_id: str, commit: str | None) -> str:
     """Run one entry point as a child of the active run, in this environment; return its run id."""
     submitted = mlflow.projects.run(str(PROJECT_DIR), entry_point=step, parameters=parameters, env_manager="local",
                                     experiment_id=experiment_id, run_name=step, synchronous=False)
     mlflow.set_tag(f"pipeline.{step}.run_id", submitted.run_id)
+    if commit:  # MLflow finds none where the code came without .git; reuse compares it
+        MlflowClient().set_tag(submitted.run_id, COMMIT_TAG, commit)
     if not submitted.wait():
         reason = MlflowClient().get_run(submitted.run_id).data.tags.get(ERROR_TAG, "see the step's output above")
         raise PipelineError(f"step {step} failed (run {submitted.run_id}): {reason}")
@@ -81,21 +83,24 @@ def main(pipeline_steps: str, reuse_completed: str, parameters: tuple[str, ...])
     declared = step_parameters()
     values = parse_parameters(parameters, declared)
     check_tracking_server()
-    commit = git_commit(PROJECT_DIR)
     with mlflow.start_run(run_name="pipeline") as parent:
         mlflow.set_tag("pipeline.steps", ",".join(steps))
         experiment_id = parent.info.experiment_id
+        # Databricks unpacks the code without .git: there, the commit is the one MLflow recorded at submission.
+        commit = git_commit(PROJECT_DIR) or parent.data.tags.get(COMMIT_TAG)
+        if reuse_completed == "true" and not commit:
+            click.echo("not reusing finished steps: the code comes from no git commit, so they may have run other code")
         reused = []
         for step in steps:
             step_values = {key: value for key, value in values.items() if key in declared[step]}
-            previous = reusable_run(step, step_values, declared, experiment_id, commit) if reuse_completed == "true" else None
+            previous = reusable_run(step, step_values, declared, experiment_id, commit) if reuse_completed == "true" and commit else None
             if previous:
                 run_id = previous.info.run_id
                 reused.append(step)
                 mlflow.set_tags({f"pipeline.{step}.run_id": run_id, "pipeline.reused": ",".join(reused)})
                 click.echo(f"reusing finished {step} run {run_id}: same parameters, commit and input data")
             else:
-                run_id = run_step(step, step_values, experiment_id)
+                run_id = run_step(step, step_values, experiment_id, commit)
             if step == "download_data":
                 values["data_path"] = f"runs:/{run_id}/{DATA_ARTIFACT}"
             elif step == "fine_tuning_model":

@@ -142,6 +142,24 @@ def test_remote_code_on_databricks_waits_with_submit(workspace, git_remote, tiny
     assert model.aliases == ({"champion": 2} if second >= first else {"champion": 1, "challenger": 2})
 
 
+def test_remote_code_on_databricks_from_the_cli(workspace, git_remote, easy_zip_url, tmp_path):
+    """`mlflow run <git URI> -v <sha> -b databricks`, started outside any checkout: the job runs the pinned commit."""
+    emulator, server_uri, _, _ = workspace
+    uri = f"{git_remote['url']}/monorepo.git#ml/sentiment"
+    result = run(workspace, [sys.executable, "-m", "mlflow", "run", uri, "-v", git_remote["nested"], "-b", "databricks",
+                             "--backend-config", str(REPO / "cluster_spec.json"), "--env-manager", "local",
+                             "--experiment-name", EXPERIMENT, *params(pipeline_steps="download_data", download_url=easy_zip_url)],
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    job = emulator.wait(max(emulator.jobs))
+    assert (job.state, job.result) == ("TERMINATED", "SUCCESS"), job.log[-3000:]
+    parent, (step,) = job_runs(server_uri, job.run_id)  # not reused from the local-code job: that had no commit
+    assert parent.info.status == step.info.status == "FINISHED"
+    assert parent.data.tags["mlflow.source.name"] == uri
+    # The cluster got ml/sentiment without .git; the step carries the commit MLflow recorded when it submitted.
+    assert parent.data.tags["mlflow.source.git.commit"] == step.data.tags["mlflow.source.git.commit"] == git_remote["nested"]
+
+
 def test_failing_step_fails_the_job_and_submit(workspace, project, http_root):
     emulator, server_uri, _, _ = workspace
     _, base = http_root
@@ -157,10 +175,10 @@ def test_failing_step_fails_the_job_and_submit(workspace, project, http_root):
 
 def test_token_is_never_logged(workspace):
     emulator, server_uri, _, outputs = workspace
-    assert len(outputs) == 3 and len(emulator.jobs) == 3  # the runs above
+    assert len(outputs) == 4 and len(emulator.jobs) == 4  # the runs above
     client = mlflow.MlflowClient(server_uri)
     runs = client.search_runs([experiment.experiment_id for experiment in client.search_experiments()])
-    assert len(runs) == 10  # 4 + 4 + 2: parents and their steps
+    assert len(runs) == 12  # 4 + 4 + 2 + 2: parents and their steps
     for found in runs:
         for value in [*found.data.params.values(), *found.data.tags.values()]:
             assert TOKEN not in value and emulator.cluster_token not in value
