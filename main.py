@@ -88,12 +88,13 @@ def main(pipeline_steps: str, reuse_completed: str, parameters: tuple[str, ...])
         experiment_id = parent.info.experiment_id
         # Databricks unpacks the code without .git: there, the commit is the one MLflow recorded at submission.
         commit = git_commit(PROJECT_DIR) or parent.data.tags.get(COMMIT_TAG)
-        if reuse_completed == "true" and not commit:
+        reuse = reuse_completed == "true" and bool(commit)
+        if reuse_completed == "true" and not reuse:
             click.echo("not reusing finished steps: the code comes from no git commit, so they may have run other code")
         reused = []
         for step in steps:
             step_values = {key: value for key, value in values.items() if key in declared[step]}
-            previous = reusable_run(step, step_values, declared, experiment_id, commit) if reuse_completed == "true" and commit else None
+            previous = reusable_run(step, step_values, declared, experiment_id, commit) if reuse else None
             if previous:
                 run_id = previous.info.run_id
                 reused.append(step)

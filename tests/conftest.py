@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny BERT saved with `save_pretrained`, review data sets, a zip server on 127.0.0.1, a tracking store."""
 
+import contextlib
 import csv
 import functools
 import http.server
@@ -72,6 +73,16 @@ def mlflow_run(tracking_uri: str, *args: str, experiment: str = "e2e", uri: str 
     command = [sys.executable, "-m", "mlflow", "run", uri, "--env-manager", "local", "--experiment-name", experiment, *args]
     cwd = cwd or tracking_uri.removeprefix("sqlite:///").rpartition("/")[0]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, cwd=cwd)
+
+
+@contextlib.contextmanager
+def tracking_at(uri: str):
+    """Point MLflow's fluent API (`mlflow.search_runs`, `mlflow.pyfunc.load_model`) at `uri` for the block."""
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(None)
 
 
 def params(**values) -> list[str]:

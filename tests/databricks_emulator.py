@@ -35,7 +35,7 @@ from urllib.parse import parse_qs, urlparse
 import psutil
 import requests
 
-from unity_catalog_emulator import PRESIGNED_PREFIX, ApiError, UnityCatalog
+from unity_catalog_emulator import PRESIGNED_PREFIX, ApiError, UnityCatalog, file_within
 
 # The job script copies the tarball with `rsync -a -v --ignore-existing FILE DIR`. Databricks images have rsync,
 # these test machines do not: the cluster's PATH gets this stand-in, which does exactly that and refuses the rest.
@@ -129,17 +129,17 @@ class DatabricksEmulator:
                 url = urlparse(self.path)
                 if url.path == "/.well-known/databricks-config":
                     return self._reply(404, {"error_code": "NOT_FOUND", "message": "no host metadata"})
-                if url.path.startswith(PRESIGNED_PREFIX):  # signed URLs to storage need no token, as on a cloud
-                    try:
-                        data = emulator.unity_catalog.presigned(method, url.path, parse_qs(url.query), body)
-                        return self._reply(200, data, "application/octet-stream")
-                    except ApiError as error:
-                        return self._reply(error.status, {"error_code": error.code, "message": str(error)})
-                if self.headers.get("Authorization") not in (f"Bearer {emulator.token}", f"Bearer {emulator.cluster_token}"):
+                signed = url.path.startswith(PRESIGNED_PREFIX)  # signed URLs to storage need no token, as on a cloud
+                if not signed and self.headers.get("Authorization") not in (f"Bearer {emulator.token}",
+                                                                            f"Bearer {emulator.cluster_token}"):
                     return self._reply(401, {"error_code": "UNAUTHENTICATED", "message": "invalid or missing bearer token"})
                 try:
-                    status, payload, content_type = emulator.route(method, url.path, parse_qs(url.query), body,
-                                                                   self.headers.get("Content-Type"), url.query)
+                    if signed:
+                        data = emulator.unity_catalog.presigned(method, url.path, parse_qs(url.query), body)
+                        status, payload, content_type = 200, data, "application/octet-stream"
+                    else:
+                        status, payload, content_type = emulator.route(method, url.path, parse_qs(url.query), body,
+                                                                       self.headers.get("Content-Type"), url.query)
                 except ApiError as error:
                     status, payload, content_type = error.status, {"error_code": error.code, "message": str(error)}, None
                 self._reply(status, payload, content_type)
@@ -182,20 +182,14 @@ class DatabricksEmulator:
 
     # --- DBFS ----------------------------------------------------------------------------------------------
 
-    def _dbfs_file(self, dbfs_path: str) -> Path:
-        target = (self.dbfs / dbfs_path.lstrip("/")).resolve()
-        if not target.is_relative_to(self.dbfs.resolve()):
-            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"path {dbfs_path!r} leaves DBFS")
-        return target
-
     def _dbfs_status(self, dbfs_path: str):
-        target = self._dbfs_file(dbfs_path)
+        target = file_within(self.dbfs, dbfs_path)
         if not target.exists():
             raise ApiError(404, "RESOURCE_DOES_NOT_EXIST", f"No file or directory exists on path {dbfs_path}.")
         return 200, {"path": dbfs_path, "is_dir": target.is_dir(), "file_size": target.stat().st_size}, None
 
     def _dbfs_upload(self, dbfs_path: str, body: bytes):
-        target = self._dbfs_file(dbfs_path)
+        target = file_within(self.dbfs, dbfs_path)
         if target.exists():
             raise ApiError(409, "RESOURCE_ALREADY_EXISTS", f"File already exists: {dbfs_path}")
         target.parent.mkdir(parents=True, exist_ok=True)

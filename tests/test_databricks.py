@@ -18,6 +18,7 @@ import psutil
 import pytest
 import requests
 
+import main
 from conftest import REPO, client_env, params
 from databricks_emulator import DatabricksEmulator
 from servers import mlflow_server
@@ -25,7 +26,6 @@ from servers import mlflow_server
 TOKEN = f"dapi{secrets.token_hex(16)}"  # made here: a literal would travel in the uploaded project
 EXPERIMENT = "/Shared/sentiment-tests"
 MODEL = "main.default.sentiment"  # Unity Catalog: catalog.schema.model
-STEPS = ["download_data", "fine_tuning_model", "register_model"]
 pytestmark = pytest.mark.slow
 
 
@@ -74,9 +74,13 @@ def job_runs(server_uri: str, job_id: int, must_exist: bool = True) -> tuple[mlf
     return parent, children
 
 
+def submit_command(uri: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "pipeline.submit", uri, "--backend-config", str(REPO / "cluster_spec.json"),
+            "--experiment-name", EXPERIMENT, "--poll-seconds", "1", *args]
+
+
 def submit(workspace, uri: str, *args: str) -> subprocess.CompletedProcess:
-    return run(workspace, [sys.executable, "-m", "pipeline.submit", uri, "--backend-config", str(REPO / "cluster_spec.json"),
-                           "--experiment-name", EXPERIMENT, "--poll-seconds", "1", *args], cwd=REPO)
+    return run(workspace, submit_command(uri, *args), cwd=REPO)
 
 
 def pipeline_params(tiny_model, easy_zip_url) -> list[str]:
@@ -101,7 +105,7 @@ def test_local_code_on_databricks(workspace, project, tiny_model, easy_zip_url, 
 
     parent, children = job_runs(server_uri, job_id)
     assert parent.info.status == "FINISHED"
-    assert [child.data.tags["mlflow.project.entryPoint"] for child in children] == STEPS
+    assert [child.data.tags["mlflow.project.entryPoint"] for child in children] == list(main.STEPS)
     assert all(child.info.status == "FINISHED" for child in children)
     assert children[1].data.tags["pipeline.model_uri"].startswith("models:/")  # the model was logged from the cluster
     assert children[2].data.tags["registered_model_version"] == "1"
@@ -130,7 +134,7 @@ def test_remote_code_on_databricks_waits_with_submit(workspace, git_remote, tiny
     assert f"Databricks run page: {emulator.host}/?o=0#job/{job_id}/run/{job_id} (MLflow run {parent.info.run_id})" in result.stdout
     assert "  register_model: FINISHED" in result.stdout
     assert f"remote run succeeded: MLflow run {parent.info.run_id}" in result.stdout
-    assert [child.data.tags["mlflow.project.entryPoint"] for child in children] == STEPS
+    assert [child.data.tags["mlflow.project.entryPoint"] for child in children] == list(main.STEPS)
     assert parent.info.status == "FINISHED" and all(child.info.status == "FINISHED" for child in children)
     assert parent.data.tags["mlflow.source.git.commit"] == git_remote["pinned"]
     assert parent.data.tags["mlflow.source.git.repoURL"] == f"{git_remote['url']}/sentiment.git"
@@ -195,9 +199,7 @@ def test_ctrl_c_in_submit_cancels_the_job(workspace, project, tiny_model, easy_z
     """Interrupting `pipeline.submit` cancels the Databricks run (its processes stop) and fails the MLflow run."""
     emulator, server_uri, env, _ = workspace
     before = set(emulator.jobs)
-    command = [sys.executable, "-m", "pipeline.submit", str(project), "--backend-config", str(REPO / "cluster_spec.json"),
-               "--experiment-name", EXPERIMENT, "--poll-seconds", "1", *pipeline_params(tiny_model, easy_zip_url)]
-    process = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(submit_command(str(project), *pipeline_params(tiny_model, easy_zip_url)), env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 180
     while not (set(emulator.jobs) - before and job_runs(server_uri, max(emulator.jobs), must_exist=False)[1]):
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()

@@ -12,7 +12,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import REPO, easy_reviews, mlflow_run, params, write_splits
+from conftest import REPO, easy_reviews, mlflow_run, params, tracking_at, write_splits
 from pipeline import fine_tuning_model
 
 FAST = ["--epochs", "3", "--batch-size", "16", "--learning-rate", "3e-3", "--max-length", "32"]
@@ -166,12 +166,9 @@ def test_ddp_under_mlflow_run_logs_from_rank_zero_only(tmp_path, tiny_model, eas
         foundation_model=tiny_model, data_path=easy_data, accelerator="cpu", devices=2, epochs=3, batch_size=8,
         learning_rate=3e-3, max_length=32, checkpoint_dir=tmp_path / "ckpt", cache_dir=tmp_path / "cache"), experiment="ddp")
     assert result.returncode == 0, result.stderr[-3000:]
-    mlflow.set_tracking_uri(uri)
-    try:
+    with tracking_at(uri):
         (run,) = mlflow.search_runs(experiment_names=["ddp"], output_format="list")
         history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_macro_f1")
-    finally:
-        mlflow.set_tracking_uri(None)
     assert run.info.status == "FINISHED"
     assert (run.data.params["resolved_strategy"], run.data.params["resolved_devices"]) == ("ddp", "2")
     assert len(history) == 3  # once per epoch, not once per rank

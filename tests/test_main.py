@@ -1,17 +1,14 @@
 """main.py: step selection and parameter checks, and the whole pipeline through real `mlflow run` subprocesses."""
 
-from pathlib import Path
-
 import mlflow
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 
 import main
-from conftest import SECRETS, mlflow_run, params, runs_by_entry_point
+from conftest import SECRETS, mlflow_run, params, runs_by_entry_point, tracking_at
 from pipeline.errors import PipelineError
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_parse_steps_keeps_pipeline_order():
@@ -77,11 +74,8 @@ def test_full_pipeline(served_pipeline, tmp_path):
 
     version = mlflow.MlflowClient(uri).get_model_version_by_alias("e2e_sentiment", "champion")
     assert version.run_id == tuned.info.run_id
-    mlflow.set_tracking_uri(uri)
-    try:
+    with tracking_at(uri):
         model = mlflow.pyfunc.load_model("models:/e2e_sentiment@champion", dst_path=str(tmp_path))
-    finally:
-        mlflow.set_tracking_uri(None)
     answer = model.predict(pd.DataFrame({"review": ["the acting was superb and the film felt wonderful",
                                                     "the script was dreadful and the music felt dull"]}))
     assert answer["label"].tolist() == ["positive", "negative"]

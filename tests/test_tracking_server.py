@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import requests
 
-from conftest import REPO, client_env
+from conftest import REPO, client_env, tracking_at
 from servers import free_port, server_process
 
 BIN = Path(sys.executable).parent
@@ -27,11 +27,8 @@ def test_pipeline_tracks_into_the_server(served_pipeline, mlflow_server, tmp_pat
     assert all(run.info.status == "FINISHED" for run in runs)
     assert all(run.info.artifact_uri.startswith("mlflow-artifacts:/") for run in runs)  # proxied: the server stores them
     version = client.get_model_version_by_alias(MODEL, "champion")
-    mlflow.set_tracking_uri(mlflow_server)
-    try:
+    with tracking_at(mlflow_server):
         model = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion", dst_path=str(tmp_path))
-    finally:
-        mlflow.set_tracking_uri(None)
     assert model.metadata.run_id == version.run_id
     assert set(model.predict(pd.DataFrame({"review": REVIEWS}))["label"]) <= {"positive", "negative"}
 

@@ -11,7 +11,6 @@ READY, and leaves tags and aliases out of search results.
 
 import hashlib
 import hmac
-import itertools
 import os
 import re
 import threading
@@ -35,6 +34,14 @@ class ApiError(Exception):
         self.status, self.code = status, code
 
 
+def file_within(root: Path, path: str) -> Path:
+    """`path` (absolute in the API's namespace) as a file under `root`; a path that climbs out is refused."""
+    target = (root / path.lstrip("/")).resolve()
+    if not target.is_relative_to(root.resolve()):
+        raise ApiError(400, "INVALID_PARAMETER_VALUE", f"path {path!r} leaves {root.name}")
+    return target
+
+
 @dataclass
 class Version:
     name: str
@@ -56,7 +63,6 @@ class Model:
     created: int = field(default_factory=lambda: int(time.time() * 1000))
     versions: dict[int, Version] = field(default_factory=dict)
     aliases: dict[str, int] = field(default_factory=dict)
-    numbers: itertools.count = field(default_factory=lambda: itertools.count(1))
 
 
 class UnityCatalog:
@@ -129,7 +135,7 @@ class UnityCatalog:
     def _create_version(self, fields: dict) -> dict:
         model = self._model(fields["name"])
         tags = {tag["key"]: tag.get("value", "") for tag in fields.get("tags", [])}
-        version = Version(model.name, next(model.numbers), fields.get("source", ""), fields.get("run_id", ""), tags)
+        version = Version(model.name, len(model.versions) + 1, fields.get("source", ""), fields.get("run_id", ""), tags)
         model.versions[version.number] = version
         return {"model_version": self._version_json(version)}
 
@@ -143,7 +149,7 @@ class UnityCatalog:
 
     def _finalize(self, fields: dict) -> dict:
         version = self._version(fields)
-        if not (self.storage / version.storage_path.lstrip("/") / "MLmodel").is_file():
+        if not (file_within(self.storage, version.storage_path) / "MLmodel").is_file():
             raise ApiError(400, "INVALID_STATE", f"Model version {version.name}/{version.number} has no MLmodel file")
         version.status = "READY"
         return {"model_version": self._version_json(version)}
@@ -186,12 +192,6 @@ class UnityCatalog:
 
     # --- default storage: files API and presigned URLs ---------------------------------------------------
 
-    def _file(self, path: str) -> Path:
-        target = (self.storage / path.lstrip("/")).resolve()
-        if not target.is_relative_to(self.storage.resolve()):
-            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"path {path!r} leaves the storage")
-        return target
-
     def _version_at(self, path: str) -> Version:
         parts = path.strip("/").split("/")
         if len(parts) < 5 or parts[0] != "Models":
@@ -216,7 +216,7 @@ class UnityCatalog:
         if not expires.isdigit() or int(expires) < time.time() or \
                 not hmac.compare_digest(signature, self._signature(method, path, expires)):
             raise ApiError(403, "PERMISSION_DENIED", "invalid or expired presigned URL")
-        target = self._file(path)
+        target = file_within(self.storage, path)
         if method == "GET":
             if not target.is_file():
                 raise ApiError(404, "NOT_FOUND", f"{path} does not exist")
@@ -227,7 +227,7 @@ class UnityCatalog:
 
     def _list(self, path: str) -> dict:
         self._version_at(path)
-        folder = self._file(path)
+        folder = file_within(self.storage, path)
         if not folder.is_dir():
             raise ApiError(404, "NOT_FOUND", f"{path} is not a directory")
         return {"contents": [{"path": f"{path.rstrip('/')}/{entry.name}", "name": entry.name, "is_directory": entry.is_dir(),
