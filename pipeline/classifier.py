@@ -7,7 +7,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
 
 from pipeline.data import LABELS
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, first_line
 
 
 def load_pretrained(auto_class, foundation_model: str, **kwargs):
@@ -15,7 +15,7 @@ def load_pretrained(auto_class, foundation_model: str, **kwargs):
     try:
         return auto_class.from_pretrained(foundation_model, **kwargs)
     except (OSError, ValueError) as error:
-        reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+        reason = first_line(error)[:300]
         raise PipelineError(
             f"foundation_model={foundation_model!r}: cannot load it from the Hugging Face Hub or a local folder ({reason}); "
             "offline, pass -P foundation_model=/path/to/folder saved with save_pretrained()"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, first_line
 
 SPLITS = ("train", "valid", "test")
 TEXT_COLUMN = "review"
@@ -34,8 +34,7 @@ def read_split(path: Path) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty (expected a header with '{TEXT_COLUMN}' and '{LABEL_COLUMN}')") from None
     except (pd.errors.ParserError, csv.Error) as error:
-        reason = str(error).strip().splitlines()[0]
-        raise DataError(f"{path}: not a well-formed CSV ({reason})") from None
+        raise DataError(f"{path}: not a well-formed CSV ({first_line(error)})") from None
 
     missing = [column for column in (TEXT_COLUMN, LABEL_COLUMN) if column not in frame.columns]
     if missing:

@@ -10,6 +10,12 @@ class PipelineError(Exception):
     """A problem with the input, parameters or environment; the message says what and where."""
 
 
+def first_line(error: Exception) -> str:
+    """What went wrong, in one line: library messages run to paragraphs (the exception's type when it has none)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def reports_errors(command):
     """Run a click entry point so a PipelineError ends it with `error: <message>` and exit code 1.
 

@@ -31,7 +31,7 @@ from pipeline.hardware import ACCELERATORS, PRECISIONS, SWITCHES, choose_hardwar
 from pipeline.model_logging import MODEL_URI_TAG, log_sentiment_model
 from pipeline.reports import log_test_report, log_training_curves
 from pipeline.strategies import STRATEGIES, strategy_callbacks
-from pipeline.tracking import LATEST, download, is_artifact_uri, latest_finished_run, log_new_params, step_run
+from pipeline.tracking import LATEST, download, is_artifact_uri, latest_finished_run, log_new_params, run_id_in, step_run
 
 MONITOR = "val_macro_f1"
 
@@ -124,8 +124,7 @@ def resolve_data(data_path: str, experiment_id: str, scratch: Path) -> tuple[Pat
     if data_path in ("", LATEST):
         data_path = f"runs:/{latest_finished_run('download_data', experiment_id).info.run_id}/{DATA_ARTIFACT}"
     if is_artifact_uri(data_path):
-        run_id = data_path.split("/")[1] if data_path.startswith("runs:/") else None
-        return download(data_path, scratch / "data"), run_id
+        return download(data_path, scratch / "data"), run_id_in(data_path)
     folder = Path(data_path.removeprefix("file://"))
     if not folder.is_dir():
         raise PipelineError(f"data_path={data_path!r}: no such folder (expected train.csv, valid.csv, test.csv in it)")

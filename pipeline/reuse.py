@@ -12,7 +12,7 @@ import mlflow
 from mlflow.entities import Run
 
 from pipeline.errors import PipelineError
-from pipeline.tracking import LATEST, STEP_TAG, latest_finished_run
+from pipeline.tracking import LATEST, STEP_TAG, latest_finished_run, run_id_in
 
 COMMIT_TAG = "mlflow.source.git.commit"
 
@@ -84,9 +84,8 @@ def data_run_for(data_path: str, experiment_id: str):
     """The download_data run that `data_path` points at (`runs:/<id>/imdb` or `latest`), else None."""
     if data_path == LATEST:
         return latest_run_or_none("download_data", experiment_id)
-    if data_path.startswith("runs:/"):
-        return mlflow.MlflowClient().get_run(data_path.split("/")[1])
-    return None
+    run_id = run_id_in(data_path)
+    return mlflow.MlflowClient().get_run(run_id) if run_id is not None else None
 
 
 def latest_run_or_none(step: str, experiment_id: str):

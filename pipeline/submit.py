@@ -18,7 +18,7 @@ from mlflow.exceptions import ExecutionException, MlflowException
 from mlflow.projects.databricks import DatabricksSubmittedRun
 from mlflow.utils.mlflow_tags import MLFLOW_DATABRICKS_RUN_URL, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
-from pipeline.errors import PipelineError, reports_errors
+from pipeline.errors import PipelineError, first_line, reports_errors
 
 
 @click.command(help=__doc__)
@@ -58,11 +58,6 @@ def main(project_uri, version, entry_point, backend_config, experiment_name, env
         stop.set()
         watcher.join()
     click.echo(f"remote run succeeded: MLflow run {submitted.run_id}")
-
-
-def first_line(error: MlflowException) -> str:
-    """MLflow's messages run to paragraphs; the first line says what went wrong."""
-    return error.message.strip().splitlines()[0]
 
 
 def parse_param(text: str) -> tuple[str, str]:

@@ -8,7 +8,7 @@ import mlflow
 import requests
 from mlflow.entities import Run
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, first_line
 
 STEP_TAG = "pipeline.step"
 ERROR_TAG = "pipeline.error"
@@ -64,6 +64,11 @@ def latest_finished_run(step: str, experiment_id: str) -> Run:
     return runs[0]
 
 
+def run_id_in(uri: str) -> str | None:
+    """The run id of a `runs:/<run id>/<path>` URI; None for any other location."""
+    return uri.split("/")[1] if uri.startswith("runs:/") else None
+
+
 def is_artifact_uri(location: str) -> bool:
     """True for `runs:/...`, `models:/...`, `s3://...` and other URIs MLflow downloads; False for local paths."""
     scheme = urlparse(location).scheme
@@ -75,5 +80,4 @@ def download(uri: str, destination: Path) -> Path:
     try:
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(destination)))
     except Exception as error:  # MLflow raises several types for a bad run id or path
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise PipelineError(f"cannot download {uri}: {reason}") from None
+        raise PipelineError(f"cannot download {uri}: {first_line(error)}") from None
