@@ -18,7 +18,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	touch $@
 
 run: venv  ## the whole pipeline in this environment: make run RUN_ARGS="-P epochs=1"
-	PATH="$(abspath $(BIN)):$$PATH" mlflow run . --env-manager local $(RUN_ARGS)
+	PATH="$(abspath $(BIN)):$$PATH" mlflow run . $(RUN_ARGS)
 
 test: venv  ## the whole test suite, CPU and offline
 	PATH="$(abspath $(BIN)):$$PATH" python -m pytest $(PYTEST_ARGS)

@@ -1,26 +1,32 @@
 """Entry point `main`: run the pipeline's steps in order, each as a nested MLflow run under one parent run.
 
-    mlflow run . --env-manager local -P pipeline_steps=download_data,fine_tuning_model -P epochs=1
+    mlflow run . -P pipeline_steps=download_data,fine_tuning_model -P epochs=1
 
 Every KEY=VALUE goes to the steps whose entry point in MLproject declares KEY. Outputs pass between
 steps as MLflow references (the data as `runs:/<download run>/imdb`, the model as the fine-tuning run
 id), never as paths on one disk, so the same code works wherever the backend runs it.
 """
 
+import os
+import sys
+
+if __name__ == "__main__":  # the project folder, also where Databricks runs this source from MLflow's wrapper
+    sys.path.insert(0, os.getcwd())
+
 from pathlib import Path
 
 import click
 import mlflow
-import yaml
 from mlflow import MlflowClient
+from mlflow.projects._project_spec import load_project
 
 from pipeline.download_data import DATA_ARTIFACT
+from pipeline.entry import command_arguments, project_dir
 from pipeline.errors import PipelineError, reports_errors
 from pipeline.reuse import COMMIT_TAG, git_commit, reusable_run
 from pipeline.tracking import ERROR_TAG, check_tracking_server
 
 STEPS = ("download_data", "fine_tuning_model", "register_model")
-PROJECT_DIR = Path(__file__).resolve().parent
 TYPES = {"int": int, "float": float}
 
 
@@ -35,10 +41,10 @@ def parse_steps(text: str) -> list[str]:
     return [step for step in STEPS if step in asked]
 
 
-def step_parameters() -> dict[str, dict]:
-    """Each step's parameter declarations, read from MLproject."""
-    entry_points = yaml.safe_load((PROJECT_DIR / "MLproject").read_text())["entry_points"]
-    return {step: entry_points[step].get("parameters", {}) for step in STEPS}
+def step_parameters(folder: Path) -> dict[str, dict]:
+    """Each step's parameter declarations ({name: mlflow Parameter}), read from MLproject by MLflow's own loader."""
+    project = load_project(str(folder))
+    return {step: project.get_entry_point(step).parameters for step in STEPS}
 
 
 def parse_parameters(pairs: tuple[str, ...], declared: dict[str, dict]) -> dict[str, str]:
@@ -50,7 +56,7 @@ def parse_parameters(pairs: tuple[str, ...], declared: dict[str, dict]) -> dict[
         if not separator or not steps:
             raise PipelineError(f"{pair!r}: not a parameter of any step (expected KEY=VALUE)")
         for step in steps:
-            kind = declared[step][key].get("type", "str") if isinstance(declared[step][key], dict) else "str"
+            kind = declared[step][key].type
             try:
                 TYPES.get(kind, str)(value)
             except ValueError:
@@ -59,9 +65,9 @@ def parse_parameters(pairs: tuple[str, ...], declared: dict[str, dict]) -> dict[
     return values
 
 
-def run_step(step: str, parameters: dict[str, str], experiment_id: str, commit: str | None) -> str:
+def run_step(folder: Path, step: str, parameters: dict[str, str], experiment_id: str, commit: str | None) -> str:
     """Run one entry point as a child of the active run, in this environment; return its run id."""
-    submitted = mlflow.projects.run(str(PROJECT_DIR), entry_point=step, parameters=parameters, env_manager="local",
+    submitted = mlflow.projects.run(str(folder), entry_point=step, parameters=parameters, env_manager="local",
                                     experiment_id=experiment_id, run_name=step, synchronous=False)
     mlflow.set_tag(f"pipeline.{step}.run_id", submitted.run_id)
     if commit:  # MLflow finds none where the code came without .git; reuse compares it
@@ -80,14 +86,15 @@ def run_step(step: str, parameters: dict[str, str], experiment_id: str, commit: 
 @reports_errors
 def main(pipeline_steps: str, reuse_completed: str, parameters: tuple[str, ...]) -> None:
     steps = parse_steps(pipeline_steps)
-    declared = step_parameters()
+    folder = project_dir()
+    declared = step_parameters(folder)
     values = parse_parameters(parameters, declared)
     check_tracking_server()
     with mlflow.start_run(run_name="pipeline") as parent:
         mlflow.set_tag("pipeline.steps", ",".join(steps))
         experiment_id = parent.info.experiment_id
         # Databricks unpacks the code without .git: there, the commit is the one MLflow recorded at submission.
-        commit = git_commit(PROJECT_DIR) or parent.data.tags.get(COMMIT_TAG)
+        commit = git_commit(folder) or parent.data.tags.get(COMMIT_TAG)
         reuse = reuse_completed == "true" and bool(commit)
         if reuse_completed == "true" and not reuse:
             click.echo("not reusing finished steps: the code comes from no git commit, so they may have run other code")
@@ -101,7 +108,7 @@ def main(pipeline_steps: str, reuse_completed: str, parameters: tuple[str, ...])
                 mlflow.set_tags({f"pipeline.{step}.run_id": run_id, "pipeline.reused": ",".join(reused)})
                 click.echo(f"reusing finished {step} run {run_id}: same parameters, commit and input data")
             else:
-                run_id = run_step(step, step_values, experiment_id, commit)
+                run_id = run_step(folder, step, step_values, experiment_id, commit)
             if step == "download_data":
                 values["data_path"] = f"runs:/{run_id}/{DATA_ARTIFACT}"
             elif step == "fine_tuning_model":
@@ -110,4 +117,4 @@ def main(pipeline_steps: str, reuse_completed: str, parameters: tuple[str, ...])
 
 
 if __name__ == "__main__":
-    main()
+    main(args=command_arguments())

@@ -4,6 +4,12 @@ The checked CSVs are logged as the run's `imdb/` artifact; later steps read them
 (`runs:/<this run>/imdb`), so they work even where this step ran on another machine.
 """
 
+import os
+import sys
+
+if __name__ == "__main__":  # the project folder, also where Databricks runs this source from MLflow's wrapper
+    sys.path.insert(0, os.getcwd())
+
 import tempfile
 from pathlib import Path
 
@@ -11,6 +17,7 @@ import click
 import mlflow
 
 from pipeline.data import LABEL_COLUMN, SPLITS, read_dataset
+from pipeline.entry import command_arguments
 from pipeline.errors import PipelineError, reports_errors
 from pipeline.fetch import extract_zip, fetch, sha256_of
 from pipeline.tracking import log_new_params, step_run
@@ -46,4 +53,4 @@ def main(download_url: str, local_folder: str, sha256: str) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(args=command_arguments())

@@ -5,10 +5,15 @@ checkpoint (by validation macro-F1) and resumes an interrupted run from its last
 Under DDP every rank runs this file; only rank 0 talks to MLflow.
 """
 
+import os
+import sys
+
+if __name__ == "__main__":  # the project folder, also where Databricks runs this source from MLflow's wrapper
+    sys.path.insert(0, os.getcwd())
+
 import contextlib
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -26,6 +31,7 @@ from pipeline.classifier import SentimentClassifier, load_pretrained
 from pipeline.data import LABEL_COLUMN
 from pipeline.datamodule import ReviewsDataModule
 from pipeline.download_data import DATA_ARTIFACT
+from pipeline.entry import command_arguments
 from pipeline.errors import PipelineError, reports_errors
 from pipeline.hardware import ACCELERATORS, PRECISIONS, SWITCHES, choose_hardware
 from pipeline.model_logging import MODEL_URI_TAG, log_sentiment_model
@@ -139,4 +145,4 @@ def checkpoint_folder(params: dict, data_digests: dict) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    main(args=command_arguments())

@@ -5,11 +5,18 @@ Every model gets a registry version. The quality gate (`pipeline.quality_gate`) 
 data, `challenger_alias` otherwise; the step prints why either way.
 """
 
+import os
+import sys
+
+if __name__ == "__main__":  # the project folder, also where Databricks runs this source from MLflow's wrapper
+    sys.path.insert(0, os.getcwd())
+
 import click
 import mlflow
 from mlflow import MlflowClient
 from mlflow.utils.uri import is_databricks_unity_catalog_uri
 
+from pipeline.entry import command_arguments
 from pipeline.errors import PipelineError, reports_errors
 from pipeline.model_logging import MODEL_URI_TAG
 from pipeline.quality_gate import DIGEST_TAG, GATE_TAG, METRIC_TAG, SCORE_TAG, SCORERS, judge, promote
@@ -80,4 +87,4 @@ def find_source_run(client: MlflowClient, run_id: str, experiment_id: str):
 
 
 if __name__ == "__main__":
-    main()
+    main(args=command_arguments())

@@ -63,9 +63,8 @@ def reusable_run(step: str, values: dict[str, str], declared: dict, experiment_i
     """A finished run that already did `step` with these inputs, or None.
 
     `values` are the KEY=VALUE strings `main` passes; `declared` is MLproject's parameter declarations (for
-    the defaults MLflow stores when a value is not passed)."""
-    params = {key: values.get(key, str(spec.get("default", "") if isinstance(spec, dict) else spec))
-              for key, spec in declared[step].items()}
+    the defaults MLflow stores when a value is not passed), as MLflow's loader reads them."""
+    params = {key: values.get(key, "" if spec.default is None else str(spec.default)) for key, spec in declared[step].items()}
     if step == "fine_tuning_model":  # compare the data itself, not the reference to it
         data_run = data_run_for(params.pop("data_path"), experiment_id)
         if data_run is None:

@@ -26,14 +26,12 @@ from pipeline.errors import PipelineError, first_line, reports_errors
 @click.option("--version", default=None, help="Git commit (full sha) or branch, for a git project URI.")
 @click.option("--entry-point", default="main", show_default=True)
 @click.option("--backend-config", type=click.Path(exists=True, dir_okay=False), default="cluster_spec.json", show_default=True,
-              help="Cluster spec: {new_cluster, libraries}.")
+              help="The job cluster's bare spec (Jobs API new_cluster); libraries come from MLproject.")
 @click.option("--experiment-name", required=True, help="Workspace experiment path, e.g. /Shared/sentiment (created if missing).")
-@click.option("--env-manager", default="local", show_default=True,
-              help="How the cluster builds the environment; 'local': the cluster's Python with its libraries.")
 @click.option("--poll-seconds", type=click.FloatRange(min=0.1), default=30.0, show_default=True)
 @click.option("-P", "--param", "params", multiple=True, help="KEY=VALUE, passed to the entry point.")
 @reports_errors
-def main(project_uri, version, entry_point, backend_config, experiment_name, env_manager, poll_seconds, params) -> None:
+def main(project_uri, version, entry_point, backend_config, experiment_name, poll_seconds, params) -> None:
     parameters = dict(parse_param(param) for param in params)
     if not mlflow.get_tracking_uri().startswith(("databricks", "http")):
         raise PipelineError(f"MLFLOW_TRACKING_URI is {mlflow.get_tracking_uri()!r}: set it to 'databricks' (or the workspace's tracking server)")
@@ -49,7 +47,7 @@ def main(project_uri, version, entry_point, backend_config, experiment_name, env
     try:
         submitted = mlflow.projects.run(project_uri, entry_point=entry_point, version=version, parameters=parameters,
                                         experiment_id=experiment, backend="databricks", backend_config=backend_config,
-                                        env_manager=env_manager, synchronous=True)
+                                        synchronous=True)
     except ExecutionException as error:
         raise PipelineError(f"remote run failed: {error}") from None
     except MlflowException as error:

@@ -67,10 +67,10 @@ def client_env(tracking_uri: str, **variables: str) -> dict[str, str]:
 
 def mlflow_run(tracking_uri: str, *args: str, experiment: str = "e2e", uri: str = str(REPO),
                cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """`mlflow run <this repo> --env-manager local` in a subprocess, from `cwd` (default: a SQLite store's folder),
+    """`mlflow run <this repo>` (the active environment: MLproject declares none) in a subprocess, from `cwd` (default: a SQLite store's folder),
     with secrets in the environment (which must never reach the store)."""
     env = client_env(tracking_uri, **SECRETS)
-    command = [sys.executable, "-m", "mlflow", "run", uri, "--env-manager", "local", "--experiment-name", experiment, *args]
+    command = [sys.executable, "-m", "mlflow", "run", uri, "--experiment-name", experiment, *args]
     cwd = cwd or tracking_uri.removeprefix("sqlite:///").rpartition("/")[0]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, cwd=cwd)
 

@@ -1,14 +1,18 @@
 """A Databricks workspace on 127.0.0.1, as far as MLflow's `databricks` project backend and tracking client use one.
 
 MLflow's own client code (`mlflow run -b databricks`, `MLFLOW_TRACKING_URI=databricks`, databricks-sdk auth) talks
-to it over HTTP; the tests run the real thing up to the cluster, which this module stands in for:
+to it over HTTP; the tests run the real thing up to the cluster, which this module stands in for. It refuses what
+Databricks documents as refused, not only what MLflow happens to send:
 
-- `GET /api/2.0/dbfs/get-status` and `POST /dbfs/<path>` (the project tarball) on a DBFS folder;
-- `POST /api/2.0/jobs/runs/submit`: checks the cluster spec and libraries, then runs the `shell_command_task`
-  command with `bash` in a fresh cluster folder, `/dbfs` and `/databricks` rewritten into the emulator's folders
-  and `$DB_HOME/python/bin` holding the cluster's Python (this venv);
-- `GET /api/2.0/jobs/runs/get` (PENDING → RUNNING → TERMINATED with SUCCESS / FAILED / CANCELED) and
-  `POST /api/2.0/jobs/runs/cancel`;
+- `GET /api/2.0/dbfs/get-status` and `POST /dbfs/<path>` (the project tarball, the job's python file) on a DBFS folder;
+- `POST /api/2.0/jobs/runs/submit`: the cluster spec must be a bare `new_cluster` on a runtime Databricks supports
+  (a wrapped `{"new_cluster": ...}` spec or any other unknown field is a 400). A `spark_python_task` runs its
+  `dbfs:/` python file with its parameters as the cluster's driver would: with the runtime's Python, from a driver
+  folder that is not the project's, `/dbfs` and `/databricks` mapped into the emulator's folders, after installing
+  each job library (here: checking it against the venv, which is the cluster's Python). A `shell_command_task`
+  (MLflow's classic project format) ends FAILED, as Databricks documents for runtime 13 and above;
+- `GET /api/2.0/jobs/runs/get` (PENDING → RUNNING → TERMINATED with SUCCESS / FAILED / CANCELED, or INTERNAL_ERROR
+  when a library cannot be installed) and `POST /api/2.0/jobs/runs/cancel`;
 - `/api/2.0/mlflow/...` forwarded to a real `mlflow server`, except Unity Catalog's model registry and its
   files, which `tests/unity_catalog_emulator.py` keeps.
 
@@ -32,18 +36,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+import mlflow
 import psutil
 import requests
+from packaging.specifiers import SpecifierSet
 
 from unity_catalog_emulator import PRESIGNED_PREFIX, ApiError, UnityCatalog, file_within
 
-# The job script copies the tarball with `rsync -a -v --ignore-existing FILE DIR`. Databricks images have rsync,
+# MLflow's job code copies the tarball with `rsync -a -v --ignore-existing FILE DIR`. Databricks images have rsync,
 # these test machines do not: the cluster's PATH gets this stand-in, which does exactly that and refuses the rest.
 RSYNC_STAND_IN = '''[ "$#" -eq 5 ] && [ "$1 $2 $3" = "-a -v --ignore-existing" ] || { echo "rsync stand-in: unsupported: $*" >&2; exit 2; }
 echo "$4"
 [ -e "$5/$(basename "$4")" ] || exec cp -p "$4" "$5"'''
-REQUIRED_CLUSTER_KEYS = ("spark_version", "node_type_id")
+# The LTS runtimes Databricks supports in November 2026 and their Python (Databricks runtime release notes);
+# 12.2 LTS and 13.3 LTS have reached end of support.
+RUNTIME_PYTHON = {"14.3": "3.10", "15.4": "3.11", "16.4": "3.12", "17.3": "3.12"}
+SPARK_VERSION = re.compile(r"^(\d+\.\d+)\.x-(?:(?:cpu|gpu)-ml-)?scala2\.1[23]$")
+# The fields of a Jobs API `new_cluster` (ClusterSpec in the Databricks REST reference).
+CLUSTER_FIELDS = {
+    "apply_policy_default_values", "autoscale", "autotermination_minutes", "aws_attributes", "azure_attributes",
+    "cluster_log_conf", "cluster_name", "custom_tags", "data_security_mode", "docker_image", "driver_instance_pool_id",
+    "driver_node_type_id", "enable_elastic_disk", "enable_local_disk_encryption", "gcp_attributes", "init_scripts",
+    "instance_pool_id", "is_single_node", "kind", "node_type_id", "num_workers", "policy_id", "runtime_engine",
+    "single_user_name", "spark_conf", "spark_env_vars", "spark_version", "ssh_public_keys", "use_ml_runtime",
+    "workload_type",
+}
+# MLflow 3.17 sends its own run options inside `new_cluster` in the Spark job format (it passes the whole backend
+# config on). Databricks ran such jobs (MLflow PR #12139 was tested on a workspace), so they are tolerated.
+MLFLOW_RUN_OPTIONS = {"ENV_MANAGER", "SYNCHRONOUS", "DOCKER_ARGS", "STORAGE_DIR", "build_image", "docker_auth"}
+CLASSIC_PROJECTS_REFUSED = ("For Databricks Runtime 13.0 ML and above, MLflow Projects cannot successfully run within a "
+                            "Databricks job type cluster (use MLflow's Databricks Spark job project format)")
 PYPI_PIN = re.compile(r"^([A-Za-z0-9_.\-\[\]]+)==([^\s;]+)$")
+TERMINAL = ("TERMINATED", "INTERNAL_ERROR", "SKIPPED")
 
 
 @dataclass
@@ -51,6 +75,7 @@ class Job:
     run_id: int
     request: dict
     folder: Path
+    runtime: str
     state: str = "PENDING"  # life_cycle_state
     result: str | None = None
     message: str = "Waiting for cluster"
@@ -90,10 +115,10 @@ class DatabricksEmulator:
         self.server.server_close()
 
     def wait(self, run_id: int, timeout: float = 600) -> Job:
-        """Block until the job is TERMINATED (tests use this where the CLI returns right after submitting)."""
+        """Block until the job has ended (tests use this where the CLI returns right after submitting)."""
         job = self.jobs[run_id]
         deadline = time.monotonic() + timeout
-        while job.state != "TERMINATED" and time.monotonic() < deadline:
+        while job.state not in TERMINAL and time.monotonic() < deadline:
             time.sleep(0.5)
         return job
 
@@ -205,61 +230,69 @@ class DatabricksEmulator:
             raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Run {run_id} does not exist.") from None
 
     def _submit(self, request: dict) -> Job:
-        cluster, task = request.get("new_cluster"), request.get("shell_command_task")
-        if not isinstance(cluster, dict) or any(key not in cluster for key in REQUIRED_CLUSTER_KEYS):
-            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"new_cluster needs {', '.join(REQUIRED_CLUSTER_KEYS)}")
-        unknown = [key for key in cluster if key.isupper()]  # MLflow's own options leak in when the spec is not wrapped
-        if unknown:
-            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"unknown new_cluster fields {unknown}")
-        if not isinstance(task, dict) or not isinstance(task.get("command"), list):
-            raise ApiError(400, "INVALID_PARAMETER_VALUE", "shell_command_task.command must be a list of strings")
+        runtime = check_cluster(request.get("new_cluster"))
+        python_task, shell_task = request.get("spark_python_task"), request.get("shell_command_task")
+        if python_task is not None:
+            if not isinstance(python_task.get("parameters", []), list) or not all(
+                    isinstance(parameter, str) for parameter in python_task.get("parameters", [])):
+                raise ApiError(400, "INVALID_PARAMETER_VALUE", "spark_python_task.parameters must be a list of strings")
+            python_file = str(python_task.get("python_file", ""))
+            if not python_file.startswith("dbfs:/") or not file_within(self.dbfs, python_file.removeprefix("dbfs:")).is_file():
+                raise ApiError(400, "INVALID_PARAMETER_VALUE", f"spark_python_task.python_file {python_file!r} does not exist in DBFS")
+        elif not isinstance(shell_task, dict):
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", "the run needs a task (spark_python_task here)")
         run_id = next(self.ids)
-        job = Job(run_id, request, self.root / "clusters" / str(run_id))  # a new_cluster: nothing left from other jobs
+        job = Job(run_id, request, self.root / "clusters" / str(run_id), runtime)  # a new_cluster: nothing left from other jobs
         self.jobs[run_id] = job
         threading.Thread(target=self._run, args=(job,), daemon=True).start()
         return job
 
     def _run(self, job: Job) -> None:
-        """Start the cluster (folders, Python, libraries), then run the command and record how it ended."""
-        db_home = job.folder / "databricks"
-        python_bin = db_home / "python" / "bin"
-        tools = job.folder / "usr" / "bin"
-        for folder in (python_bin, tools, job.folder / "home"):
+        """Start the cluster (folders, Python, libraries), then run the driver's python file and record how it ended."""
+        if "shell_command_task" in job.request:  # MLflow's classic project format: every supported runtime is 13+
+            job.state, job.result, job.message = "TERMINATED", "FAILED", CLASSIC_PROJECTS_REFUSED
+            return
+        python_bin, tools, driver = job.folder / "databricks" / "python3" / "bin", job.folder / "usr" / "bin", job.folder / "databricks" / "driver"
+        for folder in (python_bin, tools, driver, job.folder / "home"):
             folder.mkdir(parents=True)
-        executable = Path(sys.executable)  # the cluster's Python: this venv, with the launcher scripts it would have
-        script(python_bin / "python", f'exec "{executable}" "$@"')
-        script(python_bin / "mlflow", f'exec "{executable}" -m mlflow "$@"')
+        script(python_bin / "python", f'exec "{sys.executable}" "$@"')  # the cluster's Python: this venv
+        script(python_bin / "mlflow", f'exec "{sys.executable}" -m mlflow "$@"')
         script(tools / "rsync", RSYNC_STAND_IN)
-        missing = unmet_libraries(job.request.get("libraries", []))
-        command = [self._in_sandbox(part, job) for part in job.request["shell_command_task"]["command"]]
-        env = {"PATH": f"{tools}:/usr/local/bin:/usr/bin:/bin", "HOME": str(job.folder / "home"), "DB_HOME": str(db_home),
-               "LANG": "C.UTF-8", **self.cluster_env, **job.request["new_cluster"].get("spark_env_vars", {}),
-               **job.request["shell_command_task"].get("env_vars", {}),
+        unmet = unmet_libraries(job.request.get("libraries", []), RUNTIME_PYTHON[job.runtime])
+        task = job.request["spark_python_task"]
+        # The driver fetches the python file from DBFS and runs it from its own folder, with the task's parameters.
+        source = file_within(self.dbfs, task["python_file"].removeprefix("dbfs:"))
+        entry = driver / source.name
+        entry.write_text(self._in_sandbox(source.read_text(), job))
+        command = [str(python_bin / "python"), str(entry), *(self._in_sandbox(part, job) for part in task.get("parameters", []))]
+        env = {"PATH": f"{python_bin}:{tools}:/usr/local/bin:/usr/bin:/bin", "HOME": str(job.folder / "home"),
+               "LANG": "C.UTF-8", "DATABRICKS_RUNTIME_VERSION": job.runtime, **self.cluster_env,
+               **job.request["new_cluster"].get("spark_env_vars", {}),
                "DATABRICKS_HOST": self.host, "DATABRICKS_TOKEN": self.cluster_token}
         with job.lock:
             if job.cancelled:
                 return
-            if missing:
-                job.state, job.result, job.message = "INTERNAL_ERROR", "FAILED", f"Library installation failed: {missing}"
+            if unmet:
+                job.state, job.result, job.message = "INTERNAL_ERROR", "FAILED", f"Library installation failed: {'; '.join(unmet)}"
                 return
             with (job.folder / "driver.log").open("wb") as log:
-                job.process = subprocess.Popen(command, cwd=job.folder, env=env, stdout=log, stderr=subprocess.STDOUT,
+                job.process = subprocess.Popen(command, cwd=driver, env=env, stdout=log, stderr=subprocess.STDOUT,
                                                start_new_session=True)
             job.state, job.message = "RUNNING", "In run"
         code = job.process.wait()
         with job.lock:
             if not job.cancelled:
                 job.state, job.result = "TERMINATED", "SUCCESS" if code == 0 else "FAILED"
-                job.message = "" if code == 0 else f"Command exited with code {code}"
+                job.message = "" if code == 0 else f"Python exited with code {code}"
 
     def _in_sandbox(self, text: str, job: Job) -> str:
-        """The job's view of the cluster: `/dbfs/...` is the emulator's DBFS, `/databricks/...` the job's folder."""
+        """The driver's view of the cluster: `/dbfs/...` is the emulator's DBFS, `/databricks/...` the job's folder."""
         text = re.sub(r"(?<![\w./-])/dbfs(?=/)", str(self.dbfs), text)
         return re.sub(r"(?<![\w./-])/databricks(?=/)", str(job.folder / "databricks"), text)
 
     def _cancel(self, job: Job) -> None:
         with job.lock:
-            if job.state == "TERMINATED" or job.state == "INTERNAL_ERROR":
+            if job.state in TERMINAL:
                 return
             job.cancelled = True
             if job.process and job.process.poll() is None:
@@ -295,23 +328,54 @@ def script(path: Path, body: str) -> None:
     path.chmod(0o755)
 
 
-def unmet_libraries(libraries: list[dict]) -> list[str]:
-    """The cluster libraries (`pypi` pins) the cluster's Python does not have at that version.
+def check_cluster(cluster) -> str:
+    """The runtime version of a valid `new_cluster`; an ApiError (400) for what Databricks refuses."""
+    if not isinstance(cluster, dict):
+        raise ApiError(400, "INVALID_PARAMETER_VALUE", "new_cluster must be an object (the bare cluster spec)")
+    unknown = sorted(set(cluster) - CLUSTER_FIELDS - MLFLOW_RUN_OPTIONS)
+    if unknown:
+        raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Unknown field(s) {unknown} in new_cluster: give the bare cluster spec")
+    missing = [key for key in ("spark_version", "node_type_id") if key not in cluster]
+    if missing:
+        raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Missing required field(s) new_cluster.{', new_cluster.'.join(missing)}")
+    match = SPARK_VERSION.match(str(cluster["spark_version"]))
+    if not match or match.group(1) not in RUNTIME_PYTHON:
+        raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Invalid spark version {cluster['spark_version']!r}: "
+                                                       f"supported LTS runtimes are {', '.join(RUNTIME_PYTHON)}")
+    return match.group(1)
 
-    The emulator cannot install from PyPI offline; it checks instead that the pinned versions are what the job gets.
+
+def unmet_libraries(libraries: list[dict], runtime_python: str) -> list[str]:
+    """Why the job's `pypi` libraries cannot give the driver what they pin, on a runtime with `runtime_python`.
+
+    The emulator cannot install from PyPI offline; it checks that the cluster's Python (this venv) is the runtime's,
+    that each pin accepts the runtime's Python and is what the job gets, that MLflow is pinned to the client's
+    version (the runtime's own MLflow would run otherwise) and that pyspark, which the runtime owns, is not replaced.
     """
-    unmet = []
+    unmet, pinned = [], {}
     for library in libraries:
         spec = library.get("pypi", {}).get("package", "")
         match = PYPI_PIN.match(spec)
         if not match:
-            unmet.append(spec or json.dumps(library))
+            unmet.append(f"{spec or json.dumps(library)} (the emulator checks exact pypi pins only)")
             continue
         name, version = match.groups()
+        pinned[name.lower()] = version
+        if name.lower() == "pyspark":
+            unmet.append(f"{spec} (pyspark comes with the runtime; installing it breaks the cluster)")
+            continue
         try:
             installed = importlib.metadata.version(name)
+            requires_python = importlib.metadata.metadata(name)["Requires-Python"]
         except importlib.metadata.PackageNotFoundError:
-            installed = None
+            installed, requires_python = None, None
         if installed is None or installed.split("+")[0] != version:
             unmet.append(f"{spec} (cluster has {installed})")
+        elif requires_python and runtime_python not in SpecifierSet(requires_python):
+            unmet.append(f"{spec} requires Python {requires_python}")
+    if pinned.get("mlflow") != mlflow.__version__:
+        unmet.append(f"no mlflow=={mlflow.__version__} among the job libraries: the cluster would run its runtime's own MLflow")
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if runtime_python != running:
+        unmet.append(f"the runtime has Python {runtime_python}, this emulator's cluster only {running}")
     return unmet

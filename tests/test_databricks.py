@@ -5,6 +5,7 @@ The client side is the real thing (`mlflow run -b databricks`, `python -m pipeli
 command for real and track into a real `mlflow server`. The tests run in file order and share one workspace.
 """
 
+import json
 import secrets
 import signal
 import subprocess
@@ -20,6 +21,7 @@ import requests
 
 import main
 from conftest import REPO, client_env, params
+from test_project import REQUIREMENTS
 from databricks_emulator import DatabricksEmulator
 from servers import mlflow_server
 
@@ -74,13 +76,13 @@ def job_runs(server_uri: str, job_id: int, must_exist: bool = True) -> tuple[mlf
     return parent, children
 
 
-def submit_command(uri: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", "pipeline.submit", uri, "--backend-config", str(REPO / "cluster_spec.json"),
+def submit_command(uri: str, *args: str, backend_config: Path = REPO / "cluster_spec.json") -> list[str]:
+    return [sys.executable, "-m", "pipeline.submit", uri, "--backend-config", str(backend_config),
             "--experiment-name", EXPERIMENT, "--poll-seconds", "1", *args]
 
 
-def submit(workspace, uri: str, *args: str) -> subprocess.CompletedProcess:
-    return run(workspace, submit_command(uri, *args), cwd=REPO)
+def submit(workspace, uri: str, *args: str, **options) -> subprocess.CompletedProcess:
+    return run(workspace, submit_command(uri, *args, **options), cwd=REPO)
 
 
 def pipeline_params(tiny_model, easy_zip_url) -> list[str]:
@@ -92,16 +94,20 @@ def pipeline_params(tiny_model, easy_zip_url) -> list[str]:
 def test_local_code_on_databricks(workspace, project, tiny_model, easy_zip_url, monkeypatch):
     emulator, server_uri, env, _ = workspace
     result = run(workspace, [sys.executable, "-m", "mlflow", "run", ".", "-b", "databricks", "--backend-config", "cluster_spec.json",
-                             "--env-manager", "local", "--experiment-name", EXPERIMENT,
+                             "--experiment-name", EXPERIMENT,
                              *pipeline_params(tiny_model, easy_zip_url)], cwd=project)
     assert result.returncode == 0, result.stderr[-3000:]
     (job_id,) = emulator.jobs
     assert f"Check the run's status at {emulator.host}/?o=0#job/{job_id}/run/{job_id}" in result.stderr
     job = emulator.wait(job_id)  # the CLI returned at submission; the job goes on
     assert (job.state, job.result) == ("TERMINATED", "SUCCESS"), job.log[-3000:]
-    assert job.request["new_cluster"]["node_type_id"] == "g4dn.xlarge"
-    assert {"pypi": {"package": f"mlflow=={mlflow.__version__}"}} in job.request["libraries"]
-    assert (emulator.dbfs / "mlflow-experiments").is_dir()  # the code travelled through DBFS
+    # MLflow's Spark job format: the driver ran main.py's source in MLflow's wrapper, libraries from MLproject.
+    assert "shell_command_task" not in job.request
+    task = job.request["spark_python_task"]
+    assert task["python_file"].startswith("dbfs:/mlflow-experiments/") and task["parameters"][:2] == ["--pipeline-steps", "all"]
+    assert job.request["new_cluster"].items() >= json.loads((REPO / "cluster_spec.json").read_text()).items()
+    libraries = [library["pypi"]["package"] for library in job.request["libraries"]]
+    assert libraries == REQUIREMENTS and f"mlflow=={mlflow.__version__}" in libraries
 
     parent, children = job_runs(server_uri, job_id)
     assert parent.info.status == "FINISHED"
@@ -151,7 +157,7 @@ def test_remote_code_on_databricks_from_the_cli(workspace, git_remote, easy_zip_
     emulator, server_uri, _, _ = workspace
     uri = f"{git_remote['url']}/monorepo.git#ml/sentiment"
     result = run(workspace, [sys.executable, "-m", "mlflow", "run", uri, "-v", git_remote["nested"], "-b", "databricks",
-                             "--backend-config", str(REPO / "cluster_spec.json"), "--env-manager", "local",
+                             "--backend-config", str(REPO / "cluster_spec.json"),
                              "--experiment-name", EXPERIMENT, *params(pipeline_steps="download_data", download_url=easy_zip_url)],
                  cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -177,12 +183,78 @@ def test_failing_step_fails_the_job_and_submit(workspace, project, http_root):
     assert f"{base}/missing.zip: HTTP 404" in emulator.jobs[job_id].log
 
 
+def test_classic_project_format_fails_on_current_runtimes(workspace, tmp_path):
+    """A project without `databricks_spark_job` goes as MLflow's classic `shell_command_task`: runtime 13+ cannot run it."""
+    emulator, server_uri, _, _ = workspace
+    (tmp_path / "MLproject").write_text("name: classic\nentry_points:\n  main:\n    command: python hello.py\n")
+    (tmp_path / "hello.py").write_text("print('hello')\n")
+    result = submit(workspace, str(tmp_path))
+    assert result.returncode == 1 and "error: remote run failed" in result.stderr
+    job = emulator.jobs[max(emulator.jobs)]
+    assert "shell_command_task" in job.request and "spark_python_task" not in job.request
+    assert (job.state, job.result) == ("TERMINATED", "FAILED")
+    assert job.message.startswith("For Databricks Runtime 13.0 ML and above, MLflow Projects cannot successfully run")
+    parent, _ = job_runs(server_uri, job.run_id)
+    assert parent.info.status == "FAILED"
+
+
+def test_wrapped_cluster_spec_is_refused(workspace, project, tmp_path):
+    """In the Spark job format MLflow sends the backend config as `new_cluster` as it is: a wrapped spec is a 400."""
+    emulator, _, _, _ = workspace
+    wrapped = tmp_path / "wrapped.json"
+    wrapped.write_text(json.dumps({"new_cluster": json.loads((REPO / "cluster_spec.json").read_text()), "libraries": []}))
+    before = set(emulator.jobs)
+    result = submit(workspace, str(project), backend_config=wrapped)
+    assert result.returncode == 1 and set(emulator.jobs) == before
+    (message,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert message == (f"error: cannot submit {project}: INVALID_PARAMETER_VALUE: Unknown field(s) ['libraries', 'new_cluster'] "
+                       "in new_cluster: give the bare cluster spec")
+
+
+def test_clusters_refuse_what_databricks_refuses(workspace):
+    """Straight to the Jobs API: runtimes, cluster fields and job libraries, as the Databricks docs describe them."""
+    emulator, _, _, _ = workspace
+    api, bearer = f"{emulator.host}/api/2.0", {"Authorization": f"Bearer {TOKEN}"}
+    assert requests.post(f"{emulator.host}/dbfs/tests/job.py", data=b"print('driver ran')", headers=bearer, timeout=5).ok
+    spec = json.loads((REPO / "cluster_spec.json").read_text())
+    pinned = [{"pypi": {"package": package}} for package in REQUIREMENTS]
+
+    def submit_job(cluster: dict, libraries: list, python_file: str = "dbfs:/tests/job.py"):
+        task = {"python_file": python_file, "parameters": []}
+        return requests.post(f"{api}/jobs/runs/submit", headers=bearer, timeout=5,
+                             json={"run_name": "t", "new_cluster": cluster, "libraries": libraries, "spark_python_task": task})
+
+    def ended(answer) -> tuple[str, str | None, str]:
+        job = emulator.wait(answer.json()["run_id"], timeout=60)
+        return job.state, job.result, job.message
+
+    job = emulator.wait(submit_job(spec, pinned).json()["run_id"], timeout=60)
+    assert (job.state, job.result) == ("TERMINATED", "SUCCESS") and "driver ran" in job.log
+    without_mlflow = [library for library in pinned if not library["pypi"]["package"].startswith("mlflow==")]
+    assert ended(submit_job(spec, without_mlflow)) == ("INTERNAL_ERROR", "FAILED", (
+        f"Library installation failed: no mlflow=={mlflow.__version__} among the job libraries: "
+        "the cluster would run its runtime's own MLflow"))
+    state, result, message = ended(submit_job(spec | {"spark_version": "14.3.x-gpu-ml-scala2.12"}, pinned))
+    assert (state, result) == ("INTERNAL_ERROR", "FAILED") and "pandas==3.1.1 requires Python >=3.11" in message  # 14.3: Python 3.10
+    state, _, message = ended(submit_job(spec, pinned + [{"pypi": {"package": "pyspark==4.1.1"}}]))
+    assert state == "INTERNAL_ERROR" and "pyspark comes with the runtime" in message
+
+    refused = {
+        "13.3.x-gpu-ml-scala2.12": submit_job(spec | {"spark_version": "13.3.x-gpu-ml-scala2.12"}, pinned),  # end of support
+        "unknown field": submit_job(spec | {"workers": 2}, pinned),
+        "no node type": submit_job({key: value for key, value in spec.items() if key != "node_type_id"}, pinned),
+        "no python file": submit_job(spec, pinned, python_file="dbfs:/tests/missing.py"),
+    }
+    for case, answer in refused.items():
+        assert answer.status_code == 400 and answer.json()["error_code"] == "INVALID_PARAMETER_VALUE", case
+
+
 def test_token_is_never_logged(workspace):
     emulator, server_uri, _, outputs = workspace
-    assert len(outputs) == 4 and len(emulator.jobs) == 4  # the runs above
+    assert len(outputs) >= 6 and len(emulator.jobs) >= 5  # the submissions above
     client = mlflow.MlflowClient(server_uri)
     runs = client.search_runs([experiment.experiment_id for experiment in client.search_experiments()])
-    assert len(runs) == 12  # 4 + 4 + 2 + 2: parents and their steps
+    assert len(runs) >= 13  # 4 + 4 + 2 + 2 + 1 parents and their steps
     for found in runs:
         for value in [*found.data.params.values(), *found.data.tags.values()]:
             assert TOKEN not in value and emulator.cluster_token not in value

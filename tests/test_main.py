@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 import main
-from conftest import SECRETS, mlflow_run, params, runs_by_entry_point, tracking_at
+from conftest import REPO, SECRETS, mlflow_run, params, runs_by_entry_point, tracking_at
 from pipeline.errors import PipelineError
 
 
@@ -21,7 +21,7 @@ def test_parse_steps_keeps_pipeline_order():
 
 
 def test_parameters_are_checked_against_mlproject():
-    declared = main.step_parameters()
+    declared = main.step_parameters(REPO)
     assert "epochs" in declared["fine_tuning_model"] and "alias" in declared["register_model"]
     assert main.parse_parameters(("epochs=2", "learning_rate=1e-4", "data_path="), declared) == {
         "epochs": "2", "learning_rate": "1e-4", "data_path": ""}
@@ -31,7 +31,8 @@ def test_parameters_are_checked_against_mlproject():
         main.parse_parameters(("colour=red",), declared)
 
 
-def test_bad_values_fail_before_any_run(tracking):
+def test_bad_values_fail_before_any_run(tracking, monkeypatch):
+    monkeypatch.chdir(REPO)  # main.py runs in the project folder
     result = CliRunner().invoke(main.main, ["--pipeline-steps", "all", "epochs=abc"])
     assert result.exit_code == 1
     assert result.stderr.strip() == ("error: -P epochs='abc': expected a value of type int "
@@ -39,8 +40,8 @@ def test_bad_values_fail_before_any_run(tracking):
     assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
 
 
-def test_unreachable_tracking_server_is_one_line(monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
+def test_unreachable_tracking_server_is_one_line(monkeypatch):
+    monkeypatch.chdir(REPO)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://alice:hunter2@127.0.0.1:9")
     mlflow.set_tracking_uri("http://alice:hunter2@127.0.0.1:9")
     try:

@@ -1,0 +1,33 @@
+"""Where an entry point runs and what it was given, both under `mlflow run` and on Databricks.
+
+`mlflow run` starts every entry point's command from the project folder. On Databricks (MLflow's Spark job
+project format) MLflow pastes the entry file's source into a generated `<uuid>.py` on DBFS, after code that
+unpacks the project and `chdir`s into it, and passes the rest of the command as the job's parameters: split on
+spaces and still shell-quoted (`cache_dir='~/.cache/x'`), because no shell reads them. So the project folder
+is the working directory, never `__file__`'s folder, and the arguments may need the shell's unquoting.
+"""
+
+import shlex
+import sys
+from pathlib import Path
+
+from pipeline.errors import PipelineError
+
+
+def project_dir() -> Path:
+    """The project folder: the working directory, where MLflow runs every entry point."""
+    folder = Path.cwd()
+    if not (folder / "MLproject").is_file():
+        raise PipelineError(f"{folder}: no MLproject here; run the entry points from the project folder (as `mlflow run .` does)")
+    return folder
+
+
+def command_arguments(argv: list[str] | None = None) -> list[str]:
+    """The entry point's arguments, unquoted as a shell would have done where MLflow's Spark job wrapper runs it."""
+    argv = sys.argv if argv is None else argv
+    return shlex.split(" ".join(argv[1:])) if run_by_spark_job_wrapper(argv[0]) else argv[1:]
+
+
+def run_by_spark_job_wrapper(script: str) -> bool:
+    """True when the running file is not one of the project's: MLflow's wrapper, which lives on DBFS."""
+    return not Path(script).resolve().is_relative_to(Path.cwd().resolve())
