@@ -244,8 +244,16 @@ class DatabricksEmulator:
         run_id = next(self.ids)
         job = Job(run_id, request, self.root / "clusters" / str(run_id), runtime)  # a new_cluster: nothing left from other jobs
         self.jobs[run_id] = job
-        threading.Thread(target=self._run, args=(job,), daemon=True).start()
+        threading.Thread(target=self._run_reporting_errors, args=(job,), daemon=True).start()
         return job
+
+    def _run_reporting_errors(self, job: Job) -> None:
+        """A fault of the emulator itself ends the run (INTERNAL_ERROR) instead of leaving it PENDING forever."""
+        try:
+            self._run(job)
+        except Exception as error:  # noqa: BLE001 - reported in the run's state, as Databricks reports its own faults
+            with job.lock:
+                job.state, job.result, job.message = "INTERNAL_ERROR", "FAILED", f"emulator fault: {error!r}"
 
     def _run(self, job: Job) -> None:
         """Start the cluster (folders, Python, libraries), then run the driver's python file and record how it ended."""
@@ -366,7 +374,7 @@ def unmet_libraries(libraries: list[dict], runtime_python: str) -> list[str]:
             continue
         try:
             installed = importlib.metadata.version(name)
-            requires_python = importlib.metadata.metadata(name)["Requires-Python"]
+            requires_python = importlib.metadata.metadata(name).get("Requires-Python")
         except importlib.metadata.PackageNotFoundError:
             installed, requires_python = None, None
         if installed is None or installed.split("+")[0] != version:
