@@ -41,8 +41,8 @@ def main(project_uri, version, entry_point, backend_config, experiment_name, pol
     except MlflowException as error:
         raise PipelineError(f"workspace of {mlflow.get_tracking_uri()!r}: {first_line(error)}") from None
     DatabricksSubmittedRun.POLL_STATUS_INTERVAL = poll_seconds  # MLflow's wait loop; 30 s unless told
-    stop = threading.Event()
-    watcher = threading.Thread(target=report_progress, args=(experiment, int(time.time() * 1000), poll_seconds, stop), daemon=True)
+    stop, since_ms = threading.Event(), int(time.time() * 1000)
+    watcher = threading.Thread(target=report_progress, args=(experiment, since_ms, poll_seconds, stop), daemon=True)
     watcher.start()
     try:
         submitted = mlflow.projects.run(project_uri, entry_point=entry_point, version=version, parameters=parameters,
@@ -51,6 +51,7 @@ def main(project_uri, version, entry_point, backend_config, experiment_name, pol
     except ExecutionException as error:
         raise PipelineError(f"remote run failed: {error}") from None
     except MlflowException as error:
+        fail_unsubmitted_runs(experiment, since_ms)
         raise PipelineError(f"cannot submit {project_uri}: {first_line(error)}") from None
     finally:
         stop.set()
@@ -63,6 +64,14 @@ def parse_param(text: str) -> tuple[str, str]:
     if not separator or not key:
         raise PipelineError(f"-P {text!r}: expected KEY=VALUE")
     return key, value
+
+
+def fail_unsubmitted_runs(experiment: str, since_ms: int) -> None:
+    """MLflow creates the run before Databricks accepts the job: when the job is refused, that run is FAILED, not RUNNING."""
+    client = mlflow.MlflowClient()
+    for run in client.search_runs([experiment], f"attributes.start_time >= {since_ms} and attributes.status = 'RUNNING'"):
+        if run.data.tags.get("mlflow.project.backend") == "databricks" and MLFLOW_DATABRICKS_RUN_URL not in run.data.tags:
+            client.set_terminated(run.info.run_id, "FAILED")
 
 
 def report_progress(experiment: str, since_ms: int, every: float, stop: threading.Event) -> None:

@@ -200,7 +200,7 @@ def test_classic_project_format_fails_on_current_runtimes(workspace, tmp_path):
 
 def test_wrapped_cluster_spec_is_refused(workspace, project, tmp_path):
     """In the Spark job format MLflow sends the backend config as `new_cluster` as it is: a wrapped spec is a 400."""
-    emulator, _, _, _ = workspace
+    emulator, server_uri, _, _ = workspace
     wrapped = tmp_path / "wrapped.json"
     wrapped.write_text(json.dumps({"new_cluster": json.loads((REPO / "cluster_spec.json").read_text()), "libraries": []}))
     before = set(emulator.jobs)
@@ -209,6 +209,10 @@ def test_wrapped_cluster_spec_is_refused(workspace, project, tmp_path):
     (message,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert message == (f"error: cannot submit {project}: INVALID_PARAMETER_VALUE: Unknown field(s) ['libraries', 'new_cluster'] "
                        "in new_cluster: give the bare cluster spec")
+    client = mlflow.MlflowClient(server_uri)
+    (refused,) = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id],
+                                    "tags.`mlflow.project.backend` = 'databricks'", order_by=["attributes.start_time DESC"], max_results=1)
+    assert refused.info.status == "FAILED" and "mlflow.databricks.runURL" not in refused.data.tags
 
 
 def test_clusters_refuse_what_databricks_refuses(workspace):
