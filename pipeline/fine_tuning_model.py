@@ -36,6 +36,7 @@ from pipeline.errors import PipelineError, reports_errors
 from pipeline.hardware import ACCELERATORS, PRECISIONS, SWITCHES, choose_hardware
 from pipeline.model_logging import MODEL_URI_TAG, log_sentiment_model
 from pipeline.reports import log_test_report, log_training_curves
+from pipeline.reuse import run_identity, step_run_by_id
 from pipeline.strategies import STRATEGIES, strategy_callbacks
 from pipeline.tracking import LATEST, download, is_artifact_uri, latest_finished_run, log_new_params, run_id_in, step_run
 
@@ -130,7 +131,10 @@ def resolve_data(data_path: str, experiment_id: str, scratch: Path) -> tuple[Pat
     if data_path in ("", LATEST):
         data_path = f"runs:/{latest_finished_run('download_data', experiment_id).info.run_id}/{DATA_ARTIFACT}"
     if is_artifact_uri(data_path):
-        return download(data_path, scratch / "data"), run_id_in(data_path)
+        run_id = run_id_in(data_path)
+        if run_id is not None:  # one line for an unknown run or another step's run, before downloading anything
+            step_run_by_id(run_id, "download_data", f"data_path={data_path!r}")
+        return download(data_path, scratch / "data"), run_id
     folder = Path(data_path.removeprefix("file://"))
     if not folder.is_dir():
         raise PipelineError(f"data_path={data_path!r}: no such folder (expected train.csv, valid.csv, test.csv in it)")
@@ -138,9 +142,8 @@ def resolve_data(data_path: str, experiment_id: str, scratch: Path) -> tuple[Pat
 
 
 def checkpoint_folder(params: dict, data_digests: dict) -> Path:
-    """Checkpoints of one configuration on one data set: a rerun with the same inputs resumes from here."""
-    identity = {key: value for key, value in params.items() if key not in ("checkpoint_dir", "cache_dir")} | {"data": data_digests}
-    key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """Checkpoints of one run identity (`pipeline.reuse.run_identity`, as reuse uses): a rerun of it resumes from here."""
+    key = hashlib.sha256(json.dumps(run_identity(params, data_digests), sort_keys=True).encode()).hexdigest()[:16]
     return Path(params["checkpoint_dir"]).resolve() / key
 
 

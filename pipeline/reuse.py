@@ -10,11 +10,23 @@ from pathlib import Path
 
 import mlflow
 from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, first_line
 from pipeline.tracking import LATEST, STEP_TAG, latest_finished_run, run_id_in
 
 COMMIT_TAG = "mlflow.source.git.commit"
+# Where files go, not what is computed: runs that differ only here did the same work.
+PLACEMENT_PARAMETERS = ("checkpoint_dir", "cache_dir")
+# Compared by content (the input data's digests), not by the reference that names it.
+DATA_REFERENCE = "data_path"
+
+
+def run_identity(params: dict, data_digests: dict[str, str] | None = None) -> dict:
+    """What makes two runs of a step "the same run", for reuse (finished) and resume (interrupted) alike:
+    the parameters but placement and data reference, plus the digests of the data read."""
+    identity = {key: str(value) for key, value in params.items() if key not in (*PLACEMENT_PARAMETERS, DATA_REFERENCE)}
+    return identity | ({"data": data_digests} if data_digests is not None else {})
 
 
 def git_commit(folder: Path) -> str | None:
@@ -46,10 +58,11 @@ def find_reusable_run(step: str, experiment_id: str, params: dict[str, str], com
         order_by=["attributes.start_time DESC"],
         output_format="list",
     )
+    wanted = run_identity(params)
     for run in candidates:
         if run.data.tags.get(COMMIT_TAG) != commit:
             continue
-        if any(run.data.params.get(key) != value for key, value in params.items()):
+        if any(run.data.params.get(key) != value for key, value in wanted.items()):
             continue
         if any(run.data.tags.get(key) != value for key, value in (extra_tags or {}).items()):
             continue
@@ -66,7 +79,7 @@ def reusable_run(step: str, values: dict[str, str], declared: dict, experiment_i
     the defaults MLflow stores when a value is not passed), as MLflow's loader reads them."""
     params = {key: values.get(key, "" if spec.default is None else str(spec.default)) for key, spec in declared[step].items()}
     if step == "fine_tuning_model":  # compare the data itself, not the reference to it
-        data_run = data_run_for(params.pop("data_path"), experiment_id)
+        data_run = data_run_for(params[DATA_REFERENCE], experiment_id)
         if data_run is None:
             return None
         return find_reusable_run(step, experiment_id, params, commit, data_digests=input_digests(data_run))
@@ -84,7 +97,19 @@ def data_run_for(data_path: str, experiment_id: str):
     if data_path == LATEST:
         return latest_run_or_none("download_data", experiment_id)
     run_id = run_id_in(data_path)
-    return mlflow.MlflowClient().get_run(run_id) if run_id is not None else None
+    return step_run_by_id(run_id, "download_data", f"data_path={data_path!r}") if run_id is not None else None
+
+
+def step_run_by_id(run_id: str, step: str, given: str) -> Run:
+    """The run `run_id`, which must exist and be a run of `step`; `given` names what the user passed."""
+    try:
+        run = mlflow.MlflowClient().get_run(run_id)
+    except MlflowException as error:
+        raise PipelineError(f"{given}: no run {run_id!r} in {mlflow.get_tracking_uri()} ({first_line(error)})") from None
+    found = run.data.tags.get(STEP_TAG)
+    if found != step:
+        raise PipelineError(f"{given}: run {run_id} is a {found or 'non-pipeline'} run, not a {step} run")
+    return run
 
 
 def latest_run_or_none(step: str, experiment_id: str):
