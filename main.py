@@ -20,14 +20,16 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.projects._project_spec import load_project
 
+from pipeline import download_data, fine_tuning_model, register_model
 from pipeline.download_data import DATA_ARTIFACT
-from pipeline.entry import command_arguments, project_dir
+from pipeline.entry import project_dir, run_entry_point
 from pipeline.errors import PipelineError, reports_errors
 from pipeline.reuse import COMMIT_TAG, git_commit, reusable_run
 from pipeline.tracking import ERROR_TAG, check_tracking_server
 
-STEPS = ("download_data", "fine_tuning_model", "register_model")
-TYPES = {"int": int, "float": float}
+STEP_COMMANDS = {"download_data": download_data.main, "fine_tuning_model": fine_tuning_model.main,
+                 "register_model": register_model.main}
+STEPS = tuple(STEP_COMMANDS)
 
 
 def parse_steps(text: str) -> list[str]:
@@ -48,7 +50,8 @@ def step_parameters(folder: Path) -> dict[str, dict]:
 
 
 def parse_parameters(pairs: tuple[str, ...], declared: dict[str, dict]) -> dict[str, str]:
-    """KEY=VALUE pairs, checked against the steps' declarations before any step starts."""
+    """KEY=VALUE pairs, checked before any step starts: each names a step parameter (MLproject) and is a value
+    that step's own command takes (its click option: type, range, choices)."""
     values = {}
     for pair in pairs:
         key, separator, value = pair.partition("=")
@@ -56,13 +59,19 @@ def parse_parameters(pairs: tuple[str, ...], declared: dict[str, dict]) -> dict[
         if not separator or not steps:
             raise PipelineError(f"{pair!r}: not a parameter of any step (expected KEY=VALUE)")
         for step in steps:
-            kind = declared[step][key].type
-            try:
-                TYPES.get(kind, str)(value)
-            except ValueError:
-                raise PipelineError(f"-P {key}={value!r}: expected a value of type {kind} (entry point {step} in MLproject)") from None
+            check_value(step, key, value)
         values[key] = value
     return values
+
+
+def check_value(step: str, key: str, value: str) -> None:
+    """Convert `value` as the step's command would convert its option `key`; one line where it would refuse it."""
+    command = STEP_COMMANDS[step]
+    (option,) = [parameter for parameter in command.params if parameter.name == key]
+    try:
+        option.type_cast_value(click.Context(command), value)
+    except click.BadParameter as error:
+        raise PipelineError(f"-P {key}={value!r}: {error.message} (entry point {step})") from None
 
 
 def run_step(folder: Path, step: str, parameters: dict[str, str], experiment_id: str, commit: str | None) -> str:
@@ -117,4 +126,4 @@ def main(pipeline_steps: str, reuse_completed: str, parameters: tuple[str, ...])
 
 
 if __name__ == "__main__":
-    main(args=command_arguments())
+    run_entry_point(main)

@@ -17,7 +17,7 @@ import click
 import mlflow
 
 from pipeline.data import LABEL_COLUMN, SPLITS, read_dataset
-from pipeline.entry import command_arguments
+from pipeline.entry import run_entry_point
 from pipeline.errors import PipelineError, reports_errors
 from pipeline.fetch import extract_zip, fetch, sha256_of
 from pipeline.tracking import log_new_params, step_run
@@ -53,4 +53,4 @@ def main(download_url: str, local_folder: str, sha256: str) -> None:
 
 
 if __name__ == "__main__":
-    main(args=command_arguments())
+    run_entry_point(main)

@@ -7,11 +7,17 @@ spaces and still shell-quoted (`cache_dir='~/.cache/x'`), because no shell reads
 is the working directory, never `__file__`'s folder, and the arguments may need the shell's unquoting.
 """
 
+import os
 import shlex
 import sys
 from pathlib import Path
 
+import click
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
 from pipeline.errors import PipelineError
+from pipeline.tracking import ERROR_TAG
 
 
 def project_dir() -> Path:
@@ -31,3 +37,23 @@ def command_arguments(argv: list[str] | None = None) -> list[str]:
 def run_by_spark_job_wrapper(script: str) -> bool:
     """True when the running file is not one of the project's: MLflow's wrapper, which lives on DBFS."""
     return not Path(script).resolve().is_relative_to(Path.cwd().resolve())
+
+
+def run_entry_point(command: click.Command) -> None:
+    """Run an entry point's command on its arguments. A value its options refuse ends in one line (`error: ...`),
+    as the step's other errors do, and the step's MLflow run (`mlflow run` sets MLFLOW_RUN_ID) carries the reason."""
+    try:
+        code = command.main(args=command_arguments(), standalone_mode=False)
+    except click.ClickException as error:
+        message = error.format_message()
+        if os.environ.get("MLFLOW_RUN_ID"):
+            try:
+                MlflowClient().set_tag(os.environ["MLFLOW_RUN_ID"], ERROR_TAG, message)
+            except MlflowException:
+                pass  # the store is unreachable too: the message below is what is left to say
+        click.echo(f"error: {message}", err=True)
+        sys.exit(error.exit_code)
+    except click.Abort:  # Ctrl-C
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -31,7 +31,7 @@ from pipeline.classifier import SentimentClassifier, load_pretrained
 from pipeline.data import LABEL_COLUMN
 from pipeline.datamodule import ReviewsDataModule
 from pipeline.download_data import DATA_ARTIFACT
-from pipeline.entry import command_arguments
+from pipeline.entry import run_entry_point
 from pipeline.errors import PipelineError, reports_errors
 from pipeline.hardware import ACCELERATORS, PRECISIONS, SWITCHES, choose_hardware
 from pipeline.model_logging import MODEL_URI_TAG, log_sentiment_model
@@ -148,4 +148,4 @@ def checkpoint_folder(params: dict, data_digests: dict) -> Path:
 
 
 if __name__ == "__main__":
-    main(args=command_arguments())
+    run_entry_point(main)

@@ -16,7 +16,7 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.utils.uri import is_databricks_unity_catalog_uri
 
-from pipeline.entry import command_arguments
+from pipeline.entry import run_entry_point
 from pipeline.errors import PipelineError, reports_errors
 from pipeline.model_logging import MODEL_URI_TAG
 from pipeline.quality_gate import DIGEST_TAG, GATE_TAG, METRIC_TAG, SCORE_TAG, SCORERS, judge, promote
@@ -87,4 +87,4 @@ def find_source_run(client: MlflowClient, run_id: str, experiment_id: str):
 
 
 if __name__ == "__main__":
-    main(args=command_arguments())
+    run_entry_point(main)

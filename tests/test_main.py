@@ -25,18 +25,33 @@ def test_parameters_are_checked_against_mlproject():
     assert "epochs" in declared["fine_tuning_model"] and "alias" in declared["register_model"]
     assert main.parse_parameters(("epochs=2", "learning_rate=1e-4", "data_path="), declared) == {
         "epochs": "2", "learning_rate": "1e-4", "data_path": ""}
-    with pytest.raises(PipelineError, match=r"-P epochs='abc': expected a value of type int \(entry point fine_tuning_model"):
+    with pytest.raises(PipelineError, match=r"^-P epochs='abc': 'abc' is not a valid integer range. \(entry point fine_tuning_model\)$"):
         main.parse_parameters(("epochs=abc",), declared)
+    refused = {"epochs=0": "0 is not in the range x>=1.", "learning_rate=0": "0.0 is not in the range x>0.",
+               "fine_tuning_strategy=all": "'all' is not one of 'no_freeze', 'freeze', 'freeze_unfreeze'.",
+               "min_score=1.5": "1.5 is not in the range 0<=x<=1.", "accelerator=tpu": "'tpu' is not one of"}
+    for pair, reason in refused.items():
+        with pytest.raises(PipelineError, match=f"^-P {pair.replace('=', '=.')}.: {reason}"):
+            main.parse_parameters((pair,), declared)
     with pytest.raises(PipelineError, match="'colour=red': not a parameter of any step"):
         main.parse_parameters(("colour=red",), declared)
 
 
+def test_mlproject_declares_what_the_step_commands_take():
+    """MLproject and each step's click options name the same parameters, with the same defaults: the checks in
+    `main` use the click options, MLflow the MLproject declarations."""
+    for step, declared in main.step_parameters(REPO).items():
+        options = {option.name: option.default for option in main.STEP_COMMANDS[step].params}
+        assert set(declared) == set(options), step
+        for name, parameter in declared.items():
+            assert str(parameter.default) == str(options[name]), (step, name)
+
+
 def test_bad_values_fail_before_any_run(tracking, monkeypatch):
     monkeypatch.chdir(REPO)  # main.py runs in the project folder
-    result = CliRunner().invoke(main.main, ["--pipeline-steps", "all", "epochs=abc"])
+    result = CliRunner().invoke(main.main, ["--pipeline-steps", "all", "epochs=0"])
     assert result.exit_code == 1
-    assert result.stderr.strip() == ("error: -P epochs='abc': expected a value of type int "
-                                     "(entry point fine_tuning_model in MLproject)")
+    assert result.stderr.strip() == "error: -P epochs='0': 0 is not in the range x>=1. (entry point fine_tuning_model)"
     assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
 
 
@@ -161,3 +176,15 @@ def test_failing_step_fails_the_parent(tmp_path, http_root):
     assert (f"error: step download_data failed (run {download.info.run_id}): "
             f"{base}/missing.zip: HTTP 404 File not found") in result.stderr
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
+
+
+@pytest.mark.slow
+def test_a_step_refusing_a_value_says_it_in_one_line_and_on_its_run(tracking):
+    """`mlflow run . -e fine_tuning_model -P epochs=0`: the step's own check, one line, the reason on the FAILED run."""
+    result = mlflow_run(tracking, "-e", "fine_tuning_model", *params(epochs=0), experiment="steps")
+    assert result.returncode != 0
+    assert "error: Invalid value for '--epochs': 0 is not in the range x>=1." in result.stderr.splitlines()
+    assert "Usage:" not in result.stderr and "Traceback" not in result.stderr
+    (run,) = runs_by_entry_point(tracking, "steps")["fine_tuning_model"]
+    assert run.info.status == "FAILED"
+    assert run.data.tags["pipeline.error"] == "Invalid value for '--epochs': 0 is not in the range x>=1."
