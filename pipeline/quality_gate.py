@@ -17,7 +17,7 @@ from mlflow.exceptions import MlflowException
 from sklearn.metrics import accuracy_score, f1_score
 
 from pipeline.data import LABEL_COLUMN, TEXT_COLUMN, read_split
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, first_line
 from pipeline.reuse import input_digests
 from pipeline.tracking import download
 
@@ -53,10 +53,17 @@ def judge(client: MlflowClient, name: str, alias: str, candidate: Run, metric: s
 
 
 def alias_version(client: MlflowClient, name: str, alias: str):
+    """The version holding `alias`, or None when the model or the alias does not exist yet.
+
+    Any other error (network, permission, server) fails the step: read as "no champion", it would crown an
+    unchecked model."""
     try:
         return client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST" or (
+                error.error_code == "INVALID_PARAMETER_VALUE" and "not found" in str(error)):  # SQL stores' missing alias
+            return None
+        raise PipelineError(f"cannot read @{alias} of {name!r} from the model registry: {first_line(error)}") from None
 
 
 def score_on_candidate_data(client: MlflowClient, champion, candidate: Run, metric: str) -> float:
