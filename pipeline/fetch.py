@@ -59,9 +59,13 @@ def _http_get(url: str, destination: Path) -> Path:
             with open(destination, "wb") as out, tqdm(
                 total=total, unit="B", unit_scale=True, desc=f"download {Path(urlparse(url).path).name}"
             ) as bar:
-                for chunk in response.iter_content(chunk_size=1 << 20):
-                    out.write(chunk)
-                    bar.update(len(chunk))
+                try:
+                    for chunk in response.iter_content(chunk_size=1 << 20):
+                        out.write(chunk)
+                        bar.update(len(chunk))
+                except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError) as error:
+                    # The body broke off (reset, or closed before Content-Length): worth another attempt.
+                    raise _Transient(f"connection broke off mid-download ({type(error).__name__})") from None
             if total is not None and destination.stat().st_size != total:
                 raise _Transient(f"connection closed after {destination.stat().st_size} of {total} bytes")
     except requests.exceptions.ConnectionError as error:

@@ -4,6 +4,7 @@ import mlflow
 from click.testing import CliRunner
 
 from pipeline import download_data
+from test_fetch import server  # noqa: F401 - the scripted HTTP server fixture
 
 
 def invoke(*args):
@@ -56,3 +57,20 @@ def test_checksum_mismatch(tracking, easy_zip_url, tmp_path):
     assert "SHA-256 is" in result.stderr and f"expected {'0' * 64}" in result.stderr
     assert not (tmp_path / "imdb").exists()
     assert only_run().info.status == "FAILED"
+
+
+def test_connection_cut_mid_body_keeps_old_data(tracking, easy_zip_url, server, tmp_path, monkeypatch):  # noqa: F811
+    handler, base = server
+    handler.script["/imdb.zip"] = [(200, b"PK\x03\x04 partial", 10_000_000)]
+    monkeypatch.setattr("pipeline.fetch.time.sleep", lambda seconds: None)  # the retries' back-off
+    data = tmp_path / "data"
+    assert invoke("--download-url", easy_zip_url, "--local-folder", str(data)).exit_code == 0
+    before = (data / "imdb" / "train.csv").read_bytes()
+
+    result = invoke("--download-url", f"{base}/imdb.zip", "--local-folder", str(data))
+    assert result.exit_code == 1 and handler.hits["/imdb.zip"] == 4  # 1 + 3 retries
+    message = f"error: {base}/imdb.zip: connection broke off mid-download (ChunkedEncodingError) (gave up after 4 attempts)"
+    assert result.stderr.strip().splitlines()[-1] == message
+    failed = mlflow.search_runs(experiment_names=["Default"], filter_string="attributes.status = 'FAILED'", output_format="list")
+    assert len(failed) == 1 and failed[0].data.tags["pipeline.error"] == message.removeprefix("error: ")
+    assert (data / "imdb" / "train.csv").read_bytes() == before and sorted(p.name for p in data.iterdir()) == ["imdb"]

@@ -13,20 +13,22 @@ from pipeline.fetch import DownloadError, extract_zip, fetch
 
 
 class Scripted(http.server.BaseHTTPRequestHandler):
-    """Answers each path from a script of (status, body) replies, the last one repeating."""
+    """Answers each path from a script of (status, body[, promised length]) replies, the last one repeating.
+    A promised length above the body's is a connection that closes mid-body."""
 
-    script: dict[str, list[tuple[int, bytes]]] = {}
+    script: dict[str, list[tuple]] = {}
     hits: dict[str, int] = {}
 
     def do_GET(self):
         replies = self.script.get(self.path, [(404, b"not found")])
         count = self.hits.get(self.path, 0)
         self.hits[self.path] = count + 1
-        status, body = replies[min(count, len(replies) - 1)]
+        status, body, *promised = replies[min(count, len(replies) - 1)]
         self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(promised[0] if promised else len(body)))
         self.end_headers()
         self.wfile.write(body)
+        self.close_connection = True
 
     def log_message(self, *args):
         pass
@@ -48,6 +50,18 @@ def test_http_download_retries_transient_errors(server, tmp_path):
     path = fetch(f"{base}/imdb.zip", tmp_path / "a.zip", backoff_s=0.01)
     assert path.read_bytes() == b"PK-payload"
     assert handler.hits["/imdb.zip"] == 3
+
+
+def test_body_cut_off_mid_download_is_retried_then_one_line(server, tmp_path):
+    handler, base = server
+    handler.script["/cut.zip"] = [(200, b"PK-part", 1000), (200, b"PK-payload")]
+    assert fetch(f"{base}/cut.zip", tmp_path / "a.zip", backoff_s=0.01).read_bytes() == b"PK-payload"
+    assert handler.hits["/cut.zip"] == 2
+    handler.script["/always-cut.zip"] = [(200, b"PK-part", 1000)]
+    with pytest.raises(DownloadError, match=r"^http://127\.0\.0\.1:\d+/always-cut\.zip: connection broke off mid-download "
+                                            r"\(ChunkedEncodingError\) \(gave up after 3 attempts\)$"):
+        fetch(f"{base}/always-cut.zip", tmp_path / "b.zip", retries=2, backoff_s=0.01)
+    assert handler.hits["/always-cut.zip"] == 3
 
 
 def test_http_404_is_not_retried(server, tmp_path):
