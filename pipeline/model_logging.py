@@ -12,11 +12,13 @@ from mlflow.types import ColSpec, Schema
 
 MODEL_ARTIFACT = "model"
 MODEL_URI_TAG = "pipeline.model_uri"  # set on the fine-tuning run: where its logged model lives
+# One unnamed string column: MLflow then accepts a list of strings, a Series, one string or a one-column DataFrame
+# (a named `review` column would refuse all but the DataFrame); `sentiment_model.review_texts` reads them.
 SIGNATURE = ModelSignature(
-    inputs=Schema([ColSpec("string", "review")]),
+    inputs=Schema([ColSpec("string")]),
     outputs=Schema([ColSpec("string", "label"), ColSpec("double", "probability")]),
 )
-INPUT_EXAMPLE = pd.DataFrame({"review": ["A moving story with wonderful acting.", "Dull, predictable and far too long."]})
+INPUT_EXAMPLE = ["A moving story with wonderful acting.", "Dull, predictable and far too long."]
 
 
 def log_sentiment_model(network, tokenizer, max_length: int):

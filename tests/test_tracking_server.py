@@ -47,8 +47,10 @@ def test_models_serve_answers_raw_text(served_pipeline, mlflow_server, tmp_path)
         predictions = answer.json()["predictions"]
         assert [row["label"] for row in predictions] == ["positive", "negative"]
         assert all(0.5 <= row["probability"] <= 1.0 for row in predictions)
-        refused = requests.post(f"{url}/invocations", json={"dataframe_records": [{"text": "no review column"}]}, timeout=60)
-        assert refused.status_code == 400
+        listed = requests.post(f"{url}/invocations", json={"inputs": REVIEWS}, timeout=60)
+        assert listed.status_code == 200 and listed.json()["predictions"] == predictions
+        refused = requests.post(f"{url}/invocations", json={"dataframe_records": [{"review": 5}]}, timeout=60)
+        assert refused.status_code == 400 and "Incompatible input types" in refused.text
 
 
 def test_concurrent_registrations_leave_the_alias_on_the_better_model(served_pipeline, mlflow_server, tmp_path):
