@@ -67,8 +67,12 @@ def test_logged_model_predicts_from_raw_text(finished_run):
     predictions = model.predict(pd.DataFrame({"review": reviews}))
     assert predictions["label"].tolist() == ["positive", "negative"]
     assert predictions["probability"].between(0.5, 1.0).all()
-    schema = model.metadata.get_input_schema()
-    assert schema.input_names() == ["review"]
+    # What a user reaches for first works too: a list, a Series, one string.
+    for given in (reviews, pd.Series(reviews)):
+        assert model.predict(given).equals(predictions)
+    assert model.predict(reviews[0])["label"].tolist() == ["positive"]
+    with pytest.raises(mlflow.exceptions.MlflowException, match="Incompatible input types"):
+        model.predict(pd.DataFrame({"review": [1, 2]}))  # not text
 
 
 def test_unreachable_hub_is_a_clear_error(tracking, easy_data, tmp_path, monkeypatch):
