@@ -18,6 +18,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	touch $@
 
 run: venv  ## the whole pipeline in this environment: make run RUN_ARGS="-P epochs=1"
+	$(BIN)/python -m pipeline.preflight
 	PATH="$(abspath $(BIN)):$$PATH" mlflow run . $(RUN_ARGS)
 
 test: venv  ## the whole test suite, CPU and offline

@@ -79,3 +79,4 @@ def test_concurrent_registrations_leave_the_alias_on_the_better_model(served_pip
     versions = client.search_model_versions("name = 'concurrent'")
     assert sorted(version.run_id for version in versions) == sorted([weak.info.run_id, strong.info.run_id])
     assert client.get_model_version_by_alias("concurrent", "champion").run_id == strong.info.run_id
+
