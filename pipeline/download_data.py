@@ -10,6 +10,7 @@ import sys
 if __name__ == "__main__":  # the project folder, also where Databricks runs this source from MLflow's wrapper
     sys.path.insert(0, os.getcwd())
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -19,11 +20,17 @@ import mlflow
 from pipeline.data import LABEL_COLUMN, SPLITS, read_dataset
 from pipeline.entry import run_entry_point
 from pipeline.errors import PipelineError, reports_errors
-from pipeline.fetch import extract_zip, fetch, sha256_of
+from pipeline.fetch import extract_zip, fetch, sha256_of, source_validators
 from pipeline.tracking import log_new_params, step_run
 
 IMDB_URL = "https://pl-flash-data.s3.amazonaws.com/imdb.zip"
 DATA_ARTIFACT = "imdb"
+SOURCE_TAG = "pipeline.source_validators"  # what the archive's source said about its version; reuse compares it
+
+
+def validators_tag(validators: dict[str, str] | None) -> str:
+    """The tag value for `source_validators`; "unknown" never matches, so such a download is never reused."""
+    return json.dumps(validators, sort_keys=True) if validators else "unknown"
 
 
 @click.command(help=__doc__)
@@ -36,12 +43,13 @@ def main(download_url: str, local_folder: str, sha256: str) -> None:
         log_new_params({"download_url": download_url, "local_folder": local_folder, "sha256": sha256})
         target = Path(local_folder) / DATA_ARTIFACT
         with tempfile.TemporaryDirectory(prefix="download-") as scratch:
+            validators = source_validators(download_url)  # before the body: a change during the download shows later
             archive = fetch(download_url, Path(scratch) / "archive.zip")
             actual_sha256 = sha256_of(archive)
             if sha256.lower() not in ("", "none") and sha256.lower() != actual_sha256:
                 raise PipelineError(f"{download_url}: SHA-256 is {actual_sha256}, expected {sha256}")
             frames = extract_zip(archive, target, download_url, check=read_dataset)
-        mlflow.set_tag("archive_sha256", actual_sha256)
+        mlflow.set_tags({"archive_sha256": actual_sha256, SOURCE_TAG: validators_tag(validators)})
         for split in SPLITS:
             frame = frames[split]
             dataset = mlflow.data.from_pandas(frame, source=download_url, name=f"imdb-{split}", targets=LABEL_COLUMN)

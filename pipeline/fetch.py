@@ -77,6 +77,24 @@ def _http_get(url: str, destination: Path) -> Path:
     return destination
 
 
+def source_validators(url: str) -> dict[str, str] | None:
+    """What identifies the archive's current version without downloading it: ETag, Last-Modified and
+    Content-Length from a HEAD request (HTTP), size and modification time (a file); None when it cannot be told."""
+    parsed = urlparse(url)
+    if parsed.scheme in ("http", "https"):
+        try:
+            response = requests.head(url, allow_redirects=True, timeout=(10, 30))
+        except requests.exceptions.RequestException:
+            return None
+        found = {name: response.headers[name] for name in ("ETag", "Last-Modified", "Content-Length") if name in response.headers}
+        return found if response.status_code == 200 and found else None
+    source = Path(unquote(parsed.path)) if parsed.scheme == "file" else Path(url)
+    if not source.is_file():
+        return None
+    stat = source.stat()
+    return {"size": str(stat.st_size), "mtime_ns": str(stat.st_mtime_ns)}
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as file:

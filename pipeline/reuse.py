@@ -12,7 +12,9 @@ import mlflow
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
+from pipeline.download_data import SOURCE_TAG, validators_tag
 from pipeline.errors import PipelineError, first_line
+from pipeline.fetch import source_validators
 from pipeline.tracking import LATEST, STEP_TAG, latest_finished_run, run_id_in
 
 COMMIT_TAG = "mlflow.source.git.commit"
@@ -89,7 +91,11 @@ def reusable_run(step: str, values: dict[str, str], declared: dict, experiment_i
             latest = latest_run_or_none("fine_tuning_model", experiment_id)
             source = latest.info.run_id if latest else None
         return find_reusable_run(step, experiment_id, params, commit, extra_tags={"source_run_id": source}) if source else None
-    return find_reusable_run(step, experiment_id, params, commit)
+    # download_data: the same URL may serve another file now; reuse only what its source still says it serves.
+    validators = source_validators(params["download_url"])
+    if validators is None:
+        return None
+    return find_reusable_run(step, experiment_id, params, commit, extra_tags={SOURCE_TAG: validators_tag(validators)})
 
 
 def data_run_for(data_path: str, experiment_id: str):

@@ -1,11 +1,18 @@
-"""pipeline/reuse.py: one definition of "the same run" for reuse and resume, and one-line errors for bad run ids."""
+"""pipeline/reuse.py: one definition of "the same run" for reuse and resume, downloads reused only while their source
+is unchanged, and one-line errors for bad run ids."""
+
+import os
+import time
 
 import mlflow
 import pytest
+from click.testing import CliRunner
 
-from pipeline import fine_tuning_model
+import main
+from conftest import REPO, easy_reviews, write_splits, zip_folder
+from pipeline import download_data, fine_tuning_model
 from pipeline.errors import PipelineError
-from pipeline.reuse import data_run_for, run_identity, step_run_by_id
+from pipeline.reuse import data_run_for, reusable_run, run_identity, step_run_by_id
 from pipeline.tracking import STEP_TAG
 
 PARAMS = {"epochs": "3", "learning_rate": "0.0001", "checkpoint_dir": "./checkpoints", "cache_dir": "~/.cache/x",
@@ -33,3 +40,23 @@ def test_unknown_or_wrong_run_ids_are_one_line(tracking):
                                             r"fine_tuning_model run, not a download_data run$"):
         data_run_for(f"runs:/{run.info.run_id}/imdb", "0")
     assert step_run_by_id(run.info.run_id, "fine_tuning_model", "x").info.run_id == run.info.run_id
+
+
+@pytest.mark.parametrize("served", [True, False], ids=["http", "local file"])
+def test_a_download_is_reused_only_while_its_source_is_unchanged(tracking, http_root, easy_data, tmp_path, served):
+    folder, base = http_root
+    name = f"changing-{tmp_path.name}.zip"
+    archive = zip_folder(easy_data, (folder if served else tmp_path) / name)
+    url = f"{base}/{name}" if served else str(archive)
+    values = {"download_url": url, "local_folder": str(tmp_path / "data")}
+    assert CliRunner().invoke(download_data.main, ["--download-url", url, "--local-folder", values["local_folder"]]).exit_code == 0
+    declared = main.step_parameters(REPO)
+    first = reusable_run("download_data", values, declared, "0", commit=None)
+    assert first is not None and first.data.tags[download_data.SOURCE_TAG] != "unknown"
+
+    (easy_data.parent / "changed").mkdir(exist_ok=True)
+    changed = write_splits(easy_data.parent / "changed", {"train": easy_reviews(50, 7), "valid": easy_reviews(10, 8), "test": easy_reviews(10, 9)})
+    zip_folder(changed, archive)
+    os.utime(archive, ns=(time.time_ns(), time.time_ns() + 2_000_000_000))  # a new version, also where clocks are coarse
+    assert reusable_run("download_data", values, declared, "0", commit=None) is None
+    assert reusable_run("download_data", values | {"download_url": f"{base}/missing.zip"}, declared, "0", commit=None) is None
