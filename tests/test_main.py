@@ -188,3 +188,13 @@ def test_a_step_refusing_a_value_says_it_in_one_line_and_on_its_run(tracking):
     (run,) = runs_by_entry_point(tracking, "steps")["fine_tuning_model"]
     assert run.info.status == "FAILED"
     assert run.data.tags["pipeline.error"] == "Invalid value for '--epochs': 0 is not in the range x>=1."
+
+
+def test_short_form_declarations_are_read_as_mlflow_reads_them(tmp_path):
+    """`epochs: int` (MLproject's short form) is a type with no default, as MLflow's own loader says."""
+    steps = "\n".join(f"  {step}:\n    parameters:\n      epochs: int\n      learning_rate: {{type: float, default: 0.5}}\n"
+                      f"    command: python x.py" for step in main.STEPS)
+    (tmp_path / "MLproject").write_text(f"name: short\nentry_points:\n{steps}\n")
+    declared = main.step_parameters(tmp_path)["fine_tuning_model"]
+    assert (declared["epochs"].type, declared["epochs"].default) == ("int", None)
+    assert (declared["learning_rate"].type, declared["learning_rate"].default) == ("float", 0.5)
