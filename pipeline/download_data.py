@@ -41,7 +41,7 @@ def validators_tag(validators: dict[str, str] | None) -> str:
 def main(download_url: str, local_folder: str, sha256: str) -> None:
     with step_run("download_data"):
         log_new_params({"download_url": download_url, "local_folder": local_folder, "sha256": sha256})
-        target = Path(local_folder) / DATA_ARTIFACT
+        target = writable_folder(Path(local_folder)) / DATA_ARTIFACT
         with tempfile.TemporaryDirectory(prefix="download-") as scratch:
             validators = source_validators(download_url)  # before the body: a change during the download shows later
             archive = fetch(download_url, Path(scratch) / "archive.zip")
@@ -58,6 +58,26 @@ def main(download_url: str, local_folder: str, sha256: str) -> None:
             mlflow.log_metric(f"{split}_positive_fraction", float((frame[LABEL_COLUMN] == "positive").mean()))
         mlflow.log_artifacts(str(target), artifact_path=DATA_ARTIFACT)
         click.echo(f"data checked and logged: {target} ({', '.join(f'{s}={len(frames[s])}' for s in SPLITS)} rows)")
+
+
+def writable_folder(folder: Path) -> Path:
+    """`folder`, created if missing, checked before anything is downloaded into it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as error:
+        raise PipelineError(f"local_folder={str(folder)!r}: cannot write there ({error.strerror or type(error).__name__})") from None
+    return folder
+
+
+def writable_folder(folder: Path) -> Path:
+    """`folder`, created if missing, checked before anything is downloaded into it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as error:
+        raise PipelineError(f"local_folder={str(folder)!r}: cannot write there ({error.strerror or type(error).__name__})") from None
+    return folder
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The download_data step, in process: real HTTP download, checks, and what it records in MLflow."""
 
 import mlflow
+import pytest
 from click.testing import CliRunner
 
 from pipeline import download_data
@@ -74,3 +75,14 @@ def test_connection_cut_mid_body_keeps_old_data(tracking, easy_zip_url, server, 
     failed = mlflow.search_runs(experiment_names=["Default"], filter_string="attributes.status = 'FAILED'", output_format="list")
     assert len(failed) == 1 and failed[0].data.tags["pipeline.error"] == message.removeprefix("error: ")
     assert (data / "imdb" / "train.csv").read_bytes() == before and sorted(p.name for p in data.iterdir()) == ["imdb"]
+
+
+@pytest.mark.parametrize("folder", ["/proc/no-such-folder", "a-file"])
+def test_unwritable_local_folder_is_one_line(tracking, easy_zip_url, tmp_path, folder):
+    (tmp_path / "a-file").write_text("not a folder")
+    local_folder = folder if folder.startswith("/") else str(tmp_path / folder)
+    result = invoke("--download-url", easy_zip_url, "--local-folder", local_folder)
+    assert result.exit_code == 1 and not isinstance(result.exception, OSError)
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: local_folder={local_folder!r}: cannot write there (")
+    assert only_run().data.tags["pipeline.error"] == line.removeprefix("error: ")
