@@ -14,10 +14,12 @@ if __name__ == "__main__":  # the project folder, also where Databricks runs thi
 import click
 import mlflow
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 from mlflow.utils.uri import is_databricks_unity_catalog_uri
+from mlflow.utils.validation import _validate_model_alias_name, _validate_model_alias_name_reserved, _validate_model_name
 
 from pipeline.entry import run_entry_point
-from pipeline.errors import PipelineError, reports_errors
+from pipeline.errors import PipelineError, first_line, reports_errors
 from pipeline.model_logging import MODEL_URI_TAG
 from pipeline.quality_gate import DIGEST_TAG, GATE_TAG, METRIC_TAG, SCORE_TAG, SCORERS, judge, promote
 from pipeline.reuse import input_digests
@@ -37,7 +39,7 @@ def main(mlflow_run_id: str, registered_model_name: str, alias: str, challenger_
     with step_run("register_model") as run:
         log_new_params({"mlflow_run_id": mlflow_run_id, "registered_model_name": registered_model_name, "alias": alias,
                         "challenger_alias": challenger_alias, "gate_metric": gate_metric, "min_score": min_score})
-        check_model_name(registered_model_name)
+        check_names(registered_model_name, (alias, challenger_alias))
         client = MlflowClient()
         source = find_source_run(client, mlflow_run_id, run.info.experiment_id)
         verdict = judge(client, registered_model_name, alias, source, gate_metric, min_score)
@@ -59,6 +61,20 @@ def main(mlflow_run_id: str, registered_model_name: str, alias: str, challenger_
                          "source_run_id": source.info.run_id, "pipeline.quality_gate": gate,
                          "pipeline.quality_gate_reason": verdict.reason})
         click.echo(f"registered {registered_model_name} version {version.version}; {outcome}: {verdict.reason}")
+
+
+def check_names(name: str, aliases: tuple[str, ...]) -> None:
+    """The model and alias names, as the registry will check them, before anything is registered."""
+    try:
+        _validate_model_name(name)
+        for alias in aliases:
+            _validate_model_alias_name(alias)
+            _validate_model_alias_name_reserved(alias)
+    except MlflowException as error:
+        raise PipelineError(first_line(error)) from None
+    if len(set(aliases)) != len(aliases):
+        raise PipelineError(f"alias and challenger_alias are both {aliases[0]!r}: give the challenger another name")
+    check_model_name(name)
 
 
 def check_model_name(name: str) -> None:

@@ -102,3 +102,18 @@ def test_unity_catalog_needs_three_part_names(store, monkeypatch):
             "catalog.schema.model, e.g. main.default.dl_finetuned_model") in result.stderr
     (attempt,) = mlflow.search_runs(filter_string="params.registered_model_name = 'dl_finetuned_model'", output_format="list")
     assert attempt.info.status == "FAILED"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--registered-model-name", "bad/name"], "Invalid model name 'bad/name'. Names cannot contain '/' or ':'."),
+    (["--registered-model-name", "names", "--alias", "best model!"], "Invalid alias name: 'best model!'."),
+    (["--registered-model-name", "names", "--alias", "latest"], "'latest' alias name (case insensitive) is reserved."),
+    (["--registered-model-name", "names", "--challenger-alias", "champion"],
+     "alias and challenger_alias are both 'champion': give the challenger another name"),
+])
+def test_bad_names_are_one_line_before_registering(store, args, message):
+    result = CliRunner().invoke(register_model.main, ["--mlflow-run-id", store["strong"].info.run_id, *args])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert line.startswith(f"error: {message}")
+    assert mlflow.MlflowClient().search_model_versions(f"run_id = '{store['strong'].info.run_id}' and name = 'names'") == []
