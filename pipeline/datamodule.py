@@ -4,9 +4,11 @@ import hashlib
 import math
 import os
 import tempfile
+from functools import cached_property
 from pathlib import Path
 
 import lightning as L
+import pandas as pd
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
@@ -82,7 +84,11 @@ def save_atomically(value, path: Path) -> None:
 
 
 class ReviewsDataModule(L.LightningDataModule):
-    """Reads `<data_dir>/{train,valid,test}.csv` and serves padded-per-batch token tensors."""
+    """Reads `<data_dir>/{train,valid,test}.csv` and serves padded-per-batch token tensors.
+
+    With a `cache_dir`, tokenizing is Lightning's `prepare_data` (one process per node, the other DDP ranks wait
+    at a barrier) and `setup` on every rank reads the tokens back; without one, `setup` tokenizes in memory.
+    """
 
     def __init__(self, data_dir: Path, tokenizer: PreTrainedTokenizerBase, max_length: int, batch_size: int,
                  num_workers: int = 0, pin_memory: bool = False, cache_dir: Path | None = None,
@@ -90,30 +96,46 @@ class ReviewsDataModule(L.LightningDataModule):
         super().__init__()
         self.data_dir = Path(data_dir)
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        self.cache_hit = False
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
-        self.frames = None
         self.splits: dict[str, TokenizedReviews] = {}
 
+    @cached_property
+    def frames(self) -> dict[str, pd.DataFrame]:
+        """The checked splits, read once per process."""
+        return read_dataset(self.data_dir)
+
+    @cached_property
+    def cache_file(self) -> Path | None:
+        """Where `prepare_data` leaves the tokens (None: no cache folder)."""
+        return self.cache_dir / f"{self.cache_key()}.pt" if self.cache_dir else None
+
+    def tokens_cached(self) -> bool:
+        """True when an earlier run left these tokens in the cache, so `prepare_data` has nothing to do."""
+        return self.cache_file is not None and self.cache_file.is_file()
+
+    def prepare_data(self) -> None:
+        """Tokenize into the cache, on the one process per node Lightning calls this on."""
+        if self.cache_file is not None and not self.cache_file.is_file():
+            save_atomically(self.tokenize(), self.cache_file)
+
     def setup(self, stage: str | None = None) -> None:
-        if self.splits:
-            return
-        self.frames = read_dataset(self.data_dir)
-        cache = self.cache_dir / f"{self.cache_key()}.pt" if self.cache_dir else None
-        if cache and cache.is_file():
-            self.splits = {split: TokenizedReviews(*columns) for split, columns in torch.load(cache).items()}
-            self.cache_hit = True
-            return
+        """Every rank's tokens: those `prepare_data` cached, or, with no cache folder, tokenized here."""
+        if not self.splits:
+            columns = torch.load(self.cache_file) if self.cache_file is not None else self.tokenize()
+            self.splits = {split: TokenizedReviews(*split_columns) for split, split_columns in columns.items()}
+
+    def tokenize(self) -> dict[str, tuple[list[list[int]], list[int]]]:
+        """(token ids, class ids) of each split."""
+        columns = {}
         for split, frame in self.frames.items():
             encoded = self.tokenizer(frame[TEXT_COLUMN].tolist(), truncation=True, max_length=self.max_length)
-            self.splits[split] = TokenizedReviews(encoded["input_ids"], label_ids(frame))
-        if cache:
-            save_atomically({split: (data.input_ids, data.labels) for split, data in self.splits.items()}, cache)
+            columns[split] = (encoded["input_ids"], label_ids(frame))
+        return columns
 
     def cache_key(self) -> str:
         """Same texts, labels, tokenizer and max_length give the same tokens: hash exactly those."""

@@ -2,7 +2,8 @@
 
 Device, precision and DDP come from `pipeline.hardware`; Lightning runs the loops, keeps the best
 checkpoint (by validation macro-F1) and resumes an interrupted run from its last checkpoint.
-Under DDP every rank runs this file; only rank 0 talks to MLflow.
+Under DDP every rank runs this file; rank 0 alone talks to MLflow, fetches the data and tokenizes it, and
+the other ranks, which Lightning starts with rank 0's environment, read what it prepared.
 """
 
 import os
@@ -21,10 +22,12 @@ from pathlib import Path
 import click
 import lightning as L
 import mlflow
+import pandas as pd
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
+from mlflow.data.digest_utils import compute_pandas_digest
 from transformers import AutoTokenizer
 
 from pipeline.classifier import SentimentClassifier, load_pretrained
@@ -41,6 +44,7 @@ from pipeline.strategies import STRATEGIES, strategy_callbacks
 from pipeline.tracking import LATEST, download, is_artifact_uri, latest_finished_run, log_new_params, run_id_in, step_run
 
 MONITOR = "val_macro_f1"
+DATA_DIR_VARIABLE = "PIPELINE_DATA_DIR"  # where rank 0 put the data, for the DDP ranks trainer.fit starts
 
 
 @click.command(help=__doc__)
@@ -71,21 +75,20 @@ def main(**params) -> None:
 
     with (step_run("fine_tuning_model", log_system_metrics=True) if is_rank_zero else contextlib.nullcontext()) as run, \
             tempfile.TemporaryDirectory(prefix="fine-tuning-") as scratch:
-        run_id = run.info.run_id if run else os.environ["MLFLOW_RUN_ID"]
-        os.environ["MLFLOW_RUN_ID"] = run_id  # DDP ranks are started with this environment
-        data_dir, data_run_id = resolve_data(params["data_path"], mlflow.get_run(run_id).info.experiment_id, Path(scratch))
+        if is_rank_zero:
+            data_dir, data_run_id = resolve_data(params["data_path"], run.info.experiment_id, Path(scratch))
+            # The other DDP ranks, started by trainer.fit with this environment, log to this run and read this data.
+            os.environ.update({"MLFLOW_RUN_ID": run.info.run_id, DATA_DIR_VARIABLE: str(data_dir)})
+        else:
+            data_dir = Path(os.environ[DATA_DIR_VARIABLE])
+        run_id = os.environ["MLFLOW_RUN_ID"]
 
         tokenizer = load_pretrained(AutoTokenizer, params["foundation_model"])
         datamodule = ReviewsDataModule(data_dir, tokenizer, params["max_length"], params["batch_size"],
                                        hardware.num_workers, hardware.pin_memory, Path(params["cache_dir"]).expanduser(),
                                        hardware.pad_to_multiple_of)
-        datamodule.setup()
-        # Same name and source as the download step logged, so MLflow shows one data set feeding both runs.
-        source = mlflow.get_run(data_run_id).data.params.get("download_url", str(data_dir)) if data_run_id else str(data_dir)
-        datasets = {split: mlflow.data.from_pandas(frame, source=source, name=f"imdb-{split}", targets=LABEL_COLUMN)
-                    for split, frame in datamodule.frames.items()}
         model = SentimentClassifier(params["foundation_model"], params["learning_rate"], compile=hardware.compile)
-        checkpoints = checkpoint_folder(params, {split: dataset.digest for split, dataset in datasets.items()})
+        checkpoints = checkpoint_folder(params, data_digests(datamodule.frames))
         resume_from = checkpoints / "last.ckpt"
 
         if is_rank_zero:
@@ -93,12 +96,9 @@ def main(**params) -> None:
             mlflow.log_params({"resolved_accelerator": hardware.accelerator, "resolved_devices": hardware.devices,
                                "resolved_precision": hardware.precision, "resolved_strategy": hardware.strategy,
                                "resolved_compile": hardware.compile, "model_parameters": sum(p.numel() for p in model.parameters())})
-            for split, dataset in datasets.items():
-                mlflow.log_input(dataset, context=split)
-            if data_run_id:
-                mlflow.set_tag("pipeline.data_run_id", data_run_id)
+            log_data_inputs(datamodule.frames, data_dir, data_run_id)
             mlflow.set_tags({"pipeline.resumed": str(resume_from.exists()).lower(),
-                             "pipeline.tokenized_cache_hit": str(datamodule.cache_hit).lower()})
+                             "pipeline.tokenized_cache_hit": str(datamodule.tokens_cached()).lower()})
 
         best = ModelCheckpoint(dirpath=checkpoints, filename="best-{epoch}", monitor=MONITOR, mode="max",
                                save_top_k=1, save_last=True)
@@ -139,6 +139,21 @@ def resolve_data(data_path: str, experiment_id: str, scratch: Path) -> tuple[Pat
     if not folder.is_dir():
         raise PipelineError(f"data_path={data_path!r}: no such folder (expected train.csv, valid.csv, test.csv in it)")
     return folder, None
+
+
+def log_data_inputs(frames: dict[str, pd.DataFrame], data_dir: Path, data_run_id: str | None) -> None:
+    """The splits as the run's inputs, named and sourced as the download step logged them, so MLflow shows one
+    data set feeding both runs."""
+    source = mlflow.get_run(data_run_id).data.params.get("download_url", str(data_dir)) if data_run_id else str(data_dir)
+    for split, frame in frames.items():
+        mlflow.log_input(mlflow.data.from_pandas(frame, source=source, name=f"imdb-{split}", targets=LABEL_COLUMN), context=split)
+    if data_run_id:
+        mlflow.set_tag("pipeline.data_run_id", data_run_id)
+
+
+def data_digests(frames: dict[str, pd.DataFrame]) -> dict[str, str]:
+    """Each split's digest as `mlflow.log_input` records it, from the data alone: every DDP rank gets the same."""
+    return {split: compute_pandas_digest(frame) for split, frame in frames.items()}
 
 
 def checkpoint_folder(params: dict, data_digests: dict) -> Path:

@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
 import torch
+from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import classification_report
 
 from pipeline.data import LABELS
@@ -21,14 +22,25 @@ def log_training_curves(run_id: str) -> None:
     figure, axes = plt.subplots(1, len(CURVES), figsize=(4 * len(CURVES), 3.2), constrained_layout=True)
     for axis, (title, names) in zip(axes, CURVES.items()):
         for name in names:
-            history = client.get_metric_history(run_id, name)
-            if history:
-                epochs = range(1, len(history) + 1)
-                axis.plot(epochs, [point.value for point in sorted(history, key=lambda p: p.step)], marker="o", label=name)
+            points = epoch_points(client, run_id, name)
+            if points:
+                axis.plot(*zip(*points), marker="o", label=name)
         axis.set(title=title, xlabel="epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.legend()
     mlflow.log_figure(figure, "reports/training_curves.png")
     plt.close(figure)
+
+
+def epoch_points(client: mlflow.MlflowClient, run_id: str, name: str) -> list[tuple[int, float]]:
+    """(epoch, value) of each logged value of metric `name`, epochs counted from 1.
+
+    MLflow keeps each value's global step, not its epoch, and a resumed run's history starts at the epoch it
+    resumed from. Lightning logs its `epoch` metric (from 0) in the same call as each value, so with the same
+    step and timestamp; matching both, a later call at that step under another epoch cannot lend it its epoch.
+    """
+    epoch_of = {(point.step, point.timestamp): int(point.value) + 1 for point in client.get_metric_history(run_id, "epoch")}
+    return sorted((epoch_of[point.step, point.timestamp], point.value) for point in client.get_metric_history(run_id, name))
 
 
 def log_test_report(confusion: torch.Tensor) -> None:

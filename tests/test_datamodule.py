@@ -44,3 +44,23 @@ def test_datamodule_pads_per_batch(tiny_model, easy_data):
     # Every real token has attention; padding has none.
     assert (batch["attention_mask"].sum(dim=1) == torch.tensor(
         [len([t for t in row if t != tokenizer.pad_token_id]) for row in batch["input_ids"].tolist()])).all()
+
+
+def test_setup_reads_the_tokens_prepare_data_cached(tiny_model, easy_data, tmp_path, monkeypatch):
+    """Under DDP Lightning runs `prepare_data` on one process and `setup` on every rank: the others only read the cache."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    preparing = ReviewsDataModule(easy_data, tokenizer, max_length=12, batch_size=8, cache_dir=tmp_path)
+    assert not preparing.tokens_cached()
+    preparing.prepare_data()
+    assert preparing.tokens_cached() and len(list(tmp_path.glob("*.pt"))) == 1
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("tokenized again")
+
+    other_tokenizer = AutoTokenizer.from_pretrained(tiny_model)  # each rank loads its own
+    monkeypatch.setattr(type(other_tokenizer), "__call__", refuse)
+    other_rank = ReviewsDataModule(easy_data, other_tokenizer, max_length=12, batch_size=8, cache_dir=tmp_path)
+    other_rank.setup("fit")
+    preparing.prepare_data()  # Lightning calls it again for trainer.test: nothing left to do
+    assert {split: len(dataset) for split, dataset in other_rank.splits.items()} == {"train": 400, "valid": 100, "test": 100}
+    assert max(other_rank.splits["train"].lengths) <= 12

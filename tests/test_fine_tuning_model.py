@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -14,6 +15,11 @@ from click.testing import CliRunner
 
 from conftest import REPO, easy_reviews, mlflow_run, params, tracking_at, write_splits
 from pipeline import fine_tuning_model
+from pipeline.data import read_dataset
+from pipeline.download_data import DATA_ARTIFACT
+from pipeline.reports import epoch_points
+from pipeline.reuse import input_digests
+from pipeline.tracking import STEP_TAG
 
 FAST = ["--epochs", "3", "--batch-size", "16", "--learning-rate", "3e-3", "--max-length", "32"]
 
@@ -38,7 +44,7 @@ def finished_run(tiny_model, easy_data, tmp_path_factory):
     mlflow.set_tracking_uri(None)
 
 
-def test_logs_params_metrics_and_data(finished_run):
+def test_logs_params_metrics_and_data(finished_run, easy_data):
     run, folder = finished_run
     assert run.info.status == "FINISHED"
     params = run.data.params
@@ -49,6 +55,8 @@ def test_logs_params_metrics_and_data(finished_run):
     for name in ("train_loss", "train_accuracy", "train_macro_f1", "val_loss", "val_accuracy", "test_loss", "test_macro_f1"):
         assert name in run.data.metrics
     assert {d.dataset.name for d in run.inputs.dataset_inputs} == {"imdb-train", "imdb-valid", "imdb-test"}
+    # Checkpoints are keyed by the digests reuse compares, computed from the data alone on every DDP rank.
+    assert fine_tuning_model.data_digests(read_dataset(easy_data)) == input_digests(run)
     assert list((folder / "checkpoints").iterdir()) == []  # finished runs leave no checkpoints behind
 
 
@@ -159,22 +167,48 @@ def test_killed_run_resumes_from_its_last_checkpoint(tracking, tiny_model, tmp_p
     assert len(epochs) == 3 - finished_epochs  # only the epochs that were missing
     epoch_numbers = {int(point.value) for point in mlflow.MlflowClient().get_metric_history(resumed.info.run_id, "epoch")}
     assert min(epoch_numbers) == finished_epochs  # the first epoch it trained is the one after the checkpoint
+    plotted = [epoch for epoch, _ in epoch_points(mlflow.MlflowClient(), resumed.info.run_id, "val_macro_f1")]
+    assert plotted == list(range(finished_epochs + 1, 4))  # the curves show those epochs, counted from 1
     assert not list((tmp_path / "ckpt").glob("*/*.ckpt"))  # finished: checkpoints removed
 
 
+def logged_data_run(tracking_uri: str, data: Path, experiment: str) -> str:
+    """A finished download_data run in a new experiment with `data` as its artifact, as the download step leaves it."""
+    with tracking_at(tracking_uri):
+        client = mlflow.MlflowClient()
+        run = client.create_run(client.create_experiment(experiment), tags={STEP_TAG: "download_data"})
+        client.log_artifacts(run.info.run_id, str(data), DATA_ARTIFACT)
+        client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
 @pytest.mark.slow
-def test_ddp_under_mlflow_run_logs_from_rank_zero_only(tmp_path, tiny_model, easy_data):
-    """Two DDP processes (gloo on CPU: the GPU code path without GPUs), started by `mlflow run`: one run, logged once."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = mlflow_run(uri, "-e", "fine_tuning_model", *params(
-        foundation_model=tiny_model, data_path=easy_data, accelerator="cpu", devices=2, epochs=3, batch_size=8,
-        learning_rate=3e-3, max_length=32, checkpoint_dir=tmp_path / "ckpt", cache_dir=tmp_path / "cache"), experiment="ddp")
+def test_ddp_under_mlflow_run_prepares_and_logs_on_rank_zero_only(mlflow_server, mlflow_server_folder, tmp_path,
+                                                                  tiny_model, easy_data):
+    """Two DDP processes (gloo on CPU: the GPU code path without GPUs), started by `mlflow run` against a tracking
+    server: one run, logged once; rank 0 alone downloads and tokenizes the data, the other rank reads what it prepared."""
+    data_run_id = logged_data_run(mlflow_server, easy_data, experiment="ddp")
+    server_log = mlflow_server_folder / "server.log"
+    logged_before = server_log.stat().st_size
+    result = mlflow_run(mlflow_server, "-e", "fine_tuning_model", *params(
+        foundation_model=tiny_model, data_path="latest", accelerator="cpu", devices=2, epochs=3, batch_size=8,
+        learning_rate=3e-3, max_length=32, checkpoint_dir=tmp_path / "ckpt", cache_dir=tmp_path / "cache"),
+        experiment="ddp", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    with tracking_at(uri):
-        (run,) = mlflow.search_runs(experiment_names=["ddp"], output_format="list")
+    served = server_log.read_bytes()[logged_before:].decode().splitlines()
+    with tracking_at(mlflow_server):
+        (run,) = mlflow.search_runs(experiment_names=["ddp"], filter_string=f"tags.`{STEP_TAG}` = 'fine_tuning_model'",
+                                    output_format="list")
         history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_macro_f1")
     assert run.info.status == "FINISHED"
     assert (run.data.params["resolved_strategy"], run.data.params["resolved_devices"]) == ("ddp", "2")
+    assert not [line for line in served if "/runs/log-batch " in line and '" 200 ' not in line]  # no param logged twice
     assert len(history) == 3  # once per epoch, not once per rank
     assert run.data.metrics["test_accuracy"] >= 0.8
     assert "pipeline.model_uri" in run.data.tags
+    # The data: fetched by one process, tokenized once into one cache entry, which the other rank read.
+    assert run.data.tags["pipeline.data_run_id"] == data_run_id
+    assert len([line for line in served if "GET /api/2.0/mlflow-artifacts/artifacts/" in line
+                and f"/{data_run_id}/artifacts/{DATA_ARTIFACT}/train.csv " in line]) == 1
+    assert run.data.tags["pipeline.tokenized_cache_hit"] == "false"
+    assert [path.suffix for path in (tmp_path / "cache").iterdir()] == [".pt"]
