@@ -1,6 +1,7 @@
 """The regression test before deploying: a new model version takes the serving alias only if it is good enough.
 
-A candidate passes when its test metric reaches `min_score` and is not below the current champion's on the
+A candidate passes when its test metric reaches `min_score`, beats the TF-IDF + logistic regression baseline
+trained on the same splits (`pipeline.baseline`; a switch) and is not below the current champion's on the
 same test data (the champion's logged metric when the test data digests match, otherwise the champion model
 is scored on the candidate's test split). Passing versions are tagged; the alias then goes to the best
 passing version on that test data, re-checked until stable so that concurrent pipelines agree.
@@ -21,6 +22,7 @@ from pipeline.errors import PipelineError, first_line
 from pipeline.reuse import input_digests
 from pipeline.tracking import download
 
+BASELINE_NAME = "TF-IDF + logistic regression"
 SCORERS = {"test_accuracy": accuracy_score, "test_macro_f1": lambda truth, predicted: f1_score(truth, predicted, average="macro")}
 GATE_TAG, METRIC_TAG, SCORE_TAG, DIGEST_TAG = "quality_gate", "gate_metric", "gate_score", "test_data_digest"
 
@@ -32,7 +34,8 @@ class Verdict:
     reason: str
 
 
-def judge(client: MlflowClient, name: str, alias: str, candidate: Run, metric: str, min_score: float) -> Verdict:
+def judge(client: MlflowClient, name: str, alias: str, candidate: Run, metric: str, min_score: float,
+          beat_baseline: bool = True) -> Verdict:
     """Does the candidate run's model deserve `alias`?"""
     if metric not in SCORERS:
         raise PipelineError(f"gate_metric={metric!r}: expected one of {list(SCORERS)}")
@@ -41,6 +44,14 @@ def judge(client: MlflowClient, name: str, alias: str, candidate: Run, metric: s
         raise PipelineError(f"run {candidate.info.run_id} logged no {metric!r}")
     if score < min_score:
         return Verdict(False, score, f"{metric}={score:.4f} is below min_score={min_score}")
+    if beat_baseline:
+        baseline = candidate.data.metrics.get(f"baseline_{metric}")
+        if baseline is None:
+            return Verdict(False, score, f"run {candidate.info.run_id} logged no baseline_{metric} to beat "
+                                         "(fine-tune it again, or -P beat_baseline=false)")
+        if score <= baseline:
+            return Verdict(False, score, f"{metric}={score:.4f} does not beat the {BASELINE_NAME} baseline "
+                                         f"({baseline:.4f}; lift {score - baseline:+.4f})")
     champion = alias_version(client, name, alias)
     if champion is None:
         return Verdict(True, score, f"{metric}={score:.4f} >= min_score={min_score}; no current @{alias}")

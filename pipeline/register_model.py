@@ -1,8 +1,8 @@
 """Entry point `register_model`: register a fine-tuning run's model and give it the serving alias if it earns it.
 
 Every model gets a registry version. The quality gate (`pipeline.quality_gate`) decides the alias: `alias`
-(e.g. champion) when the model reaches `min_score` and is not worse than the current holder on the same test
-data, `challenger_alias` otherwise; the step prints why either way.
+(e.g. champion) when the model reaches `min_score`, beats its run's TF-IDF baseline (`beat_baseline`) and is not
+worse than the current holder on the same test data, `challenger_alias` otherwise; the step prints why either way.
 """
 
 import os
@@ -33,16 +33,19 @@ from pipeline.tracking import LATEST, STEP_TAG, latest_finished_run, log_new_par
 @click.option("--challenger-alias", default="challenger", show_default=True, help="Alias of a version that failed the gate.")
 @click.option("--gate-metric", type=click.Choice(list(SCORERS)), default="test_macro_f1", show_default=True)
 @click.option("--min-score", type=click.FloatRange(0, 1), default=0.7, show_default=True, help="Lowest gate metric a model may serve with.")
+@click.option("--beat-baseline", type=click.Choice(["true", "false"]), default="true", show_default=True,
+              help="Serve only a model whose gate metric beats the run's TF-IDF + logistic regression baseline.")
 @reports_errors
 def main(mlflow_run_id: str, registered_model_name: str, alias: str, challenger_alias: str, gate_metric: str,
-         min_score: float) -> None:
+         min_score: float, beat_baseline: str) -> None:
     with step_run("register_model") as run:
         log_new_params({"mlflow_run_id": mlflow_run_id, "registered_model_name": registered_model_name, "alias": alias,
-                        "challenger_alias": challenger_alias, "gate_metric": gate_metric, "min_score": min_score})
+                        "challenger_alias": challenger_alias, "gate_metric": gate_metric, "min_score": min_score,
+                        "beat_baseline": beat_baseline})
         check_names(registered_model_name, (alias, challenger_alias))
         client = MlflowClient()
         source = find_source_run(client, mlflow_run_id, run.info.experiment_id)
-        verdict = judge(client, registered_model_name, alias, source, gate_metric, min_score)
+        verdict = judge(client, registered_model_name, alias, source, gate_metric, min_score, beat_baseline == "true")
         test_digest = input_digests(source).get("test", "")
         gate = "passed" if verdict.passed else "failed"
         version = mlflow.register_model(

@@ -50,9 +50,24 @@ def registry(monkeypatch):
         server.server_close()
 
 
-def candidate(score: float) -> Run:
+def candidate(score: float, baseline: float | None = 0.8) -> Run:
+    """A finished fine-tuning run with its test macro-F1 and, unless None, its baseline's."""
     info = RunInfo(run_id="r1", experiment_id="0", user_id="", status="FINISHED", start_time=0, end_time=1, lifecycle_stage="active")
-    return Run(info, RunData(metrics=[Metric("test_macro_f1", score, 0, 0)]))
+    metrics = [Metric("test_macro_f1", score, 0, 0)] + ([Metric("baseline_test_macro_f1", baseline, 0, 0)] if baseline is not None else [])
+    return Run(info, RunData(metrics=metrics))
+
+
+@pytest.mark.parametrize(("score", "baseline", "reason"), [
+    (0.85, 0.80, None),
+    (0.80, 0.80, "test_macro_f1=0.8000 does not beat the TF-IDF + logistic regression baseline (0.8000; lift +0.0000)"),
+    (0.75, 0.84, "test_macro_f1=0.7500 does not beat the TF-IDF + logistic regression baseline (0.8400; lift -0.0900)"),
+    (0.85, None, "run r1 logged no baseline_test_macro_f1 to beat (fine-tune it again, or -P beat_baseline=false)"),
+])
+def test_a_model_must_beat_its_baseline(registry, score, baseline, reason):
+    client = MlflowClient(tracking_uri="sqlite://", registry_uri=registry(404, "RESOURCE_DOES_NOT_EXIST"))
+    verdict = judge(client, "sentiment", "champion", candidate(score, baseline), "test_macro_f1", 0.7)
+    assert verdict.passed == (reason is None) and (reason is None or verdict.reason == reason)
+    assert judge(client, "sentiment", "champion", candidate(score, baseline), "test_macro_f1", 0.7, beat_baseline=False).passed
 
 
 def test_a_missing_model_or_alias_means_no_champion(registry):
