@@ -14,6 +14,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from pipeline.data import LABEL_COLUMN, TEXT_COLUMN
 
+NAME = "TF-IDF + logistic regression"
 C_GRID = (0.25, 1.0, 4.0, 16.0)  # inverse regularisation strengths tried on the validation split
 
 

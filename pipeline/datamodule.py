@@ -14,6 +14,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from pipeline.data import TEXT_COLUMN, label_ids, read_dataset
+from pipeline.truncation import encode
 
 
 class TokenizedReviews(Dataset):
@@ -92,12 +93,13 @@ class ReviewsDataModule(L.LightningDataModule):
 
     def __init__(self, data_dir: Path, tokenizer: PreTrainedTokenizerBase, max_length: int, batch_size: int,
                  num_workers: int = 0, pin_memory: bool = False, cache_dir: Path | None = None,
-                 pad_to_multiple_of: int | None = None):
+                 pad_to_multiple_of: int | None = None, truncation: str = "head_tail"):
         super().__init__()
         self.data_dir = Path(data_dir)
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.truncation = truncation
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
@@ -133,13 +135,13 @@ class ReviewsDataModule(L.LightningDataModule):
         """(token ids, class ids) of each split."""
         columns = {}
         for split, frame in self.frames.items():
-            encoded = self.tokenizer(frame[TEXT_COLUMN].tolist(), truncation=True, max_length=self.max_length)
-            columns[split] = (encoded["input_ids"], label_ids(frame))
+            ids = encode(self.tokenizer, frame[TEXT_COLUMN].tolist(), self.max_length, self.truncation)
+            columns[split] = (ids, label_ids(frame))
         return columns
 
     def cache_key(self) -> str:
-        """Same texts, labels, tokenizer and max_length give the same tokens: hash exactly those."""
-        digest = hashlib.sha256(f"{self.max_length}|{type(self.tokenizer).__name__}".encode())
+        """Same texts, labels, tokenizer, max_length and truncation give the same tokens: hash exactly those."""
+        digest = hashlib.sha256(f"{self.max_length}|{self.truncation}|{type(self.tokenizer).__name__}".encode())
         backend = getattr(self.tokenizer, "backend_tokenizer", None)
         digest.update((backend.to_str() if backend else repr(sorted(self.tokenizer.get_vocab().items()))).encode())
         for split, frame in self.frames.items():

@@ -30,6 +30,8 @@ from lightning.pytorch.utilities import rank_zero_only
 from mlflow.data.digest_utils import compute_pandas_digest
 from transformers import AutoTokenizer
 
+from pipeline.baseline import NAME as BASELINE_NAME
+from pipeline.baseline import fit_baseline
 from pipeline.classifier import SentimentClassifier, load_pretrained
 from pipeline.data import LABEL_COLUMN
 from pipeline.datamodule import ReviewsDataModule
@@ -38,9 +40,10 @@ from pipeline.entry import run_entry_point
 from pipeline.errors import PipelineError, reports_errors
 from pipeline.hardware import ACCELERATORS, PRECISIONS, SWITCHES, choose_hardware
 from pipeline.model_logging import MODEL_URI_TAG, log_sentiment_model
-from pipeline.reports import log_test_report, log_training_curves
+from pipeline.reports import log_model_vs_baseline, log_test_report, log_training_curves
 from pipeline.reuse import run_identity, step_run_by_id
 from pipeline.strategies import STRATEGIES, strategy_callbacks
+from pipeline.truncation import TRUNCATIONS
 from pipeline.tracking import LATEST, download, is_artifact_uri, latest_finished_run, log_new_params, run_id_in, step_run
 
 MONITOR = "val_macro_f1"
@@ -56,6 +59,8 @@ DATA_DIR_VARIABLE = "PIPELINE_DATA_DIR"  # where rank 0 put the data, for the DD
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True)
 @click.option("--max-length", type=click.IntRange(min=8), default=256, show_default=True, help="Tokens kept per review.")
+@click.option("--truncation", type=click.Choice(TRUNCATIONS), default="head_tail", show_default=True,
+              help="Which tokens of a longer review: its head, its tail, or a quarter head + three quarters tail.")
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--unfreeze-epoch", type=click.IntRange(min=0), default=1, show_default=True, help="freeze_unfreeze: epoch the backbone starts training.")
 @click.option("--patience", type=click.IntRange(min=1), default=2, show_default=True, help="Epochs without validation gain before stopping early.")
@@ -86,7 +91,7 @@ def main(**params) -> None:
         tokenizer = load_pretrained(AutoTokenizer, params["foundation_model"])
         datamodule = ReviewsDataModule(data_dir, tokenizer, params["max_length"], params["batch_size"],
                                        hardware.num_workers, hardware.pin_memory, Path(params["cache_dir"]).expanduser(),
-                                       hardware.pad_to_multiple_of)
+                                       hardware.pad_to_multiple_of, params["truncation"])
         model = SentimentClassifier(params["foundation_model"], params["learning_rate"], compile=hardware.compile)
         checkpoints = checkpoint_folder(params, data_digests(datamodule.frames))
         resume_from = checkpoints / "last.ckpt"
@@ -121,9 +126,24 @@ def main(**params) -> None:
             mlflow.set_tag("pipeline.best_checkpoint", Path(best.best_model_path).name)
             log_training_curves(run_id)
             log_test_report(model.test_confusion_matrix)
-            model_info = log_sentiment_model(model.model, tokenizer, params["max_length"])
+            compare_with_baseline(datamodule.frames, run_id)
+            model_info = log_sentiment_model(model.model, tokenizer, params["max_length"], params["truncation"])
             mlflow.set_tag(MODEL_URI_TAG, model_info.model_uri)
             shutil.rmtree(checkpoints, ignore_errors=True)  # finished: the model lives in MLflow now
+
+
+def compare_with_baseline(frames: dict[str, pd.DataFrame], run_id: str) -> None:
+    """Train the TF-IDF baseline on the same splits, log its scores and the model's lift, and say who won."""
+    baseline = fit_baseline(frames)
+    model_metrics = mlflow.get_run(run_id).data.metrics
+    lifts = {f"lift_{name}": model_metrics[name] - baseline.metrics()[f"baseline_{name}"] for name in ("test_accuracy", "test_macro_f1")}
+    mlflow.log_metrics(baseline.metrics() | lifts)
+    mlflow.log_param("baseline_c", baseline.regularisation_c)
+    log_model_vs_baseline(model_metrics, baseline.metrics())
+    lift = lifts["lift_test_macro_f1"]
+    verdict = "the model wins" if lift > 0 else "the baseline wins: see README, 'Beating the baseline'"
+    click.echo(f"test macro-F1: model {model_metrics['test_macro_f1']:.4f}, {BASELINE_NAME} baseline "
+               f"{baseline.test_macro_f1:.4f} (lift {lift:+.4f}; baseline fit in {baseline.fit_seconds:.1f} s): {verdict}")
 
 
 def resolve_data(data_path: str, experiment_id: str, scratch: Path) -> tuple[Path, str | None]:

@@ -21,8 +21,9 @@ SIGNATURE = ModelSignature(
 INPUT_EXAMPLE = ["A moving story with wonderful acting.", "Dull, predictable and far too long."]
 
 
-def log_sentiment_model(network, tokenizer, max_length: int):
-    """Save `network` and `tokenizer` with `save_pretrained` and log them behind `pipeline/sentiment_model.py`."""
+def log_sentiment_model(network, tokenizer, max_length: int, truncation: str):
+    """Save `network` and `tokenizer` with `save_pretrained` and log them behind `pipeline/sentiment_model.py`,
+    with `pipeline/truncation.py` beside it so serving keeps the tokens training kept."""
     with tempfile.TemporaryDirectory(prefix="classifier-") as scratch:
         folder = Path(scratch) / "classifier"
         network.save_pretrained(folder)
@@ -31,7 +32,8 @@ def log_sentiment_model(network, tokenizer, max_length: int):
             name=MODEL_ARTIFACT,
             python_model=str(Path(__file__).with_name("sentiment_model.py")),
             artifacts={"classifier": str(folder)},
-            model_config={"max_length": max_length},
+            model_config={"max_length": max_length, "truncation": truncation},
+            code_paths=[str(Path(__file__).with_name("truncation.py"))],
             signature=SIGNATURE,
             input_example=INPUT_EXAMPLE,
             # Inferring requirements would import every package in sight (and fail on torchvision): name them.

@@ -17,12 +17,12 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from sklearn.metrics import accuracy_score, f1_score
 
+from pipeline.baseline import NAME as BASELINE_NAME
 from pipeline.data import LABEL_COLUMN, TEXT_COLUMN, read_split
 from pipeline.errors import PipelineError, first_line
 from pipeline.reuse import input_digests
 from pipeline.tracking import download
 
-BASELINE_NAME = "TF-IDF + logistic regression"
 SCORERS = {"test_accuracy": accuracy_score, "test_macro_f1": lambda truth, predicted: f1_score(truth, predicted, average="macro")}
 GATE_TAG, METRIC_TAG, SCORE_TAG, DIGEST_TAG = "quality_gate", "gate_metric", "gate_score", "test_data_digest"
 

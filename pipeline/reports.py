@@ -63,3 +63,14 @@ def log_test_report(confusion: torch.Tensor) -> None:
              xlabel="predicted", ylabel="true", title="test confusion matrix")
     mlflow.log_figure(figure, "reports/confusion_matrix.png")
     plt.close(figure)
+
+
+def log_model_vs_baseline(model_metrics: dict[str, float], baseline_metrics: dict[str, float]) -> None:
+    """`reports/model_vs_baseline.md` (and `.json`): the model's test scores beside the TF-IDF baseline's."""
+    rows = {name: {"model": model_metrics[name], "baseline": baseline_metrics[f"baseline_{name}"]}
+            for name in ("test_accuracy", "test_macro_f1")}
+    table = ["| test metric | fine-tuned model | TF-IDF + logistic regression | lift |", "|---|---|---|---|"]
+    table += [f"| {name} | {row['model']:.4f} | {row['baseline']:.4f} | {row['model'] - row['baseline']:+.4f} |"
+              for name, row in rows.items()]
+    mlflow.log_text("\n".join(table) + "\n", "reports/model_vs_baseline.md")
+    mlflow.log_dict(rows | {"baseline_fit_seconds": baseline_metrics["baseline_fit_seconds"]}, "reports/model_vs_baseline.json")

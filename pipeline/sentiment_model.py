@@ -4,7 +4,8 @@ Takes what a user reaches for first: a list of strings, one string, a pandas Ser
 `review` column (`mlflow models serve`: `{"inputs": [...]}` or `{"dataframe_records": [{"review": ...}]}`).
 
 Logged as a model from code (`mlflow.pyfunc.log_model(python_model=<this file>)`), so loading it needs only
-MLflow, torch and transformers, not this repository. The fine-tuned network and its tokenizer travel as
+MLflow, torch and transformers, not this repository: `pipeline/truncation.py` travels with it, so the served model
+keeps the same tokens of a long review as training did. The fine-tuned network and its tokenizer travel as
 the artifact `classifier` (a `save_pretrained` folder).
 """
 
@@ -14,6 +15,11 @@ import torch
 from mlflow.models import set_model
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+try:  # pipeline/truncation.py, which the model carries (code_paths): MLflow puts it on sys.path when loading
+    from truncation import encode
+except ModuleNotFoundError:  # MLflow also runs this file while logging, from this repository
+    from pipeline.truncation import encode
+
 
 class SentimentModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
@@ -21,6 +27,7 @@ class SentimentModel(mlflow.pyfunc.PythonModel):
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
         self.max_length = int(context.model_config.get("max_length", 256))
+        self.truncation = context.model_config.get("truncation", "head")  # models logged before truncation kept the head
         self.batch_size = int(context.model_config.get("batch_size", 64))
 
     def predict(self, context, model_input, params=None):
@@ -28,8 +35,8 @@ class SentimentModel(mlflow.pyfunc.PythonModel):
         labels, probabilities = [], []
         with torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):
-                batch = self.tokenizer(texts[start : start + self.batch_size], truncation=True,
-                                       max_length=self.max_length, padding=True, return_tensors="pt")
+                ids = encode(self.tokenizer, texts[start : start + self.batch_size], self.max_length, self.truncation)
+                batch = self.tokenizer.pad({"input_ids": ids}, return_tensors="pt")  # as training's collator pads
                 scores = self.model(**batch).logits.softmax(dim=-1)
                 best = scores.max(dim=-1)
                 labels += [self.model.config.id2label[int(index)] for index in best.indices]

@@ -36,6 +36,18 @@ def easy_reviews(rows: int, seed: int) -> pd.DataFrame:
     return pd.DataFrame(records).sample(frac=1.0, random_state=seed).reset_index(drop=True)
 
 
+def verdict_last_reviews(rows: int, seed: int) -> pd.DataFrame:
+    """Long reviews whose sentiment only their last sentence gives: the rest is filler that says nothing."""
+    rng = random.Random(seed)
+    records = []
+    for index in range(rows):
+        label = "positive" if index % 2 == 0 else "negative"
+        filler = " ".join(f"{rng.choice(NEUTRAL)} ran long and {rng.choice(NEUTRAL)} came after." for _ in range(6))
+        records.append({"review": f"{filler} in short it was {rng.choice(POSITIVE if label == 'positive' else NEGATIVE)}",
+                        "sentiment": label})
+    return pd.DataFrame(records)
+
+
 def write_splits(folder: Path, frames: dict[str, pd.DataFrame]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for split, frame in frames.items():
@@ -117,6 +129,7 @@ def sample_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """A randomly initialised 2-layer BERT and a WordPiece tokenizer trained here, saved like a hub model."""
+    import torch
     from tokenizers import BertWordPieceTokenizer
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
@@ -128,6 +141,7 @@ def tiny_model(tmp_path_factory) -> Path:
     tokenizer.save_pretrained(folder)
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=128)
+    torch.manual_seed(0)  # the same weights whichever test builds it first
     BertModel(config).save_pretrained(folder)
     return folder
 
@@ -194,7 +208,8 @@ def served_pipeline(mlflow_server, tiny_model, easy_zip_url, tmp_path_factory):
     folder = tmp_path_factory.mktemp("e2e")
     values = dict(download_url=easy_zip_url, local_folder=folder / "data", foundation_model=tiny_model,
                   checkpoint_dir=folder / "checkpoints", cache_dir=folder / "cache", epochs=3, batch_size=16,
-                  learning_rate=3e-3, max_length=32, registered_model_name="e2e_sentiment")
+                  learning_rate=3e-3, max_length=32, registered_model_name="e2e_sentiment",
+                  beat_baseline="false")  # the TF-IDF baseline is perfect on these reviews: the gate's champion tests need it off
     yield mlflow_server, values, mlflow_run(mlflow_server, *params(**values), cwd=folder)
 
 

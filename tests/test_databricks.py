@@ -86,9 +86,9 @@ def submit(workspace, uri: str, *args: str, **options) -> subprocess.CompletedPr
 
 
 def pipeline_params(tiny_model, easy_zip_url) -> list[str]:
-    """The whole pipeline, registering in Unity Catalog (three-part name) whatever the model scores."""
+    """The whole pipeline, registering in Unity Catalog (three-part name) whatever the model and its baseline score."""
     return params(download_url=easy_zip_url, foundation_model=tiny_model, epochs=1, max_length=16, batch_size=16,
-                  registered_model_name=MODEL, min_score=0)
+                  registered_model_name=MODEL, min_score=0, beat_baseline="false")
 
 
 def test_local_code_on_databricks(workspace, project, tiny_model, easy_zip_url, monkeypatch):

@@ -111,13 +111,28 @@ def test_bad_parameter_types_are_rejected(tracking):
     assert result.exit_code == 2 and "'partial' is not one of 'no_freeze', 'freeze', 'freeze_unfreeze'" in result.output
 
 
+def test_logs_the_baseline_and_the_lift(finished_run):
+    """Every run trains the TF-IDF baseline on its splits and logs it beside the model, with the lift."""
+    run, folder = finished_run
+    metrics = run.data.metrics
+    assert 0.5 < metrics["baseline_test_macro_f1"] <= 1 and 0.5 < metrics["baseline_test_accuracy"] <= 1  # easy data
+    assert metrics["lift_test_macro_f1"] == pytest.approx(metrics["test_macro_f1"] - metrics["baseline_test_macro_f1"])
+    assert metrics["lift_test_accuracy"] == pytest.approx(metrics["test_accuracy"] - metrics["baseline_test_accuracy"])
+    assert 0 < metrics["baseline_fit_seconds"] < 60 and float(run.data.params["baseline_c"]) > 0
+    mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
+    side_by_side = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/reports/model_vs_baseline.json")
+    assert side_by_side["test_macro_f1"] == {"model": metrics["test_macro_f1"], "baseline": metrics["baseline_test_macro_f1"]}
+    table = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/reports/model_vs_baseline.md")
+    assert f"| test_macro_f1 | {metrics['test_macro_f1']:.4f} | {metrics['baseline_test_macro_f1']:.4f} |" in table
+
+
 def test_logs_reports_and_system_metrics(finished_run):
     run, folder = finished_run
     mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
     client = mlflow.MlflowClient()
     reports = sorted(a.path for a in client.list_artifacts(run.info.run_id, "reports"))
-    assert reports == ["reports/classification_report.txt", "reports/confusion_matrix.json",
-                       "reports/confusion_matrix.png", "reports/training_curves.png"]
+    assert reports == ["reports/classification_report.txt", "reports/confusion_matrix.json", "reports/confusion_matrix.png",
+                       "reports/model_vs_baseline.json", "reports/model_vs_baseline.md", "reports/training_curves.png"]
     matrix = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/reports/confusion_matrix.json")["rows_true_columns_predicted"]
     assert sum(map(sum, matrix)) == 100  # every test review counted once
     assert (matrix[0][0] + matrix[1][1]) / 100 == pytest.approx(run.data.metrics["test_accuracy"], abs=1e-6)

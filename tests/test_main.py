@@ -109,7 +109,8 @@ def test_single_steps_take_the_latest_outputs(served_pipeline, tmp_path):
     assert new_tuning.data.tags["pipeline.data_run_id"] == before["download_data"][0].info.run_id
     assert len(runs_by_entry_point(uri)["download_data"]) == 1  # not downloaded again
 
-    result = mlflow_run(uri, *params(pipeline_steps="register_model", registered_model_name="e2e_sentiment"), cwd=tmp_path)
+    result = mlflow_run(uri, *params(pipeline_steps="register_model", registered_model_name="e2e_sentiment", beat_baseline="false"),
+                        cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     client = mlflow.MlflowClient(uri)
     version = client.get_model_version("e2e_sentiment", "2")

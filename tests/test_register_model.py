@@ -43,26 +43,39 @@ def aliases(name: str) -> dict[str, str]:
 
 
 def test_gate_promotes_only_models_at_least_as_good(store):
+    """Champion against challenger; the baseline rule is off here (test_gate_refuses_a_model_below_its_baseline)."""
     client = mlflow.MlflowClient()
-    result = register("gated", "--mlflow-run-id", store["strong"].info.run_id, "--min-score", "0.6")
+    result = register("gated", "--mlflow-run-id", store["strong"].info.run_id, "--min-score", "0.6", "--beat-baseline", "false")
     assert result.exit_code == 0, result.output
     assert "registered gated version 1; @champion -> version 1" in result.output
     version = client.get_model_version_by_alias("gated", "champion")
     assert version.run_id == store["strong"].info.run_id
     assert version.tags["quality_gate"] == "passed" and version.tags["source_run_id"] == store["strong"].info.run_id
 
-    result = register("gated", "--mlflow-run-id", store["weak"].info.run_id, "--min-score", "0")
+    result = register("gated", "--mlflow-run-id", store["weak"].info.run_id, "--min-score", "0", "--beat-baseline", "false")
     assert result.exit_code == 0, result.output
     assert "@challenger -> version 2 (not promoted)" in result.output and "is worse than @champion (version 1" in result.output
     assert aliases("gated") == {"champion": "1", "challenger": "2"}
 
-    result = register("gated", "--mlflow-run-id", store["strong"].info.run_id, "--min-score", "0.6")  # as good: promoted
+    result = register("gated", "--mlflow-run-id", store["strong"].info.run_id, "--min-score", "0.6", "--beat-baseline", "false")  # as good: promoted
     assert result.exit_code == 0
     assert aliases("gated")["champion"] == "3"
     (registration,) = [r for r in mlflow.search_runs(experiment_names=["Default"], output_format="list")
                        if r.data.tags["pipeline.step"] == "register_model" and r.data.tags.get("registered_model_name") == "gated"
                        and r.data.tags["registered_model_version"] == "2"]
     assert registration.data.tags["pipeline.quality_gate"] == "failed"
+
+
+def test_gate_refuses_a_model_below_its_baseline(store):
+    """On these bag-of-words reviews TF-IDF + logistic regression is perfect: the tiny model cannot beat it."""
+    strong = store["strong"].data.metrics
+    assert strong["baseline_test_macro_f1"] >= strong["test_macro_f1"]
+    result = register("baseline", "--mlflow-run-id", store["strong"].info.run_id, "--min-score", "0.6")
+    assert result.exit_code == 0, result.output
+    assert aliases("baseline") == {"challenger": "1"}
+    assert (f"@challenger -> version 1 (not promoted): test_macro_f1={strong['test_macro_f1']:.4f} does not beat the "
+            f"TF-IDF + logistic regression baseline ({strong['baseline_test_macro_f1']:.4f}; lift "
+            f"{strong['test_macro_f1'] - strong['baseline_test_macro_f1']:+.4f})") in result.output
 
 
 def test_gate_minimum_score(store):

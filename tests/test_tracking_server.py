@@ -71,7 +71,7 @@ def test_concurrent_registrations_leave_the_alias_on_the_better_model(served_pip
     assert weak.data.metrics["test_macro_f1"] < strong.data.metrics["test_macro_f1"]
 
     registrations = [subprocess.Popen([sys.executable, "-m", "pipeline.register_model", "--mlflow-run-id", run.info.run_id,
-                                       "--registered-model-name", "concurrent", "--min-score", "0"],
+                                       "--registered-model-name", "concurrent", "--min-score", "0", "--beat-baseline", "false"],
                                       env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                      for run in (weak, strong)]
     outputs = [process.communicate(timeout=300)[0] for process in registrations]

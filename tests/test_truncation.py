@@ -1,8 +1,12 @@
 """pipeline/truncation.py: head, tail and head + tail of long reviews, special tokens in place."""
 
+import mlflow
 import pytest
+from click.testing import CliRunner
 from transformers import AutoTokenizer
 
+from conftest import verdict_last_reviews, write_splits
+from pipeline import fine_tuning_model
 from pipeline.truncation import TRUNCATIONS, encode, keep
 
 
@@ -25,3 +29,26 @@ def test_encode_keeps_special_tokens_around_the_kept_text(tiny_model):
         assert len(ids) == 16 and ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
     assert "awful" not in tokenizer.decode(head) and tokenizer.decode(head_tail).endswith("in short it was awful [SEP]")
     assert encode(tokenizer, ["short one"], 16, "head_tail") == [tokenizer("short one")["input_ids"]]
+
+
+def test_head_tail_learns_a_verdict_at_the_end_and_serves_it(tracking, tiny_model, tmp_path):
+    """Reviews of ~70 tokens cut to 16: the head sees filler only, head + tail sees the verdict; the served model
+    cuts as training did."""
+    data = write_splits(tmp_path / "long", {"train": verdict_last_reviews(400, 1), "valid": verdict_last_reviews(100, 2),
+                                           "test": verdict_last_reviews(100, 3)})
+    scores = {}
+    for how in ("head", "head_tail"):
+        result = CliRunner().invoke(fine_tuning_model.main, [
+            "--foundation-model", str(tiny_model), "--data-path", str(data), "--truncation", how, "--max-length", "16",
+            "--epochs", "3", "--batch-size", "16", "--learning-rate", "3e-3", "--checkpoint-dir", str(tmp_path / "ckpt"),
+            "--cache-dir", str(tmp_path / "cache")])
+        assert result.exit_code == 0, result.output
+        run = mlflow.search_runs(experiment_names=["Default"], output_format="list", max_results=1,
+                                 order_by=["attributes.start_time DESC"])[0]
+        scores[how] = run.data.metrics["test_accuracy"]
+    assert scores["head"] <= 0.65 and scores["head_tail"] >= 0.9, scores
+
+    model = mlflow.pyfunc.load_model(run.data.tags["pipeline.model_uri"])  # the head_tail run's
+    assert model.model_config["truncation"] == "head_tail"
+    texts = verdict_last_reviews(20, 4)
+    assert (model.predict(texts["review"].tolist())["label"] == texts["sentiment"]).mean() >= 0.9
