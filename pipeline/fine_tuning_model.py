@@ -24,7 +24,6 @@ import lightning as L
 import mlflow
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 from mlflow.data.digest_utils import compute_pandas_digest
@@ -42,11 +41,12 @@ from pipeline.hardware import ACCELERATORS, PRECISIONS, SWITCHES, choose_hardwar
 from pipeline.model_logging import MODEL_URI_TAG, log_sentiment_model
 from pipeline.reports import log_model_vs_baseline, log_test_report, log_training_curves
 from pipeline.reuse import run_identity, step_run_by_id
-from pipeline.strategies import STRATEGIES, strategy_callbacks
+from pipeline.multinode import check_shared, logged_metrics, train_on_spark
+from pipeline.strategies import STRATEGIES
+from pipeline.training import MONITOR, make_trainer, outcome_of
 from pipeline.truncation import TRUNCATIONS
 from pipeline.tracking import LATEST, download, is_artifact_uri, latest_finished_run, log_new_params, run_id_in, step_run
 
-MONITOR = "val_macro_f1"
 DATA_DIR_VARIABLE = "PIPELINE_DATA_DIR"  # where rank 0 put the data, for the DDP ranks trainer.fit starts
 
 
@@ -70,18 +70,28 @@ DATA_DIR_VARIABLE = "PIPELINE_DATA_DIR"  # where rank 0 put the data, for the DD
 @click.option("--compile", type=click.Choice(SWITCHES), default="auto", show_default=True, help="torch.compile the model ('auto': on GPUs).")
 @click.option("--checkpoint-dir", default="./checkpoints", show_default=True, help="Where unfinished runs keep checkpoints to resume from.")
 @click.option("--cache-dir", default="~/.cache/sentiment-finetuning", show_default=True, help="Tokenized data, reused by later runs.")
+@click.option("--num-nodes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Machines to train on; above 1, Spark's TorchDistributor (cache_dir and checkpoint_dir: a folder they share).")
+@click.option("--spark-master", default="", show_default=True,
+              help="num_nodes > 1: Spark master URL, e.g. local-cluster[2,1,1024]; '' takes SPARK_MASTER or the cluster's own Spark.")
 @reports_errors
 def main(**params) -> None:
-    hardware = choose_hardware(params["accelerator"], params["devices"], params["precision"], params["compile"])
-    if hardware.tf32:
-        torch.set_float32_matmul_precision("high")  # TF32 tensor cores for fp32 matmuls (Ampere and later)
+    distributed = params["num_nodes"] > 1
+    if distributed:
+        check_shared(params)
+    else:
+        hardware = choose_hardware(params["accelerator"], params["devices"], params["precision"], params["compile"])
+        if hardware.tf32:
+            torch.set_float32_matmul_precision("high")  # TF32 tensor cores for fp32 matmuls (Ampere and later)
     L.seed_everything(params["seed"], workers=True, verbose=False)
     is_rank_zero = rank_zero_only.rank == 0
 
     with (step_run("fine_tuning_model", log_system_metrics=True) if is_rank_zero else contextlib.nullcontext()) as run, \
             tempfile.TemporaryDirectory(prefix="fine-tuning-") as scratch:
         if is_rank_zero:
-            data_dir, data_run_id = resolve_data(params["data_path"], run.info.experiment_id, Path(scratch))
+            # Several machines read the data and write their logs in a folder they share; one machine in its scratch.
+            work = Path(params["cache_dir"]).expanduser() / "runs" / run.info.run_id if distributed else Path(scratch)
+            data_dir, data_run_id = resolve_data(params["data_path"], run.info.experiment_id, work)
             # The other DDP ranks, started by trainer.fit with this environment, log to this run and read this data.
             os.environ.update({"MLFLOW_RUN_ID": run.info.run_id, DATA_DIR_VARIABLE: str(data_dir)})
         else:
@@ -89,47 +99,54 @@ def main(**params) -> None:
         run_id = os.environ["MLFLOW_RUN_ID"]
 
         tokenizer = load_pretrained(AutoTokenizer, params["foundation_model"])
-        datamodule = ReviewsDataModule(data_dir, tokenizer, params["max_length"], params["batch_size"],
-                                       hardware.num_workers, hardware.pin_memory, Path(params["cache_dir"]).expanduser(),
-                                       hardware.pad_to_multiple_of, params["truncation"])
-        model = SentimentClassifier(params["foundation_model"], params["learning_rate"], compile=hardware.compile)
+        loading = (hardware.num_workers, hardware.pin_memory) if not distributed else (0, False)  # the driver only tokenizes
+        datamodule = ReviewsDataModule(data_dir, tokenizer, params["max_length"], params["batch_size"], *loading,
+                                       Path(params["cache_dir"]).expanduser(),
+                                       hardware.pad_to_multiple_of if not distributed else None, params["truncation"])
         checkpoints = checkpoint_folder(params, data_digests(datamodule.frames))
         resume_from = checkpoints / "last.ckpt"
 
         if is_rank_zero:
             log_new_params(params)
-            mlflow.log_params({"resolved_accelerator": hardware.accelerator, "resolved_devices": hardware.devices,
-                               "resolved_precision": hardware.precision, "resolved_strategy": hardware.strategy,
-                               "resolved_compile": hardware.compile, "model_parameters": sum(p.numel() for p in model.parameters())})
             log_data_inputs(datamodule.frames, data_dir, data_run_id)
             mlflow.set_tags({"pipeline.resumed": str(resume_from.exists()).lower(),
                              "pipeline.tokenized_cache_hit": str(datamodule.tokens_cached()).lower()})
 
-        best = ModelCheckpoint(dirpath=checkpoints, filename="best-{epoch}", monitor=MONITOR, mode="max",
-                               save_top_k=1, save_last=True)
-        trainer = L.Trainer(
-            max_epochs=params["epochs"],
-            logger=MLFlowLogger(run_id=run_id, tracking_uri=mlflow.get_tracking_uri()),
-            callbacks=[best, EarlyStopping(monitor=MONITOR, mode="max", patience=params["patience"]),
-                       LearningRateMonitor(logging_interval="epoch"),
-                       *strategy_callbacks(params["fine_tuning_strategy"], params["unfreeze_epoch"])],
-            gradient_clip_val=1.0,
-            default_root_dir=scratch,
-            enable_model_summary=False,
-            **hardware.trainer_flags(),
-        )
-        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from if resume_from.exists() else None)
-        trainer.test(model, datamodule=datamodule, ckpt_path="best")  # test metrics come from the best epoch
+        if distributed:
+            datamodule.prepare_data()  # the tokens, once, where every training process reads them
+            processes = params["num_nodes"] * (1 if params["devices"] == "auto" else int(params["devices"]))
+            job = {"params": params, "data_dir": str(data_dir), "checkpoints": str(checkpoints), "log_dir": str(work / "logs"),
+                   "resume_from": str(resume_from) if resume_from.exists() else None, "world_size": processes}
+            outcome = train_on_spark(processes, uses_gpus(params["accelerator"]), params["spark_master"], work, job)
+            for step, values in logged_metrics(work / "logs"):
+                mlflow.log_metrics(values, step=step)
+            model = SentimentClassifier.load_from_checkpoint(outcome.best_model_path, map_location="cpu", compile=False)
+        else:
+            model = SentimentClassifier(params["foundation_model"], params["learning_rate"], compile=hardware.compile)
+            trainer, best = make_trainer(params, hardware, checkpoints, MLFlowLogger(run_id=run_id, tracking_uri=mlflow.get_tracking_uri()),
+                                         scratch)
+            trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from if resume_from.exists() else None)
+            trainer.test(model, datamodule=datamodule, ckpt_path="best")  # test metrics come from the best epoch
+            outcome = outcome_of(trainer, best, model, hardware)
 
         if is_rank_zero:
-            mlflow.log_metric(f"best_{MONITOR}", float(best.best_model_score))
-            mlflow.set_tag("pipeline.best_checkpoint", Path(best.best_model_path).name)
+            mlflow.log_params(outcome.resolved | {"model_parameters": sum(p.numel() for p in model.parameters()),
+                                                  "train_batches_per_epoch": outcome.train_batches_per_epoch})
+            mlflow.log_metric(f"best_{MONITOR}", outcome.best_model_score)
+            mlflow.set_tag("pipeline.best_checkpoint", Path(outcome.best_model_path).name)
             log_training_curves(run_id)
-            log_test_report(model.test_confusion_matrix)
+            log_test_report(torch.tensor(outcome.confusion))
             compare_with_baseline(datamodule.frames, run_id)
             model_info = log_sentiment_model(model.model, tokenizer, params["max_length"], params["truncation"])
             mlflow.set_tag(MODEL_URI_TAG, model_info.model_uri)
             shutil.rmtree(checkpoints, ignore_errors=True)  # finished: the model lives in MLflow now
+            if distributed:
+                shutil.rmtree(work, ignore_errors=True)
+
+
+def uses_gpus(accelerator: str) -> bool:
+    """Whether the training processes get GPUs: asked for, or (auto) the driver's node type has them."""
+    return accelerator == "cuda" or (accelerator == "auto" and torch.cuda.is_available())
 
 
 def compare_with_baseline(frames: dict[str, pd.DataFrame], run_id: str) -> None:

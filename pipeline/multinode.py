@@ -1,0 +1,99 @@
+"""Fine-tuning on several machines: Spark's TorchDistributor starts one training process per device across a
+Spark cluster; Lightning's DDP (`devices=1`, `num_nodes=<processes>`, as TorchDistributor asks) does the rest.
+
+The step's own process is the Spark driver: it prepares the data and the tokens in a folder every node reads,
+talks to MLflow, and after training loads the best checkpoint and logs the model. The training processes never
+talk to MLflow: global rank 0 writes its metrics with Lightning's CSVLogger into the shared run folder and the
+driver logs them into the run, so no credentials travel to the workers.
+"""
+
+import json
+import os
+import re
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.errors import PipelineError, first_line
+
+SHARED_PREFIXES = ("/dbfs/", "/Volumes/")
+OUTCOME_FILE = "outcome.json"  # what global rank 0 hands back, in the shared log folder  # on Databricks, what every node of a cluster reads and writes
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What training hands back to the step (global rank 0's view: the best checkpoint, the test counts)."""
+
+    best_model_path: str
+    best_model_score: float
+    confusion: list[list[int]]
+    resolved: dict
+    train_batches_per_epoch: int
+
+
+def check_shared(params: dict) -> None:
+    """On Databricks the nodes share only DBFS and Unity Catalog volumes: data, tokens and checkpoints go there."""
+    if not os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+        return  # elsewhere the user says which folder the nodes share (on one machine: any folder)
+    for name in ("cache_dir", "checkpoint_dir"):
+        if not str(params[name]).startswith(SHARED_PREFIXES):
+            raise PipelineError(f"{name}={params[name]!r}: with num_nodes > 1 on Databricks it must be a folder every node "
+                                f"reads, under {' or '.join(SHARED_PREFIXES)} (e.g. /dbfs/tmp/sentiment/{name.removesuffix('_dir')})")
+
+
+def spark_session(master: str):
+    """The cluster's Spark session (Databricks: the job's own), or one on `master` (e.g. local-cluster[2,1,1024])."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise PipelineError("num_nodes > 1 needs pyspark (Databricks runtimes have it; elsewhere: pip install pyspark==4.1.1)") from None
+    master = master or os.environ.get("SPARK_MASTER", "")
+    builder = SparkSession.builder.appName("fine_tuning_model")
+    if master:  # a Spark of our own: its Python workers run this environment's Python, on this machine's loopback
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        builder = builder.master(master).config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+    try:
+        return builder.getOrCreate()
+    except Exception as error:  # noqa: BLE001 - py4j and Spark raise many types; the user needs the first line
+        raise PipelineError(f"spark_master={master!r}: cannot start or reach Spark ({first_line(error)})") from None
+
+
+def train_on_spark(processes: int, use_gpu: bool, master: str, work: Path, job: dict) -> Outcome:
+    """Run `pipeline/training.py` as `processes` training processes across the Spark cluster and return rank 0's
+    outcome. The workers do not have this project: the `pipeline` package goes to the shared folder `work` first,
+    and each process runs that copy (TorchDistributor's file mode) with the job description beside it."""
+    from pyspark.ml.torch.distributor import TorchDistributor
+
+    import pipeline
+
+    spark_session(master)
+    code = work / "code" / "pipeline"
+    shutil.rmtree(code, ignore_errors=True)
+    shutil.copytree(Path(pipeline.__file__).parent, code, ignore=shutil.ignore_patterns("__pycache__"))
+    (work / "job.json").write_text(json.dumps(job))
+    try:
+        TorchDistributor(num_processes=processes, local_mode=False, use_gpu=use_gpu).run(str(code / "training.py"), str(work / "job.json"))
+    except Exception as error:  # noqa: BLE001 - a failed Spark task arrives as py4j/Spark errors
+        raise PipelineError(f"distributed training failed: {python_error_in(error)}") from None
+    return Outcome(**json.loads((Path(job["log_dir"]) / OUTCOME_FILE).read_text()))
+
+
+def python_error_in(error: Exception) -> str:
+    """The training process's own error inside a Spark failure (pages of JVM stack), else its first line."""
+    lines = [line.strip() for line in str(error).splitlines()]
+    found = [line for line in lines if re.match(r"^[A-Za-z_.]*(Error|Exception): ", line) and not line.startswith("py4j")]
+    return found[-1] if found else first_line(error)
+
+
+def logged_metrics(log_dir: Path) -> list[tuple[int, dict[str, float]]]:
+    """(step, metrics) of each row rank 0's CSVLogger wrote, in order, without the empty cells."""
+    frame = pd.read_csv(log_dir / "metrics.csv")
+    rows = []
+    for _, row in frame.iterrows():
+        values = {key: float(value) for key, value in row.items() if key != "step" and pd.notna(value)}
+        if values:
+            rows.append((int(row["step"]), values))
+    return rows

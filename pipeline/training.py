@@ -1,0 +1,82 @@
+"""The Lightning side of one fine-tuning configuration: its Trainer, and what each training process runs when
+Spark's TorchDistributor spreads training over several machines (`pipeline.multinode` runs a copy of this file
+from the folder the machines share: `python training.py <job.json>`)."""
+
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":  # a training process: the copied `pipeline` package is this file's folder
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, Logger
+from transformers import AutoTokenizer
+
+from pipeline.classifier import SentimentClassifier, load_pretrained
+from pipeline.datamodule import ReviewsDataModule
+from pipeline.hardware import Hardware, choose_hardware
+from pipeline.multinode import OUTCOME_FILE, Outcome
+from pipeline.strategies import strategy_callbacks
+
+MONITOR = "val_macro_f1"
+
+
+def make_trainer(params: dict, hardware: Hardware, checkpoints: Path, logger: Logger, root_dir: str,
+                 num_nodes: int = 1) -> tuple[L.Trainer, ModelCheckpoint]:
+    """The Trainer and its best-checkpoint callback (by validation macro-F1; `last.ckpt` too, to resume from)."""
+    best = ModelCheckpoint(dirpath=checkpoints, filename="best-{epoch}", monitor=MONITOR, mode="max", save_top_k=1, save_last=True)
+    trainer = L.Trainer(
+        max_epochs=params["epochs"],
+        logger=logger,
+        callbacks=[best, EarlyStopping(monitor=MONITOR, mode="max", patience=params["patience"]),
+                   LearningRateMonitor(logging_interval="epoch"),
+                   *strategy_callbacks(params["fine_tuning_strategy"], params["unfreeze_epoch"])],
+        gradient_clip_val=1.0,
+        default_root_dir=root_dir,
+        enable_model_summary=False,
+        num_nodes=num_nodes,
+        **hardware.trainer_flags(),
+    )
+    return trainer, best
+
+
+def outcome_of(trainer: L.Trainer, best: ModelCheckpoint, model: SentimentClassifier, hardware: Hardware) -> Outcome:
+    return Outcome(best_model_path=best.best_model_path, best_model_score=float(best.best_model_score),
+                   confusion=model.test_confusion_matrix.tolist(),
+                   resolved={"resolved_accelerator": hardware.accelerator, "resolved_devices": hardware.devices,
+                             "resolved_num_nodes": trainer.num_nodes, "resolved_precision": hardware.precision,
+                             "resolved_strategy": hardware.strategy, "resolved_compile": hardware.compile},
+                   train_batches_per_epoch=int(trainer.num_training_batches))
+
+
+def train_process(params: dict, data_dir: str, checkpoints: str, resume_from: str | None, log_dir: str, world_size: int) -> Outcome:
+    """One of `world_size` training processes (TorchDistributor sets RANK, WORLD_SIZE and the rendezvous): one
+    device each, `num_nodes=world_size`, the same `pipeline.hardware` choices on every process. The data and the
+    tokens are where the driver put them; global rank 0 writes the metrics to `log_dir` (CSV)."""
+    hardware = dataclasses.replace(choose_hardware(params["accelerator"], 1, params["precision"], params["compile"]),
+                                   strategy="ddp")
+    if hardware.tf32:
+        torch.set_float32_matmul_precision("high")
+    L.seed_everything(params["seed"], workers=True, verbose=False)
+    tokenizer = load_pretrained(AutoTokenizer, params["foundation_model"])
+    datamodule = ReviewsDataModule(Path(data_dir), tokenizer, params["max_length"], params["batch_size"], hardware.num_workers,
+                                   hardware.pin_memory, Path(params["cache_dir"]).expanduser(), hardware.pad_to_multiple_of,
+                                   params["truncation"])
+    model = SentimentClassifier(params["foundation_model"], params["learning_rate"], compile=hardware.compile)
+    trainer, best = make_trainer(params, hardware, Path(checkpoints), CSVLogger(log_dir, name="", version=""), log_dir,
+                                 num_nodes=world_size)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
+    trainer.test(model, datamodule=datamodule, ckpt_path="best")
+    return outcome_of(trainer, best, model, hardware)
+
+
+if __name__ == "__main__":
+    job = json.loads(Path(sys.argv[1]).read_text())
+    outcome = train_process(**job)
+    if int(os.environ.get("RANK", "0")) == 0:
+        Path(job["log_dir"], OUTCOME_FILE).write_text(json.dumps(dataclasses.asdict(outcome)))

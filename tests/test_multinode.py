@@ -1,0 +1,98 @@
+"""Several machines with Spark's TorchDistributor: real Spark (`local-cluster[2,1,1024]`: a master and two worker
+JVMs on this machine), two CPU training processes over gloo, one MLflow run and one model."""
+
+import contextlib
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mlflow
+import psutil
+import pytest
+import torch
+
+from conftest import REPO, client_env, easy_reviews, mlflow_run, params, runs_by_entry_point, tracking_at, write_splits
+from pipeline.errors import PipelineError
+from pipeline.multinode import check_shared, python_error_in
+
+SPARK = "local-cluster[2,1,1024]"
+
+
+def test_databricks_nodes_share_only_dbfs_and_volumes(monkeypatch):
+    shared = {"cache_dir": "/dbfs/tmp/sentiment/cache", "checkpoint_dir": "/Volumes/main/default/runs/checkpoints"}
+    check_shared(shared | {"cache_dir": "~/.cache/x"})  # off Databricks the user says what is shared
+    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "15.4")
+    check_shared(shared)
+    with pytest.raises(PipelineError, match=r"^cache_dir='~/.cache/x': with num_nodes > 1 on Databricks it must be a folder "
+                                            r"every node reads, under /dbfs/ or /Volumes/"):
+        check_shared(shared | {"cache_dir": "~/.cache/x"})
+
+
+def test_a_failed_training_process_is_its_own_error():
+    spark_failure = Exception("An error occurred while calling o51.collectToPython.\n: org.apache.spark.SparkException: Job aborted"
+                              "\n\tat org.apache...\nTraceback (most recent call last):\n  File \"x.py\"\n"
+                              "FileNotFoundError: [Errno 2] No such file or directory: '/local/data/train.csv'\n\tat org...")
+    assert python_error_in(spark_failure) == "FileNotFoundError: [Errno 2] No such file or directory: '/local/data/train.csv'"
+
+
+@pytest.mark.slow
+def test_two_processes_train_one_model_end_to_end(tiny_model, easy_data, easy_zip_url, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = mlflow_run(uri, *params(download_url=easy_zip_url, local_folder=tmp_path / "data", foundation_model=tiny_model,
+                                     num_nodes=2, spark_master=SPARK, epochs=5, batch_size=16, learning_rate=3e-3, max_length=32,
+                                     checkpoint_dir=tmp_path / "shared" / "ckpt", cache_dir=tmp_path / "shared" / "cache",
+                                     registered_model_name="multinode", beat_baseline="false", min_score=0), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = runs_by_entry_point(uri)
+    (tuned,) = runs["fine_tuning_model"]
+    assert tuned.info.status == "FINISHED" and runs["main"][0].info.status == "FINISHED"
+    params_logged = tuned.data.params
+    assert (params_logged["num_nodes"], params_logged["resolved_num_nodes"], params_logged["resolved_devices"]) == ("2", "2", "1")
+    assert params_logged["resolved_strategy"] == "ddp" and params_logged["resolved_accelerator"] == "cpu"
+    # Each process got its own half of the 400 training reviews (DistributedSampler): half the batches of one process.
+    assert int(params_logged["train_batches_per_epoch"]) == math.ceil(400 / 2 / 16)
+    client = mlflow.MlflowClient(uri)
+    assert len(client.get_metric_history(tuned.info.run_id, "val_macro_f1")) >= 1  # rank 0's metrics reached the run
+    assert tuned.data.metrics["test_accuracy"] >= 0.85
+    with tracking_at(uri):
+        assert len(mlflow.search_logged_models(experiment_ids=[tuned.info.experiment_id], output_format="list")) == 1
+        model = mlflow.pyfunc.load_model("models:/multinode@champion")
+    answer = model.predict(["the acting was superb and the film felt wonderful", "the script was dreadful and the music felt dull"])
+    assert answer["label"].tolist() == ["positive", "negative"]
+    assert not list((tmp_path / "shared" / "ckpt").glob("*/*.ckpt"))  # finished: checkpoints removed
+
+
+@pytest.mark.slow
+def test_killed_multi_node_training_resumes_from_the_shared_checkpoint(tiny_model, tmp_path):
+    data = write_splits(tmp_path / "data", {"train": easy_reviews(1200, 21), "valid": easy_reviews(100, 22),
+                                            "test": easy_reviews(100, 23)})
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    command = [sys.executable, "-m", "mlflow", "run", str(REPO), "-e", "fine_tuning_model", "--experiment-name", "resume",
+               *params(foundation_model=tiny_model, data_path=data, num_nodes=2, spark_master=SPARK, epochs=3, batch_size=8,
+                       max_length=32, learning_rate=3e-3, checkpoint_dir=tmp_path / "ckpt", cache_dir=tmp_path / "cache")]
+    first = subprocess.Popen(command, env=client_env(uri), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not list((tmp_path / "ckpt").glob("*/last.ckpt")) and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.2)
+    time.sleep(1.0)  # into the next epoch
+    children = psutil.Process(first.pid).children(recursive=True)  # the driver, Spark's JVMs, the training processes
+    os.killpg(first.pid, signal.SIGKILL)
+    for child in children:  # also those in sessions of their own, as a lost cluster would lose them
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+    first.wait()
+    (last,) = (tmp_path / "ckpt").glob("*/last.ckpt")
+    finished_epochs = torch.load(last, map_location="cpu", weights_only=False)["epoch"] + 1
+    assert 1 <= finished_epochs < 3
+
+    second = subprocess.run(command, env=client_env(uri), cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    killed, resumed = runs_by_entry_point(uri, "resume")["fine_tuning_model"]
+    assert killed.info.status == "RUNNING" and resumed.info.status == "FINISHED"
+    assert resumed.data.tags["pipeline.resumed"] == "true"
+    epochs = {int(point.value) for point in mlflow.MlflowClient(uri).get_metric_history(resumed.info.run_id, "epoch")}
+    assert min(epochs) == finished_epochs  # it trained only the epochs after the shared checkpoint
