@@ -30,6 +30,7 @@ from pipeline.tracking import ERROR_TAG, check_tracking_server
 STEP_COMMANDS = {"download_data": download_data.main, "fine_tuning_model": fine_tuning_model.main,
                  "register_model": register_model.main}
 STEPS = tuple(STEP_COMMANDS)
+TRAINING_CLUSTER_SPEC = "training_cluster_spec.json"  # the job cluster of multi-node training on Databricks
 
 
 def parse_steps(text: str) -> list[str]:
@@ -75,9 +76,12 @@ def check_value(step: str, key: str, value: str) -> None:
 
 
 def run_step(folder: Path, step: str, parameters: dict[str, str], experiment_id: str, commit: str | None) -> str:
-    """Run one entry point as a child of the active run, in this environment; return its run id."""
-    submitted = mlflow.projects.run(str(folder), entry_point=step, parameters=parameters, env_manager="local",
-                                    experiment_id=experiment_id, run_name=step, synchronous=False)
+    """Run one entry point as a child of the active run (in this environment, or as its own Databricks job where
+    `step_backend` says so); return its run id."""
+    backend, cluster_spec = step_backend(folder, step, parameters)
+    submitted = mlflow.projects.run(str(folder), entry_point=step, parameters=parameters, experiment_id=experiment_id,
+                                    run_name=step, synchronous=False, backend=backend, backend_config=cluster_spec,
+                                    env_manager="local" if backend == "local" else None)
     mlflow.set_tag(f"pipeline.{step}.run_id", submitted.run_id)
     if commit:  # MLflow finds none where the code came without .git; reuse compares it
         MlflowClient().set_tag(submitted.run_id, COMMIT_TAG, commit)
@@ -85,6 +89,15 @@ def run_step(folder: Path, step: str, parameters: dict[str, str], experiment_id:
         reason = MlflowClient().get_run(submitted.run_id).data.tags.get(ERROR_TAG, "see the step's output above")
         raise PipelineError(f"step {step} failed (run {submitted.run_id}): {reason}")
     return submitted.run_id
+
+
+def step_backend(folder: Path, step: str, parameters: dict[str, str]) -> tuple[str, str | None]:
+    """Where a step runs: beside `main`, except multi-node training on Databricks. There the process that calls
+    Spark's TorchDistributor must be a Spark job's own driver (runtime 13+ gives child processes of the driver no
+    Spark), so fine_tuning_model goes as its own job to the multi-node cluster of `training_cluster_spec.json`."""
+    if step == "fine_tuning_model" and int(parameters.get("num_nodes", 1)) > 1 and os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+        return "databricks", str(folder / TRAINING_CLUSTER_SPEC)
+    return "local", None
 
 
 @click.command(help=__doc__)

@@ -70,15 +70,5 @@ def writable_folder(folder: Path) -> Path:
     return folder
 
 
-def writable_folder(folder: Path) -> Path:
-    """`folder`, created if missing, checked before anything is downloaded into it."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError as error:
-        raise PipelineError(f"local_folder={str(folder)!r}: cannot write there ({error.strerror or type(error).__name__})") from None
-    return folder
-
-
 if __name__ == "__main__":
     run_entry_point(main)

@@ -37,13 +37,13 @@ from pipeline.datamodule import ReviewsDataModule
 from pipeline.download_data import DATA_ARTIFACT
 from pipeline.entry import run_entry_point
 from pipeline.errors import PipelineError, reports_errors
-from pipeline.hardware import ACCELERATORS, PRECISIONS, SWITCHES, choose_hardware
+from pipeline.hardware import ACCELERATORS, PRECISIONS, SWITCHES, Hardware, choose_hardware
 from pipeline.model_logging import MODEL_URI_TAG, log_sentiment_model
 from pipeline.reports import log_model_vs_baseline, log_test_report, log_training_curves
 from pipeline.reuse import run_identity, step_run_by_id
-from pipeline.multinode import check_shared, logged_metrics, train_on_spark
+from pipeline.multinode import Outcome, logged_metrics, train_on_spark
 from pipeline.strategies import STRATEGIES
-from pipeline.training import MONITOR, make_trainer, outcome_of
+from pipeline.training import MONITOR, fit_and_test, make_trainer, outcome_of
 from pipeline.truncation import TRUNCATIONS
 from pipeline.tracking import LATEST, download, is_artifact_uri, latest_finished_run, log_new_params, run_id_in, step_run
 
@@ -77,9 +77,7 @@ DATA_DIR_VARIABLE = "PIPELINE_DATA_DIR"  # where rank 0 put the data, for the DD
 @reports_errors
 def main(**params) -> None:
     distributed = params["num_nodes"] > 1
-    if distributed:
-        check_shared(params)
-    else:
+    if not distributed:  # several machines: each training process chooses for its own device
         hardware = choose_hardware(params["accelerator"], params["devices"], params["precision"], params["compile"])
         if hardware.tf32:
             torch.set_float32_matmul_precision("high")  # TF32 tensor cores for fp32 matmuls (Ampere and later)
@@ -113,26 +111,14 @@ def main(**params) -> None:
                              "pipeline.tokenized_cache_hit": str(datamodule.tokens_cached()).lower()})
 
         if distributed:
-            datamodule.prepare_data()  # the tokens, once, where every training process reads them
-            processes = params["num_nodes"] * (1 if params["devices"] == "auto" else int(params["devices"]))
-            job = {"params": params, "data_dir": str(data_dir), "checkpoints": str(checkpoints), "log_dir": str(work / "logs"),
-                   "resume_from": str(resume_from) if resume_from.exists() else None, "world_size": processes}
-            outcome = train_on_spark(processes, uses_gpus(params["accelerator"]), params["spark_master"], work, job)
-            for step, values in logged_metrics(work / "logs"):
-                mlflow.log_metrics(values, step=step)
-            model = SentimentClassifier.load_from_checkpoint(outcome.best_model_path, map_location="cpu", compile=False)
+            outcome, model = train_on_cluster(params, datamodule, checkpoints, resume_from, work)
         else:
-            model = SentimentClassifier(params["foundation_model"], params["learning_rate"], compile=hardware.compile)
-            trainer, best = make_trainer(params, hardware, checkpoints, MLFlowLogger(run_id=run_id, tracking_uri=mlflow.get_tracking_uri()),
-                                         scratch)
-            trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from if resume_from.exists() else None)
-            trainer.test(model, datamodule=datamodule, ckpt_path="best")  # test metrics come from the best epoch
-            outcome = outcome_of(trainer, best, model, hardware)
+            outcome, model = train_here(params, hardware, datamodule, checkpoints, resume_from, run_id, scratch)
 
         if is_rank_zero:
             mlflow.log_params(outcome.resolved | {"model_parameters": sum(p.numel() for p in model.parameters()),
                                                   "train_batches_per_epoch": outcome.train_batches_per_epoch})
-            mlflow.log_metric(f"best_{MONITOR}", outcome.best_model_score)
+            mlflow.log_metrics({f"best_{MONITOR}": outcome.best_model_score, "fit_seconds": outcome.fit_seconds})
             mlflow.set_tag("pipeline.best_checkpoint", Path(outcome.best_model_path).name)
             log_training_curves(run_id)
             log_test_report(torch.tensor(outcome.confusion))
@@ -142,6 +128,29 @@ def main(**params) -> None:
             shutil.rmtree(checkpoints, ignore_errors=True)  # finished: the model lives in MLflow now
             if distributed:
                 shutil.rmtree(work, ignore_errors=True)
+
+
+def train_here(params: dict, hardware: Hardware, datamodule: ReviewsDataModule, checkpoints: Path, resume_from: Path, run_id: str,
+               scratch: str) -> tuple[Outcome, SentimentClassifier]:
+    """This machine's devices (DDP over its GPUs where it has several); Lightning logs to the run as it goes."""
+    model = SentimentClassifier(params["foundation_model"], params["learning_rate"], compile=hardware.compile)
+    trainer, best = make_trainer(params, hardware, checkpoints, MLFlowLogger(run_id=run_id, tracking_uri=mlflow.get_tracking_uri()),
+                                 scratch)
+    fit_seconds = fit_and_test(trainer, model, datamodule, str(resume_from) if resume_from.exists() else None)
+    return outcome_of(trainer, best, model, hardware, fit_seconds), model
+
+
+def train_on_cluster(params: dict, datamodule: ReviewsDataModule, checkpoints: Path, resume_from: Path,
+                     work: Path) -> tuple[Outcome, SentimentClassifier]:
+    """`num_nodes` machines through Spark (`pipeline.multinode`); rank 0's metrics and best checkpoint come back here."""
+    datamodule.prepare_data()  # the tokens, once, where every training process reads them
+    processes = params["num_nodes"] * (1 if params["devices"] == "auto" else int(params["devices"]))
+    job = {"params": params, "data_dir": str(datamodule.data_dir), "checkpoints": str(checkpoints), "log_dir": str(work / "logs"),
+           "resume_from": str(resume_from) if resume_from.exists() else None, "world_size": processes}
+    outcome = train_on_spark(processes, uses_gpus(params["accelerator"]), params["spark_master"], work, job)
+    for step, values in logged_metrics(work / "logs"):
+        mlflow.log_metrics(values, step=step)
+    return outcome, SentimentClassifier.load_from_checkpoint(outcome.best_model_path, map_location="cpu", compile=False)
 
 
 def uses_gpus(accelerator: str) -> bool:

@@ -1,7 +1,8 @@
 """Fine-tuning on several machines: Spark's TorchDistributor starts one training process per device across a
 Spark cluster; Lightning's DDP (`devices=1`, `num_nodes=<processes>`, as TorchDistributor asks) does the rest.
 
-The step's own process is the Spark driver: it prepares the data and the tokens in a folder every node reads,
+The step's own process is the Spark driver: it prepares the data, the tokens and a copy of the `pipeline`
+package in `<cache_dir>/runs/<run id>`, a folder every node must read (on Databricks: DBFS or a volume),
 talks to MLflow, and after training loads the best checkpoint and logs the model. The training processes never
 talk to MLflow: global rank 0 writes its metrics with Lightning's CSVLogger into the shared run folder and the
 driver logs them into the run, so no credentials travel to the workers.
@@ -19,8 +20,9 @@ import pandas as pd
 
 from pipeline.errors import PipelineError, first_line
 
-SHARED_PREFIXES = ("/dbfs/", "/Volumes/")
-OUTCOME_FILE = "outcome.json"  # what global rank 0 hands back, in the shared log folder  # on Databricks, what every node of a cluster reads and writes
+SHARED_HINT = ("with num_nodes > 1, cache_dir and checkpoint_dir must be folders every node reads "
+               "(on Databricks: under /dbfs/ or /Volumes/)")
+OUTCOME_FILE = "outcome.json"  # what global rank 0 hands back, in the shared log folder
 
 
 @dataclass(frozen=True)
@@ -32,16 +34,7 @@ class Outcome:
     confusion: list[list[int]]
     resolved: dict
     train_batches_per_epoch: int
-
-
-def check_shared(params: dict) -> None:
-    """On Databricks the nodes share only DBFS and Unity Catalog volumes: data, tokens and checkpoints go there."""
-    if not os.environ.get("DATABRICKS_RUNTIME_VERSION"):
-        return  # elsewhere the user says which folder the nodes share (on one machine: any folder)
-    for name in ("cache_dir", "checkpoint_dir"):
-        if not str(params[name]).startswith(SHARED_PREFIXES):
-            raise PipelineError(f"{name}={params[name]!r}: with num_nodes > 1 on Databricks it must be a folder every node "
-                                f"reads, under {' or '.join(SHARED_PREFIXES)} (e.g. /dbfs/tmp/sentiment/{name.removesuffix('_dir')})")
+    fit_seconds: float  # trainer.fit alone: the training and validation epochs, without start-up and testing
 
 
 def spark_session(master: str):
@@ -77,7 +70,7 @@ def train_on_spark(processes: int, use_gpu: bool, master: str, work: Path, job: 
     try:
         TorchDistributor(num_processes=processes, local_mode=False, use_gpu=use_gpu).run(str(code / "training.py"), str(work / "job.json"))
     except Exception as error:  # noqa: BLE001 - a failed Spark task arrives as py4j/Spark errors
-        raise PipelineError(f"distributed training failed: {python_error_in(error)}") from None
+        raise PipelineError(f"distributed training failed: {python_error_in(error)}; {SHARED_HINT}") from None
     return Outcome(**json.loads((Path(job["log_dir"]) / OUTCOME_FILE).read_text()))
 
 

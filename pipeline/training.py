@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 if __name__ == "__main__":  # a training process: the copied `pipeline` package is this file's folder
@@ -45,13 +46,23 @@ def make_trainer(params: dict, hardware: Hardware, checkpoints: Path, logger: Lo
     return trainer, best
 
 
-def outcome_of(trainer: L.Trainer, best: ModelCheckpoint, model: SentimentClassifier, hardware: Hardware) -> Outcome:
+def fit_and_test(trainer: L.Trainer, model: SentimentClassifier, datamodule: ReviewsDataModule, resume_from: str | None) -> float:
+    """Train (from `resume_from` when given), then test the best epoch's checkpoint; the seconds `fit` took."""
+    started = time.perf_counter()
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
+    fit_seconds = time.perf_counter() - started
+    trainer.test(model, datamodule=datamodule, ckpt_path="best")  # test metrics come from the best epoch
+    return fit_seconds
+
+
+def outcome_of(trainer: L.Trainer, best: ModelCheckpoint, model: SentimentClassifier, hardware: Hardware,
+               fit_seconds: float) -> Outcome:
     return Outcome(best_model_path=best.best_model_path, best_model_score=float(best.best_model_score),
                    confusion=model.test_confusion_matrix.tolist(),
                    resolved={"resolved_accelerator": hardware.accelerator, "resolved_devices": hardware.devices,
                              "resolved_num_nodes": trainer.num_nodes, "resolved_precision": hardware.precision,
                              "resolved_strategy": hardware.strategy, "resolved_compile": hardware.compile},
-                   train_batches_per_epoch=int(trainer.num_training_batches))
+                   train_batches_per_epoch=int(trainer.num_training_batches), fit_seconds=fit_seconds)
 
 
 def train_process(params: dict, data_dir: str, checkpoints: str, resume_from: str | None, log_dir: str, world_size: int) -> Outcome:
@@ -70,9 +81,8 @@ def train_process(params: dict, data_dir: str, checkpoints: str, resume_from: st
     model = SentimentClassifier(params["foundation_model"], params["learning_rate"], compile=hardware.compile)
     trainer, best = make_trainer(params, hardware, Path(checkpoints), CSVLogger(log_dir, name="", version=""), log_dir,
                                  num_nodes=world_size)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
-    trainer.test(model, datamodule=datamodule, ckpt_path="best")
-    return outcome_of(trainer, best, model, hardware)
+    fit_seconds = fit_and_test(trainer, model, datamodule, resume_from)
+    return outcome_of(trainer, best, model, hardware, fit_seconds)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ Databricks documents as refused, not only what MLflow happens to send:
   (a wrapped `{"new_cluster": ...}` spec or any other unknown field is a 400). A `spark_python_task` runs its
   `dbfs:/` python file with its parameters as the cluster's driver would: with the runtime's Python, from a driver
   folder that is not the project's, `/dbfs` and `/databricks` mapped into the emulator's folders, after installing
-  each job library (here: checking it against the venv, which is the cluster's Python). A `shell_command_task`
+  each job library (here: checking it against the venv, which is the cluster's Python). A cluster with workers has
+  a real Spark: `SPARK_MASTER=local-cluster[<num_workers>,1,1024]` on its driver. A `shell_command_task`
   (MLflow's classic project format) ends FAILED, as Databricks documents for runtime 13 and above;
 - `GET /api/2.0/jobs/runs/get` (PENDING → RUNNING → TERMINATED with SUCCESS / FAILED / CANCELED, or INTERNAL_ERROR
   when a library cannot be installed) and `POST /api/2.0/jobs/runs/cancel`;
@@ -273,8 +274,11 @@ class DatabricksEmulator:
         entry = driver / source.name
         entry.write_text(self._in_sandbox(source.read_text(), job))
         command = [str(python_bin / "python"), str(entry), *(self._in_sandbox(part, job) for part in task.get("parameters", []))]
+        workers = int(job.request["new_cluster"].get("num_workers", 0))
+        # The cluster's Spark: on a multi-node cluster, a real Spark master with that many worker JVMs on this machine.
+        spark = {"SPARK_MASTER": f"local-cluster[{workers},1,1024]"} if workers else {}
         env = {"PATH": f"{python_bin}:{tools}:/usr/local/bin:/usr/bin:/bin", "HOME": str(job.folder / "home"),
-               "LANG": "C.UTF-8", "DATABRICKS_RUNTIME_VERSION": job.runtime, **self.cluster_env,
+               "LANG": "C.UTF-8", "DATABRICKS_RUNTIME_VERSION": job.runtime, **spark, **self.cluster_env,
                **job.request["new_cluster"].get("spark_env_vars", {}),
                "DATABRICKS_HOST": self.host, "DATABRICKS_TOKEN": self.cluster_token}
         with job.lock:

@@ -253,6 +253,31 @@ def test_clusters_refuse_what_databricks_refuses(workspace):
         assert answer.status_code == 400 and answer.json()["error_code"] == "INVALID_PARAMETER_VALUE", case
 
 
+def test_multi_node_training_runs_as_its_own_spark_job(workspace, project, tiny_model, easy_zip_url):
+    """num_nodes=2 on Databricks: `main` sends fine_tuning_model as a Spark job of its own to the multi-node training
+    cluster, whose driver runs TorchDistributor over the cluster's Spark; the data and checkpoints live on DBFS."""
+    emulator, server_uri, _, _ = workspace
+    before = set(emulator.jobs)
+    result = submit(workspace, str(project), *params(
+        download_url=easy_zip_url, foundation_model=tiny_model, num_nodes=2, epochs=3, max_length=16, batch_size=16,
+        learning_rate=3e-3, cache_dir="/dbfs/tmp/sentiment/cache", checkpoint_dir="/dbfs/tmp/sentiment/checkpoints",
+        registered_model_name=MODEL, min_score=0, beat_baseline="false"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    pipeline_job, training_job = (emulator.jobs[run_id] for run_id in sorted(set(emulator.jobs) - before))
+    assert training_job.result == "SUCCESS", training_job.log[-3000:]
+    assert pipeline_job.request["new_cluster"]["num_workers"] == 0
+    assert training_job.request["new_cluster"].items() >= json.loads((REPO / "training_cluster_spec.json").read_text()).items()
+    assert training_job.request["new_cluster"]["num_workers"] == 2 and "pyspark" not in str(training_job.request["libraries"])
+    parent, children = job_runs(server_uri, pipeline_job.run_id)
+    assert [child.data.tags["mlflow.project.entryPoint"] for child in children] == list(main.STEPS)
+    tuned = children[1]
+    assert tuned.data.tags["mlflow.databricks.shellJobRunID"] == str(training_job.run_id)  # its own job
+    assert (tuned.data.params["resolved_num_nodes"], tuned.data.params["train_batches_per_epoch"]) == ("2", "13")
+    assert children[2].data.tags["source_run_id"] == tuned.info.run_id and parent.info.status == "FINISHED"
+    assert emulator.unity_catalog.models[MODEL].versions[max(emulator.unity_catalog.models[MODEL].versions)].run_id == tuned.info.run_id
+    assert (emulator.dbfs / "tmp" / "sentiment" / "cache").is_dir()  # the shared folder was DBFS
+
+
 def test_token_is_never_logged(workspace):
     emulator, server_uri, _, outputs = workspace
     assert len(outputs) >= 6 and len(emulator.jobs) >= 5  # the submissions above

@@ -15,20 +15,9 @@ import pytest
 import torch
 
 from conftest import REPO, client_env, easy_reviews, mlflow_run, params, runs_by_entry_point, tracking_at, write_splits
-from pipeline.errors import PipelineError
-from pipeline.multinode import check_shared, python_error_in
+from pipeline.multinode import python_error_in
 
 SPARK = "local-cluster[2,1,1024]"
-
-
-def test_databricks_nodes_share_only_dbfs_and_volumes(monkeypatch):
-    shared = {"cache_dir": "/dbfs/tmp/sentiment/cache", "checkpoint_dir": "/Volumes/main/default/runs/checkpoints"}
-    check_shared(shared | {"cache_dir": "~/.cache/x"})  # off Databricks the user says what is shared
-    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "15.4")
-    check_shared(shared)
-    with pytest.raises(PipelineError, match=r"^cache_dir='~/.cache/x': with num_nodes > 1 on Databricks it must be a folder "
-                                            r"every node reads, under /dbfs/ or /Volumes/"):
-        check_shared(shared | {"cache_dir": "~/.cache/x"})
 
 
 def test_a_failed_training_process_is_its_own_error():
