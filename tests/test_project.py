@@ -45,3 +45,12 @@ def test_cluster_spec_is_a_bare_supported_gpu_cluster():
 def test_no_code_reads_shared_folder():
     for path in [*REPO.glob("*.py"), *REPO.glob("pipeline/*.py")]:
         assert "../shared" not in Path(path).read_text(), path
+
+
+def test_training_cluster_spec_is_a_bare_multi_node_gpu_cluster():
+    """`main` submits multi-node fine-tuning on Databricks with this spec: several GPU nodes, one GPU per Spark task."""
+    spec = json.loads((REPO / "training_cluster_spec.json").read_text())
+    assert "new_cluster" not in spec and "libraries" not in spec
+    assert spec["spark_version"] == json.loads((REPO / "cluster_spec.json").read_text())["spark_version"]
+    assert spec["num_workers"] >= 2 and spec["node_type_id"].startswith("g4dn.")
+    assert spec["spark_conf"]["spark.task.resource.gpu.amount"] == "1"  # as TorchDistributor expects on GPUs
