@@ -72,8 +72,8 @@ DATA_DIR_VARIABLE = "PIPELINE_DATA_DIR"  # where rank 0 put the data, for the DD
 @click.option("--cache-dir", default="~/.cache/sentiment-finetuning", show_default=True, help="Tokenized data, reused by later runs.")
 @click.option("--num-nodes", type=click.IntRange(min=1), default=1, show_default=True,
               help="Machines to train on; above 1, Spark's TorchDistributor (cache_dir and checkpoint_dir: a folder they share).")
-@click.option("--spark-master", default="", show_default=True,
-              help="num_nodes > 1: Spark master URL, e.g. local-cluster[2,1,1024]; '' takes SPARK_MASTER or the cluster's own Spark.")
+@click.option("--spark-master", default="auto", show_default=True,
+              help="num_nodes > 1: Spark master URL, e.g. local-cluster[2,1,1024]; 'auto': SPARK_MASTER, else the cluster's own Spark.")
 @reports_errors
 def main(**params) -> None:
     distributed = params["num_nodes"] > 1

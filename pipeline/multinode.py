@@ -38,12 +38,14 @@ class Outcome:
 
 
 def spark_session(master: str):
-    """The cluster's Spark session (Databricks: the job's own), or one on `master` (e.g. local-cluster[2,1,1024])."""
+    """A Spark session on `master` (e.g. local-cluster[2,1,1024]); `auto`: on SPARK_MASTER where it is set, else the
+    cluster's own (on Databricks, the job's)."""
     try:
         from pyspark.sql import SparkSession
     except ImportError:
         raise PipelineError("num_nodes > 1 needs pyspark (Databricks runtimes have it; elsewhere: pip install pyspark==4.1.1)") from None
-    master = master or os.environ.get("SPARK_MASTER", "")
+    if master == "auto":
+        master = os.environ.get("SPARK_MASTER", "")
     builder = SparkSession.builder.appName("fine_tuning_model")
     if master:  # a Spark of our own: its Python workers run this environment's Python, on this machine's loopback
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

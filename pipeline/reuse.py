@@ -5,6 +5,7 @@ the oldest match; this compares the strings MLflow stores, checks the commit and
 takes the newest match.
 """
 
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -64,8 +65,8 @@ def find_reusable_run(step: str, experiment_id: str, params: dict[str, str], com
     for run in candidates:
         if run.data.tags.get(COMMIT_TAG) != commit:
             continue
-        if any(run.data.params.get(key) != value for key, value in wanted.items()):
-            continue
+        if any(run.data.params.get(key) not in (value, shlex.quote(value)) for key, value in wanted.items()):
+            continue  # `mlflow run` stores a value shell-quoted where a shell would need the quotes ('' for empty)
         if any(run.data.tags.get(key) != value for key, value in (extra_tags or {}).items()):
             continue
         if data_digests is not None and input_digests(run) != data_digests:

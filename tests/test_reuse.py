@@ -12,7 +12,7 @@ import main
 from conftest import REPO, easy_reviews, write_splits, zip_folder
 from pipeline import download_data, fine_tuning_model
 from pipeline.errors import PipelineError
-from pipeline.reuse import data_run_for, reusable_run, run_identity, step_run_by_id
+from pipeline.reuse import data_run_for, find_reusable_run, reusable_run, run_identity, step_run_by_id
 from pipeline.tracking import STEP_TAG
 
 PARAMS = {"epochs": "3", "learning_rate": "0.0001", "checkpoint_dir": "./checkpoints", "cache_dir": "~/.cache/x",
@@ -60,3 +60,13 @@ def test_a_download_is_reused_only_while_its_source_is_unchanged(tracking, http_
     os.utime(archive, ns=(time.time_ns(), time.time_ns() + 2_000_000_000))  # a new version, also where clocks are coarse
     assert reusable_run("download_data", values, declared, "0", commit=None) is None
     assert reusable_run("download_data", values | {"download_url": f"{base}/missing.zip"}, declared, "0", commit=None) is None
+
+
+def test_values_mlflow_stored_shell_quoted_still_match(tracking):
+    """`mlflow run` stores a parameter as the shell saw it: '' for an empty value, quotes around `[`, `?` or `&`."""
+    with mlflow.start_run() as run:
+        mlflow.set_tag(STEP_TAG, "download_data")
+        mlflow.log_params({"spark_master": "''", "download_url": "'https://example.org/imdb.zip?v=2&x=1'"})
+    wanted = {"spark_master": "", "download_url": "https://example.org/imdb.zip?v=2&x=1"}
+    assert find_reusable_run("download_data", "0", wanted, commit=None).info.run_id == run.info.run_id
+    assert find_reusable_run("download_data", "0", wanted | {"spark_master": "local[2]"}, commit=None) is None
