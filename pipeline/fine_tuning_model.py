@@ -3,7 +3,9 @@
 Device, precision and DDP come from `pipeline.hardware`; Lightning runs the loops, keeps the best
 checkpoint (by validation macro-F1) and resumes an interrupted run from its last checkpoint.
 Under DDP every rank runs this file; rank 0 alone talks to MLflow, fetches the data and tokenizes it, and
-the other ranks, which Lightning starts with rank 0's environment, read what it prepared.
+the other ranks, which Lightning starts with rank 0's environment, read what it prepared. With `num_nodes > 1`
+this process is the Spark driver and the training processes run on the cluster (`pipeline.multinode`). Every
+run also trains the TF-IDF baseline (`pipeline.baseline`) and logs how far the model beats it.
 """
 
 import os

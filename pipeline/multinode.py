@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+import pipeline
 from pipeline.errors import PipelineError, first_line
 
 SHARED_HINT = ("with num_nodes > 1, cache_dir and checkpoint_dir must be folders every node reads "
@@ -60,11 +61,9 @@ def train_on_spark(processes: int, use_gpu: bool, master: str, work: Path, job: 
     """Run `pipeline/training.py` as `processes` training processes across the Spark cluster and return rank 0's
     outcome. The workers do not have this project: the `pipeline` package goes to the shared folder `work` first,
     and each process runs that copy (TorchDistributor's file mode) with the job description beside it."""
+    spark_session(master)  # first: it says in one line when pyspark is missing
     from pyspark.ml.torch.distributor import TorchDistributor
 
-    import pipeline
-
-    spark_session(master)
     code = work / "code" / "pipeline"
     shutil.rmtree(code, ignore_errors=True)
     shutil.copytree(Path(pipeline.__file__).parent, code, ignore=shutil.ignore_patterns("__pycache__"))
