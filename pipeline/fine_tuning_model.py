@@ -45,7 +45,7 @@ from pipeline.reports import log_model_vs_baseline, log_test_report, log_trainin
 from pipeline.reuse import run_identity, step_run_by_id
 from pipeline.multinode import Outcome, logged_metrics, train_on_spark
 from pipeline.strategies import STRATEGIES
-from pipeline.training import MONITOR, fit_and_test, make_trainer, outcome_of
+from pipeline.training import MONITOR, reviews_datamodule, train
 from pipeline.truncation import TRUNCATIONS
 from pipeline.tracking import LATEST, download, is_artifact_uri, latest_finished_run, log_new_params, run_id_in, step_run
 
@@ -99,10 +99,7 @@ def main(**params) -> None:
         run_id = os.environ["MLFLOW_RUN_ID"]
 
         tokenizer = load_pretrained(AutoTokenizer, params["foundation_model"])
-        loading = (hardware.num_workers, hardware.pin_memory) if not distributed else (0, False)  # the driver only tokenizes
-        datamodule = ReviewsDataModule(data_dir, tokenizer, params["max_length"], params["batch_size"], *loading,
-                                       Path(params["cache_dir"]).expanduser(),
-                                       hardware.pad_to_multiple_of if not distributed else None, params["truncation"])
+        datamodule = reviews_datamodule(params, data_dir, tokenizer, None if distributed else hardware)  # a driver only tokenizes
         checkpoints = checkpoint_folder(params, data_digests(datamodule.frames))
         resume_from = checkpoints / "last.ckpt"
 
@@ -135,11 +132,8 @@ def main(**params) -> None:
 def train_here(params: dict, hardware: Hardware, datamodule: ReviewsDataModule, checkpoints: Path, resume_from: Path, run_id: str,
                scratch: str) -> tuple[Outcome, SentimentClassifier]:
     """This machine's devices (DDP over its GPUs where it has several); Lightning logs to the run as it goes."""
-    model = SentimentClassifier(params["foundation_model"], params["learning_rate"], compile=hardware.compile)
-    trainer, best = make_trainer(params, hardware, checkpoints, MLFlowLogger(run_id=run_id, tracking_uri=mlflow.get_tracking_uri()),
-                                 scratch)
-    fit_seconds = fit_and_test(trainer, model, datamodule, str(resume_from) if resume_from.exists() else None)
-    return outcome_of(trainer, best, model, hardware, fit_seconds), model
+    return train(params, hardware, datamodule, checkpoints, MLFlowLogger(run_id=run_id, tracking_uri=mlflow.get_tracking_uri()),
+                 scratch, str(resume_from) if resume_from.exists() else None)
 
 
 def train_on_cluster(params: dict, datamodule: ReviewsDataModule, checkpoints: Path, resume_from: Path,

@@ -27,9 +27,18 @@ from pipeline.strategies import strategy_callbacks
 MONITOR = "val_macro_f1"
 
 
-def make_trainer(params: dict, hardware: Hardware, checkpoints: Path, logger: Logger, root_dir: str,
-                 num_nodes: int = 1) -> tuple[L.Trainer, ModelCheckpoint]:
-    """The Trainer and its best-checkpoint callback (by validation macro-F1; `last.ckpt` too, to resume from)."""
+def reviews_datamodule(params: dict, data_dir: Path, tokenizer, hardware: Hardware | None) -> ReviewsDataModule:
+    """The run's data module; `hardware` sets its loaders (None: a process that only prepares the tokens)."""
+    loading = (hardware.num_workers, hardware.pin_memory, hardware.pad_to_multiple_of) if hardware else (0, False, None)
+    workers, pin_memory, pad_to_multiple_of = loading
+    return ReviewsDataModule(data_dir, tokenizer, params["max_length"], params["batch_size"], workers, pin_memory,
+                             Path(params["cache_dir"]).expanduser(), pad_to_multiple_of, params["truncation"])
+
+
+def train(params: dict, hardware: Hardware, datamodule: ReviewsDataModule, checkpoints: Path, logger: Logger, root_dir: str,
+          resume_from: str | None, num_nodes: int = 1) -> tuple[Outcome, SentimentClassifier]:
+    """Fit the configuration (from `resume_from` when given), test its best epoch; what came out, and the model."""
+    model = SentimentClassifier(params["foundation_model"], params["learning_rate"], compile=hardware.compile)
     best = ModelCheckpoint(dirpath=checkpoints, filename="best-{epoch}", monitor=MONITOR, mode="max", save_top_k=1, save_last=True)
     trainer = L.Trainer(
         max_epochs=params["epochs"],
@@ -43,26 +52,17 @@ def make_trainer(params: dict, hardware: Hardware, checkpoints: Path, logger: Lo
         num_nodes=num_nodes,
         **hardware.trainer_flags(),
     )
-    return trainer, best
-
-
-def fit_and_test(trainer: L.Trainer, model: SentimentClassifier, datamodule: ReviewsDataModule, resume_from: str | None) -> float:
-    """Train (from `resume_from` when given), then test the best epoch's checkpoint; the seconds `fit` took."""
     started = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
     fit_seconds = time.perf_counter() - started
     trainer.test(model, datamodule=datamodule, ckpt_path="best")  # test metrics come from the best epoch
-    return fit_seconds
-
-
-def outcome_of(trainer: L.Trainer, best: ModelCheckpoint, model: SentimentClassifier, hardware: Hardware,
-               fit_seconds: float) -> Outcome:
-    return Outcome(best_model_path=best.best_model_path, best_model_score=float(best.best_model_score),
-                   confusion=model.test_confusion_matrix.tolist(),
-                   resolved={"resolved_accelerator": hardware.accelerator, "resolved_devices": hardware.devices,
-                             "resolved_num_nodes": trainer.num_nodes, "resolved_precision": hardware.precision,
-                             "resolved_strategy": hardware.strategy, "resolved_compile": hardware.compile},
-                   train_batches_per_epoch=int(trainer.num_training_batches), fit_seconds=fit_seconds)
+    outcome = Outcome(best_model_path=best.best_model_path, best_model_score=float(best.best_model_score),
+                      confusion=model.test_confusion_matrix.tolist(),
+                      resolved={"resolved_accelerator": hardware.accelerator, "resolved_devices": hardware.devices,
+                                "resolved_num_nodes": trainer.num_nodes, "resolved_precision": hardware.precision,
+                                "resolved_strategy": hardware.strategy, "resolved_compile": hardware.compile},
+                      train_batches_per_epoch=int(trainer.num_training_batches), fit_seconds=fit_seconds)
+    return outcome, model
 
 
 def train_process(params: dict, data_dir: str, checkpoints: str, resume_from: str | None, log_dir: str, world_size: int) -> Outcome:
@@ -75,14 +75,10 @@ def train_process(params: dict, data_dir: str, checkpoints: str, resume_from: st
         torch.set_float32_matmul_precision("high")
     L.seed_everything(params["seed"], workers=True, verbose=False)
     tokenizer = load_pretrained(AutoTokenizer, params["foundation_model"])
-    datamodule = ReviewsDataModule(Path(data_dir), tokenizer, params["max_length"], params["batch_size"], hardware.num_workers,
-                                   hardware.pin_memory, Path(params["cache_dir"]).expanduser(), hardware.pad_to_multiple_of,
-                                   params["truncation"])
-    model = SentimentClassifier(params["foundation_model"], params["learning_rate"], compile=hardware.compile)
-    trainer, best = make_trainer(params, hardware, Path(checkpoints), CSVLogger(log_dir, name="", version=""), log_dir,
-                                 num_nodes=world_size)
-    fit_seconds = fit_and_test(trainer, model, datamodule, resume_from)
-    return outcome_of(trainer, best, model, hardware, fit_seconds)
+    datamodule = reviews_datamodule(params, Path(data_dir), tokenizer, hardware)
+    outcome, _ = train(params, hardware, datamodule, Path(checkpoints), CSVLogger(log_dir, name="", version=""), log_dir,
+                       resume_from, num_nodes=world_size)
+    return outcome
 
 
 if __name__ == "__main__":
