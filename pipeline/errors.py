@@ -1,6 +1,7 @@
 """Errors a user can fix, reported as one line instead of a traceback."""
 
 import functools
+import re
 import sys
 
 import click
@@ -10,9 +11,13 @@ class PipelineError(Exception):
     """A problem with the input, parameters or environment; the message says what and where."""
 
 
+CREDENTIALS_IN_URL = re.compile(r"(?<=://)[^/\s@]+@")  # user:password@ of a URL a library put in its message
+
+
 def first_line(error: Exception) -> str:
-    """What went wrong, in one line: library messages run to paragraphs (the exception's type when it has none)."""
-    text = str(error).strip()
+    """What went wrong, in one line: library messages run to paragraphs (the exception's type when it has none).
+    URLs in it lose their user and password (MLflow's HTTP errors repeat the tracking URI as given)."""
+    text = CREDENTIALS_IN_URL.sub("", str(error).strip())
     return text.splitlines()[0] if text else type(error).__name__
 
 

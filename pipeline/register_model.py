@@ -23,7 +23,7 @@ from pipeline.errors import PipelineError, first_line, reports_errors
 from pipeline.model_logging import MODEL_URI_TAG
 from pipeline.quality_gate import DIGEST_TAG, GATE_TAG, METRIC_TAG, SCORE_TAG, SCORERS, judge, promote
 from pipeline.reuse import input_digests
-from pipeline.tracking import LATEST, STEP_TAG, latest_finished_run, log_new_params, step_run
+from pipeline.tracking import LATEST, STEP_TAG, latest_finished_run, log_new_params, shown_tracking_uri, step_run
 
 
 @click.command(help=__doc__)
@@ -95,7 +95,7 @@ def find_source_run(client: MlflowClient, run_id: str, experiment_id: str):
     try:
         source = client.get_run(run_id)
     except mlflow.exceptions.MlflowException:
-        raise PipelineError(f"mlflow_run_id={run_id!r}: no such run in {mlflow.get_tracking_uri()}") from None
+        raise PipelineError(f"mlflow_run_id={run_id!r}: no such run in {shown_tracking_uri()}") from None
     if source.info.status != "FINISHED":
         raise PipelineError(f"mlflow_run_id={run_id!r}: the run is {source.info.status}, not FINISHED")
     if source.data.tags.get(STEP_TAG, "fine_tuning_model") != "fine_tuning_model":

@@ -16,7 +16,7 @@ from mlflow.exceptions import MlflowException
 from pipeline.download_data import SOURCE_TAG, validators_tag
 from pipeline.errors import PipelineError, first_line
 from pipeline.fetch import source_validators
-from pipeline.tracking import LATEST, STEP_TAG, latest_finished_run, run_id_in
+from pipeline.tracking import LATEST, STEP_TAG, latest_finished_run, run_id_in, shown_tracking_uri
 
 COMMIT_TAG = "mlflow.source.git.commit"
 # Where files go, not what is computed: runs that differ only here did the same work.
@@ -112,7 +112,7 @@ def step_run_by_id(run_id: str, step: str, given: str) -> Run:
     try:
         run = mlflow.MlflowClient().get_run(run_id)
     except MlflowException as error:
-        raise PipelineError(f"{given}: no run {run_id!r} in {mlflow.get_tracking_uri()} ({first_line(error)})") from None
+        raise PipelineError(f"{given}: no run {run_id!r} in {shown_tracking_uri()} ({first_line(error)})") from None
     found = run.data.tags.get(STEP_TAG)
     if found != step:
         raise PipelineError(f"{given}: run {run_id} is a {found or 'non-pipeline'} run, not a {step} run")

@@ -19,6 +19,7 @@ from mlflow.projects.databricks import DatabricksSubmittedRun
 from mlflow.utils.mlflow_tags import MLFLOW_DATABRICKS_RUN_URL, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from pipeline.errors import PipelineError, first_line, reports_errors
+from pipeline.tracking import shown_tracking_uri
 
 
 @click.command(help=__doc__)
@@ -34,12 +35,12 @@ from pipeline.errors import PipelineError, first_line, reports_errors
 def main(project_uri, version, entry_point, backend_config, experiment_name, poll_seconds, params) -> None:
     parameters = dict(parse_param(param) for param in params)
     if not mlflow.get_tracking_uri().startswith(("databricks", "http")):
-        raise PipelineError(f"MLFLOW_TRACKING_URI is {mlflow.get_tracking_uri()!r}: set it to 'databricks' (or the workspace's tracking server)")
+        raise PipelineError(f"MLFLOW_TRACKING_URI is {shown_tracking_uri()!r}: set it to 'databricks' (or the workspace's tracking server)")
     try:
         found = mlflow.get_experiment_by_name(experiment_name)
         experiment = found.experiment_id if found else mlflow.create_experiment(experiment_name)
     except MlflowException as error:
-        raise PipelineError(f"workspace of {mlflow.get_tracking_uri()!r}: {first_line(error)}") from None
+        raise PipelineError(f"workspace of {shown_tracking_uri()!r}: {first_line(error)}") from None
     DatabricksSubmittedRun.POLL_STATUS_INTERVAL = poll_seconds  # MLflow's wait loop; 30 s unless told
     stop, since_ms = threading.Event(), int(time.time() * 1000)
     watcher = threading.Thread(target=report_progress, args=(experiment, since_ms, poll_seconds, stop), daemon=True)

@@ -40,14 +40,18 @@ def log_new_params(params: dict) -> None:
 def check_tracking_server(timeout_s: float = 10.0) -> None:
     """Fail fast with one line when an http(s) tracking URI does not answer (MLflow itself retries for minutes)."""
     uri = mlflow.get_tracking_uri()
-    parts = urlparse(uri)
-    if parts.scheme not in ("http", "https"):
+    if urlparse(uri).scheme not in ("http", "https"):
         return
     try:
         requests.get(uri, timeout=timeout_s)
     except requests.exceptions.RequestException as error:
-        shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()  # never print credentials
-        raise PipelineError(f"tracking server {shown} does not answer ({type(error).__name__}); check MLFLOW_TRACKING_URI") from None
+        raise PipelineError(f"tracking server {shown_tracking_uri()} does not answer ({type(error).__name__}); check MLFLOW_TRACKING_URI") from None
+
+
+def shown_tracking_uri() -> str:
+    """The tracking URI as messages may show it: without the user and password an http(s) URI can carry."""
+    parts = urlparse(mlflow.get_tracking_uri())
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
 
 
 def latest_finished_run(step: str, experiment_id: str) -> Run:

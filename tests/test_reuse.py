@@ -70,3 +70,16 @@ def test_values_mlflow_stored_shell_quoted_still_match(tracking):
     wanted = {"spark_master": "", "download_url": "https://example.org/imdb.zip?v=2&x=1"}
     assert find_reusable_run("download_data", "0", wanted, commit=None).info.run_id == run.info.run_id
     assert find_reusable_run("download_data", "0", wanted | {"spark_master": "local[2]"}, commit=None) is None
+
+
+def test_messages_show_no_tracking_credentials(monkeypatch):
+    """A run-id error names the tracking server, never the user and password its URI may carry."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    mlflow.set_tracking_uri("http://alice:hunter2@127.0.0.1:9")
+    try:
+        with pytest.raises(PipelineError, match=r"^data_path='runs:/0123456789abcdef/imdb': no run '0123456789abcdef' in "
+                                                r"http://127\.0\.0\.1:9 ") as raised:
+            data_run_for("runs:/0123456789abcdef/imdb", "0")
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert "hunter2" not in str(raised.value)
