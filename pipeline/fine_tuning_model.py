@@ -87,10 +87,12 @@ def main(**params) -> None:
     is_rank_zero = rank_zero_only.rank == 0
 
     with (step_run("fine_tuning_model", log_system_metrics=True) if is_rank_zero else contextlib.nullcontext()) as run, \
-            tempfile.TemporaryDirectory(prefix="fine-tuning-") as scratch:
+            tempfile.TemporaryDirectory(prefix="fine-tuning-") as scratch, contextlib.ExitStack() as cleanup:
         if is_rank_zero:
-            # Several machines read the data and write their logs in a folder they share; one machine in its scratch.
-            work = Path(params["cache_dir"]).expanduser() / "runs" / run.info.run_id if distributed else Path(scratch)
+            work = Path(scratch)
+            if distributed:  # several machines read the data and write their logs in a folder they share
+                work = Path(params["cache_dir"]).expanduser() / "runs" / run.info.run_id
+                cleanup.callback(shutil.rmtree, work, ignore_errors=True)  # finished or failed: nothing left behind
             data_dir, data_run_id = resolve_data(params["data_path"], run.info.experiment_id, work)
             # The other DDP ranks, started by trainer.fit with this environment, log to this run and read this data.
             os.environ.update({"MLFLOW_RUN_ID": run.info.run_id, DATA_DIR_VARIABLE: str(data_dir)})
@@ -125,8 +127,6 @@ def main(**params) -> None:
             model_info = log_sentiment_model(model.model, tokenizer, params["max_length"], params["truncation"])
             mlflow.set_tag(MODEL_URI_TAG, model_info.model_uri)
             shutil.rmtree(checkpoints, ignore_errors=True)  # finished: the model lives in MLflow now
-            if distributed:
-                shutil.rmtree(work, ignore_errors=True)
 
 
 def train_here(params: dict, hardware: Hardware, datamodule: ReviewsDataModule, checkpoints: Path, resume_from: Path, run_id: str,

@@ -13,8 +13,10 @@ import mlflow
 import psutil
 import pytest
 import torch
+from click.testing import CliRunner
 
 from conftest import REPO, client_env, easy_reviews, mlflow_run, params, runs_by_entry_point, tracking_at, write_splits
+from pipeline import download_data, fine_tuning_model
 from pipeline.multinode import python_error_in
 
 SPARK = "local-cluster[2,1,1024]"
@@ -85,3 +87,18 @@ def test_killed_multi_node_training_resumes_from_the_shared_checkpoint(tiny_mode
     assert resumed.data.tags["pipeline.resumed"] == "true"
     epochs = {int(point.value) for point in mlflow.MlflowClient(uri).get_metric_history(resumed.info.run_id, "epoch")}
     assert min(epochs) == finished_epochs  # it trained only the epochs after the shared checkpoint
+
+
+@pytest.mark.slow
+def test_an_unreachable_spark_is_one_line_and_leaves_no_shared_run_folder(tracking, tiny_model, easy_zip_url, tmp_path):
+    """The driver downloads the data into the shared run folder first; a failure afterwards removes that copy."""
+    assert CliRunner().invoke(download_data.main, ["--download-url", easy_zip_url, "--local-folder", str(tmp_path)]).exit_code == 0
+    result = CliRunner().invoke(fine_tuning_model.main, [
+        "--foundation-model", str(tiny_model), "--num-nodes", "2", "--spark-master", "bogus://x",
+        "--cache-dir", str(tmp_path / "cache"), "--checkpoint-dir", str(tmp_path / "ckpt")])
+    assert result.exit_code == 1
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: spark_master='bogus://x': cannot start or reach Spark (")
+    (run,) = mlflow.search_runs(experiment_names=["Default"], filter_string="attributes.status = 'FAILED'", output_format="list")
+    assert run.data.tags["pipeline.error"] == line.removeprefix("error: ")
+    assert (tmp_path / "cache" / "runs").is_dir() and not list((tmp_path / "cache" / "runs").iterdir())
