@@ -3,10 +3,13 @@
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
+CLUSTER_VENV ?= .venv-cluster
 RUN_ARGS ?=
 PYTEST_ARGS ?=
+# The cluster-like environment's share of the suite: the Databricks tests and one end-to-end pipeline.
+CLUSTER_TESTS ?= tests/test_databricks.py tests/test_main.py::test_full_pipeline tests/test_project.py
 
-.PHONY: venv run test test-fast ui clean
+.PHONY: venv run test test-fast test-cluster test-databricks deps ui clean
 
 venv: $(VENV)/.installed
 
@@ -26,6 +29,16 @@ test: venv  ## the whole test suite, CPU and offline
 
 test-fast: venv  ## the tests without the slow end-to-end ones
 	PATH="$(abspath $(BIN)):$$PATH" python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-cluster: venv  ## the Databricks tests and one pipeline on Python 3.12 with the 17.3 LTS ML runtime's packages
+	$(BIN)/python tests/databricks_runtime.py cluster-env $(CLUSTER_VENV)
+	PATH="$(abspath $(CLUSTER_VENV))/bin:$$PATH" $(CLUSTER_VENV)/bin/python -m pytest $(CLUSTER_TESTS) $(PYTEST_ARGS)
+
+test-databricks: venv  ## the whole pipeline on a real workspace (DATABRICKS_HOST, DATABRICKS_TOKEN, DATABRICKS_SCHEMA)
+	PATH="$(abspath $(BIN)):$$PATH" python -m pytest -m workspace -rs tests/test_workspace.py $(PYTEST_ARGS)
+
+deps: venv  ## regenerate conda.yaml and MLproject's python_libraries from pyproject.toml and requirements.txt
+	$(BIN)/python tools/dependencies.py write
 
 ui: venv  ## browse the runs and models of the local store (mlflow.db)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db

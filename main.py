@@ -21,6 +21,7 @@ from mlflow import MlflowClient
 from mlflow.projects._project_spec import load_project
 
 from pipeline import download_data, fine_tuning_model, register_model
+from pipeline.credentials import child_process_credentials, on_databricks
 from pipeline.download_data import DATA_ARTIFACT
 from pipeline.entry import project_dir, run_entry_point
 from pipeline.errors import PipelineError, reports_errors
@@ -95,7 +96,7 @@ def step_backend(folder: Path, step: str, parameters: dict[str, str]) -> tuple[s
     """Where a step runs: beside `main`, except multi-node training on Databricks. There the process that calls
     Spark's TorchDistributor must be a Spark job's own driver (runtime 13+ gives child processes of the driver no
     Spark), so fine_tuning_model goes as its own job to the multi-node cluster of `training_cluster_spec.json`."""
-    if step == "fine_tuning_model" and int(parameters.get("num_nodes", 1)) > 1 and os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+    if step == "fine_tuning_model" and int(parameters.get("num_nodes", 1)) > 1 and on_databricks():
         return "databricks", str(folder / TRAINING_CLUSTER_SPEC)
     return "local", None
 
@@ -112,6 +113,8 @@ def main(pipeline_steps: str, reuse_completed: str, parameters: tuple[str, ...])
     declared = step_parameters(folder)
     values = parse_parameters(parameters, declared)
     check_tracking_server()
+    # On a Databricks cluster only this process holds credentials: the steps get them in their environment.
+    os.environ.update(child_process_credentials())
     with mlflow.start_run(run_name="pipeline") as parent:
         mlflow.set_tag("pipeline.steps", ",".join(steps))
         experiment_id = parent.info.experiment_id

@@ -43,7 +43,7 @@ from pipeline.hardware import ACCELERATORS, PRECISIONS, SWITCHES, Hardware, choo
 from pipeline.model_logging import MODEL_URI_TAG, log_sentiment_model
 from pipeline.reports import log_model_vs_baseline, log_test_report, log_training_curves
 from pipeline.reuse import run_identity, step_run_by_id
-from pipeline.multinode import Outcome, logged_metrics, train_on_spark
+from pipeline.multinode import Outcome, logged_metrics, shared_copy, train_on_spark, training_job
 from pipeline.strategies import STRATEGIES
 from pipeline.training import MONITOR, reviews_datamodule, train
 from pipeline.truncation import TRUNCATIONS
@@ -94,6 +94,8 @@ def main(**params) -> None:
                 work = Path(params["cache_dir"]).expanduser() / "runs" / run.info.run_id
                 cleanup.callback(shutil.rmtree, work, ignore_errors=True)  # finished or failed: nothing left behind
             data_dir, data_run_id = resolve_data(params["data_path"], run.info.experiment_id, work)
+            if distributed:  # the other nodes cannot read this machine's disk
+                data_dir = shared_copy(data_dir, work / "data")
             # The other DDP ranks, started by trainer.fit with this environment, log to this run and read this data.
             os.environ.update({"MLFLOW_RUN_ID": run.info.run_id, DATA_DIR_VARIABLE: str(data_dir)})
         else:
@@ -141,8 +143,7 @@ def train_on_cluster(params: dict, datamodule: ReviewsDataModule, checkpoints: P
     """`num_nodes` machines through Spark (`pipeline.multinode`); rank 0's metrics and best checkpoint come back here."""
     datamodule.prepare_data()  # the tokens, once, where every training process reads them
     processes = params["num_nodes"] * (1 if params["devices"] == "auto" else int(params["devices"]))
-    job = {"params": params, "data_dir": str(datamodule.data_dir), "checkpoints": str(checkpoints), "log_dir": str(work / "logs"),
-           "resume_from": str(resume_from) if resume_from.exists() else None, "world_size": processes}
+    job = training_job(params, datamodule.data_dir, checkpoints, resume_from if resume_from.exists() else None, work, processes)
     outcome = train_on_spark(processes, uses_gpus(params["accelerator"]), params["spark_master"], work, job)
     for step, values in logged_metrics(work / "logs"):
         mlflow.log_metrics(values, step=step)

@@ -1,11 +1,13 @@
 """Fine-tuning on several machines: Spark's TorchDistributor starts one training process per device across a
 Spark cluster; Lightning's DDP (`devices=1`, `num_nodes=<processes>`, as TorchDistributor asks) does the rest.
 
-The step's own process is the Spark driver: it prepares the data, the tokens and a copy of the `pipeline`
-package in `<cache_dir>/runs/<run id>`, a folder every node must read (on Databricks: DBFS or a volume),
-talks to MLflow, and after training loads the best checkpoint and logs the model. The training processes never
-talk to MLflow: global rank 0 writes its metrics with Lightning's CSVLogger into the shared run folder and the
-driver logs them into the run, so no credentials travel to the workers.
+The step's own process is the Spark driver. The training processes run on other machines, which see none of
+the driver's disk: everything they get lies in the two folders every node must read, `cache_dir` and
+`checkpoint_dir` (on Databricks: a Unity Catalog volume, `/Volumes/...`, or `/dbfs/...`). The driver copies the
+data, a local foundation model and the `pipeline` package into `<cache_dir>/runs/<run id>`, tokenizes into
+`cache_dir`, and after training loads the best checkpoint from `checkpoint_dir` and logs the model. The training
+processes never talk to MLflow: global rank 0 writes its metrics with Lightning's CSVLogger into the shared run
+folder and the driver logs them into the run, so no credentials travel to the workers.
 """
 
 import json
@@ -55,6 +57,44 @@ def spark_session(master: str):
         return builder.getOrCreate()
     except Exception as error:  # noqa: BLE001 - py4j and Spark raise many types; the user needs the first line
         raise PipelineError(f"spark_master={master!r}: cannot start or reach Spark ({first_line(error)})") from None
+
+
+def shared_copy(source: Path, destination: Path) -> Path:
+    """`source` copied to `destination` in the shared folder (the workers cannot read the driver's disk)."""
+    if source.resolve().is_relative_to(destination.resolve()):
+        return source
+    shutil.rmtree(destination, ignore_errors=True)
+    shutil.copytree(source, destination)
+    return destination
+
+
+def training_job(params: dict, data_dir: Path, checkpoints: Path, resume_from: Path | None, work: Path, world_size: int) -> dict:
+    """What each training process receives (`pipeline/training.py <job.json>`): every path in it lies under
+    `cache_dir` or `checkpoint_dir`, the folders every node reads; a local foundation model is copied there too."""
+    model = Path(params["foundation_model"]).expanduser()
+    if model.is_dir():
+        params = params | {"foundation_model": str(shared_copy(model, work / "foundation_model"))}
+    job = {"params": params, "data_dir": str(data_dir), "checkpoints": str(checkpoints), "log_dir": str(work / "logs"),
+           "resume_from": str(resume_from) if resume_from else None, "world_size": world_size}
+    outside = paths_outside_shared_folders(job)
+    if outside:
+        raise PipelineError(f"num_nodes > 1: {', '.join(outside)} would not be readable by the other nodes; {SHARED_HINT}")
+    return job
+
+
+def shared_folders(params: dict) -> tuple[Path, Path]:
+    return Path(params["cache_dir"]).expanduser().resolve(), Path(params["checkpoint_dir"]).expanduser().resolve()
+
+
+def paths_outside_shared_folders(job: dict) -> list[str]:
+    """The paths of a training job that lie outside `cache_dir` and `checkpoint_dir` (`key=path` each)."""
+    roots = shared_folders(job["params"])
+    candidates = {key: job[key] for key in ("data_dir", "checkpoints", "log_dir", "resume_from") if job[key]}
+    model = job["params"]["foundation_model"]
+    if Path(model).expanduser().exists():  # a hub id is no path: each node downloads it
+        candidates["foundation_model"] = model
+    return [f"{key}={value}" for key, value in candidates.items()
+            if not any(Path(value).expanduser().resolve().is_relative_to(root) for root in roots)]
 
 
 def train_on_spark(processes: int, use_gpu: bool, master: str, work: Path, job: dict) -> Outcome:

@@ -137,7 +137,8 @@ def tiny_model(tmp_path_factory) -> Path:
     corpus = pd.read_csv(SAMPLE / "train.csv")["review"].tolist() + [" ".join(POSITIVE + NEGATIVE + NEUTRAL)] * 5
     wordpiece = BertWordPieceTokenizer(lowercase=True)
     wordpiece.train_from_iterator(corpus, vocab_size=1500, min_frequency=2)
-    tokenizer = BertTokenizerFast(vocab=wordpiece.get_vocab(), do_lower_case=True, model_max_length=128)
+    wordpiece.save_model(str(folder))  # vocab.txt, which from_pretrained reads in transformers 4 and 5 alike
+    tokenizer = BertTokenizerFast.from_pretrained(folder, do_lower_case=True, model_max_length=128)
     tokenizer.save_pretrained(folder)
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=128)

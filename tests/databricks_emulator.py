@@ -7,24 +7,29 @@ Databricks documents as refused, not only what MLflow happens to send:
 - `GET /api/2.0/dbfs/get-status` and `POST /dbfs/<path>` (the project tarball, the job's python file) on a DBFS folder;
 - `POST /api/2.0/jobs/runs/submit`: the cluster spec must be a bare `new_cluster` on a runtime Databricks supports
   (a wrapped `{"new_cluster": ...}` spec or any other unknown field is a 400). A `spark_python_task` runs its
-  `dbfs:/` python file with its parameters as the cluster's driver would: with the runtime's Python, from a driver
-  folder that is not the project's, `/dbfs` and `/databricks` mapped into the emulator's folders, after installing
-  each job library (here: checking it against the venv, which is the cluster's Python). A cluster with workers has
-  a real Spark: `SPARK_MASTER=local-cluster[<num_workers>,1,1024]` on its driver. A `shell_command_task`
-  (MLflow's classic project format) ends FAILED, as Databricks documents for runtime 13 and above;
+  `dbfs:/` python file with its parameters as the cluster's driver would: on the runtime's own Python and
+  packages (`tests/databricks_runtime.py`, from the committed constraint list) with the job's `pypi` libraries
+  really pip-installed on top, from a driver folder that is not the project's, `/dbfs` and `/databricks` mapped
+  into the emulator's folders. A library that would replace a package the runtime builds for its driver and
+  Spark (torch, numpy, pandas, pyarrow, pyspark, CUDA libraries) ends the run as a library installation failure
+  naming it. A `shell_command_task` (MLflow's classic project format) ends FAILED, as Databricks documents for
+  runtime 13 and above;
 - `GET /api/2.0/jobs/runs/get` (PENDING → RUNNING → TERMINATED with SUCCESS / FAILED / CANCELED, or INTERNAL_ERROR
   when a library cannot be installed) and `POST /api/2.0/jobs/runs/cancel`;
-- `/api/2.0/mlflow/...` forwarded to a real `mlflow server`, except Unity Catalog's model registry and its
-  files, which `tests/unity_catalog_emulator.py` keeps.
+- `/api/2.0/mlflow/...` forwarded to a real `mlflow server` (its 5xx answers too), except Unity Catalog's model
+  registry and its files, which `tests/unity_catalog_emulator.py` keeps.
 
-Every request needs `Authorization: Bearer <token>`. No answer is a 5xx: databricks-sdk would retry it for minutes.
-The job's cluster gets the workspace URL and its own token in DATABRICKS_HOST / DATABRICKS_TOKEN, as a real
-cluster does, never the user's token.
+Every request needs `Authorization: Bearer <token>`. What a job cluster gives, and no more:
+- its environment has no DATABRICKS_HOST / DATABRICKS_TOKEN (a job cluster has none). The driver process alone
+  authenticates, through the runtime context that databricks-sdk's `runtime` auth and MLflow read (`dbruntime`,
+  stood in by `tests/cluster_image/`), with a token of the cluster's own, never the user's; a process the
+  driver starts gets no context;
+- the driver's Spark is the cluster's (`SparkSession.builder.getOrCreate()` with no master: `local[*]` on a
+  single node, `local-cluster[<num_workers>,1,1024]` for a cluster with workers); a child process gets none.
 """
 
 import contextlib
 import http.server
-import importlib.metadata
 import itertools
 import json
 import os
@@ -37,11 +42,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-import mlflow
 import psutil
 import requests
-from packaging.specifiers import SpecifierSet
 
+from databricks_runtime import LibraryRefused, cluster_environment
+from tools.dependencies import settings
 from unity_catalog_emulator import PRESIGNED_PREFIX, ApiError, UnityCatalog, file_within
 
 # MLflow's job code copies the tarball with `rsync -a -v --ignore-existing FILE DIR`. Databricks images have rsync,
@@ -67,7 +72,7 @@ CLUSTER_FIELDS = {
 MLFLOW_RUN_OPTIONS = {"ENV_MANAGER", "SYNCHRONOUS", "DOCKER_ARGS", "STORAGE_DIR", "build_image", "docker_auth"}
 CLASSIC_PROJECTS_REFUSED = ("For Databricks Runtime 13.0 ML and above, MLflow Projects cannot successfully run within a "
                             "Databricks job type cluster (use MLflow's Databricks Spark job project format)")
-PYPI_PIN = re.compile(r"^([A-Za-z0-9_.\-\[\]]+)==([^\s;]+)$")
+CLUSTER_IMAGE = Path(__file__).with_name("cluster_image")  # the runtime context of the driver process
 TERMINAL = ("TERMINATED", "INTERNAL_ERROR", "SKIPPED")
 
 
@@ -203,8 +208,7 @@ class DatabricksEmulator:
         """The MLflow REST API of a Databricks workspace is an MLflow tracking server: ask the real one."""
         answer = requests.request(method, f"{self.tracking_url}{path}" + (f"?{raw_query}" if raw_query else ""),
                                   data=body, headers={"Content-Type": content_type or "application/json"}, timeout=120)
-        status = answer.status_code if answer.status_code < 500 else 400  # a 5xx would make the client retry for minutes
-        return status, answer.content, answer.headers.get("Content-Type")
+        return answer.status_code, answer.content, answer.headers.get("Content-Type")
 
     # --- DBFS ----------------------------------------------------------------------------------------------
 
@@ -264,10 +268,16 @@ class DatabricksEmulator:
         python_bin, tools, driver = job.folder / "databricks" / "python3" / "bin", job.folder / "usr" / "bin", job.folder / "databricks" / "driver"
         for folder in (python_bin, tools, driver, job.folder / "home"):
             folder.mkdir(parents=True)
-        script(python_bin / "python", f'exec "{sys.executable}" "$@"')  # the cluster's Python: this venv
-        script(python_bin / "mlflow", f'exec "{sys.executable}" -m mlflow "$@"')
+        failure = None
+        try:
+            cluster = self._install_libraries(job)
+        except LibraryRefused as error:
+            failure = f"Library installation failed: {error}"
+        else:
+            for name in ("python", "python3"):  # the cluster's Python: the runtime's, with the job's libraries
+                script(python_bin / name, f'exec "{cluster / "bin" / "python"}" "$@"')
+            script(python_bin / "mlflow", f'exec "{cluster / "bin" / "python"}" -m mlflow "$@"')
         script(tools / "rsync", RSYNC_STAND_IN)
-        unmet = unmet_libraries(job.request.get("libraries", []), RUNTIME_PYTHON[job.runtime])
         task = job.request["spark_python_task"]
         # The driver fetches the python file from DBFS and runs it from its own folder, with the task's parameters.
         source = file_within(self.dbfs, task["python_file"].removeprefix("dbfs:"))
@@ -275,17 +285,18 @@ class DatabricksEmulator:
         entry.write_text(self._in_sandbox(source.read_text(), job))
         command = [str(python_bin / "python"), str(entry), *(self._in_sandbox(part, job) for part in task.get("parameters", []))]
         workers = int(job.request["new_cluster"].get("num_workers", 0))
-        # The cluster's Spark: on a multi-node cluster, a real Spark master with that many worker JVMs on this machine.
-        spark = {"SPARK_MASTER": f"local-cluster[{workers},1,1024]"} if workers else {}
+        spark_master = f"local-cluster[{workers},1,1024]" if workers else "local[*]"
+        driver_context = {"host": self.host, "token": self.cluster_token, "spark_master": spark_master}
         env = {"PATH": f"{python_bin}:{tools}:/usr/local/bin:/usr/bin:/bin", "HOME": str(job.folder / "home"),
-               "LANG": "C.UTF-8", "DATABRICKS_RUNTIME_VERSION": job.runtime, **spark, **self.cluster_env,
+               "LANG": "C.UTF-8", "DATABRICKS_RUNTIME_VERSION": job.runtime, "PYTHONPATH": str(CLUSTER_IMAGE),
+               "PYSPARK_PYTHON": str(python_bin / "python3"), **self.cluster_env,
                **job.request["new_cluster"].get("spark_env_vars", {}),
-               "DATABRICKS_HOST": self.host, "DATABRICKS_TOKEN": self.cluster_token}
+               "DATABRICKS_EMULATOR_DRIVER": json.dumps(driver_context)}
         with job.lock:
             if job.cancelled:
                 return
-            if unmet:
-                job.state, job.result, job.message = "INTERNAL_ERROR", "FAILED", f"Library installation failed: {'; '.join(unmet)}"
+            if failure:
+                job.state, job.result, job.message = "INTERNAL_ERROR", "FAILED", failure
                 return
             with (job.folder / "driver.log").open("wb") as log:
                 job.process = subprocess.Popen(command, cwd=driver, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -296,6 +307,18 @@ class DatabricksEmulator:
             if not job.cancelled:
                 job.state, job.result = "TERMINATED", "SUCCESS" if code == 0 else "FAILED"
                 job.message = "" if code == 0 else f"Python exited with code {code}"
+
+    def _install_libraries(self, job: Job) -> Path:
+        """The cluster's Python with the job's libraries installed over the runtime (built once per library list)."""
+        if job.runtime != settings()["runtime"].split(".x")[0]:
+            raise LibraryRefused(f"the emulator has the package set of runtime {settings()['runtime']} only, not {job.runtime}")
+        specs = []
+        for library in job.request.get("libraries", []):
+            spec = library.get("pypi", {}).get("package") if isinstance(library, dict) else None
+            if not isinstance(spec, str) or not spec:
+                raise LibraryRefused(f"{json.dumps(library)}: the emulator installs `pypi` libraries only")
+            specs.append(spec)
+        return cluster_environment(specs)
 
     def _in_sandbox(self, text: str, job: Job) -> str:
         """The driver's view of the cluster: `/dbfs/...` is the emulator's DBFS, `/databricks/...` the job's folder."""
@@ -355,39 +378,3 @@ def check_cluster(cluster) -> str:
         raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Invalid spark version {cluster['spark_version']!r}: "
                                                        f"supported LTS runtimes are {', '.join(RUNTIME_PYTHON)}")
     return match.group(1)
-
-
-def unmet_libraries(libraries: list[dict], runtime_python: str) -> list[str]:
-    """Why the job's `pypi` libraries cannot give the driver what they pin, on a runtime with `runtime_python`.
-
-    The emulator cannot install from PyPI offline; it checks that the cluster's Python (this venv) is the runtime's,
-    that each pin accepts the runtime's Python and is what the job gets, that MLflow is pinned to the client's
-    version (the runtime's own MLflow would run otherwise) and that pyspark, which the runtime owns, is not replaced.
-    """
-    unmet, pinned = [], {}
-    for library in libraries:
-        spec = library.get("pypi", {}).get("package", "")
-        match = PYPI_PIN.match(spec)
-        if not match:
-            unmet.append(f"{spec or json.dumps(library)} (the emulator checks exact pypi pins only)")
-            continue
-        name, version = match.groups()
-        pinned[name.lower()] = version
-        if name.lower() == "pyspark":
-            unmet.append(f"{spec} (pyspark comes with the runtime; installing it breaks the cluster)")
-            continue
-        try:
-            installed = importlib.metadata.version(name)
-            requires_python = importlib.metadata.metadata(name).get("Requires-Python")
-        except importlib.metadata.PackageNotFoundError:
-            installed, requires_python = None, None
-        if installed is None or installed.split("+")[0] != version:
-            unmet.append(f"{spec} (cluster has {installed})")
-        elif requires_python and runtime_python not in SpecifierSet(requires_python):
-            unmet.append(f"{spec} requires Python {requires_python}")
-    if pinned.get("mlflow") != mlflow.__version__:
-        unmet.append(f"no mlflow=={mlflow.__version__} among the job libraries: the cluster would run its runtime's own MLflow")
-    running = f"{sys.version_info.major}.{sys.version_info.minor}"
-    if runtime_python != running:
-        unmet.append(f"the runtime has Python {runtime_python}, this emulator's cluster only {running}")
-    return unmet

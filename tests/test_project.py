@@ -1,6 +1,6 @@
-"""The project files agree: MLproject loads in MLflow's Databricks Spark job format, one pinned package list
-everywhere (requirements.txt, conda.yaml, MLproject's python_libraries), a bare cluster spec on a runtime whose
-Python the pins accept."""
+"""The project files agree: MLproject loads in MLflow's Databricks Spark job format, the package lists derive from
+pyproject.toml (requirements.txt locks it, conda.yaml repeats the lock, python_libraries holds only what the
+runtime lacks), bare cluster specs on the runtime whose package list is committed."""
 
 import json
 import re
@@ -11,16 +11,34 @@ import yaml
 from mlflow.projects._project_spec import load_project
 
 from conftest import REPO
+from tools import dependencies
 
 REQUIREMENTS = [line for line in (REPO / "requirements.txt").read_text().splitlines() if line and not line.startswith("#")]
 
 
-def test_one_pinned_package_list_everywhere():
+def test_package_lists_derive_from_pyproject():
     assert REQUIREMENTS and all(re.fullmatch(r"[A-Za-z0-9_.\-]+==[\w.]+", line) for line in REQUIREMENTS)
+    assert dependencies.problems() == []
     conda = yaml.safe_load((REPO / "conda.yaml").read_text())
     (pip,) = [item["pip"] for item in conda["dependencies"] if isinstance(item, dict)]
     assert pip == REQUIREMENTS
-    assert load_project(str(REPO)).databricks_spark_job_spec.python_libraries == REQUIREMENTS
+
+
+def test_python_libraries_install_only_what_the_runtime_lacks():
+    """17.3 LTS ML has torch, pandas, transformers and the rest in its own builds: the job adds MLflow at the
+    client's version and Lightning, which the runtime does not ship, and nothing the runtime owns."""
+    libraries = load_project(str(REPO)).databricks_spark_job_spec.python_libraries
+    assert libraries == ["mlflow==3.17.2", "lightning==2.6.6"]
+    runtime = dependencies.runtime_versions()
+    assert "lightning" not in runtime and runtime["mlflow-skinny"] != "3.17.2" and "mlflow" not in runtime
+    assert {"torch", "numpy", "pandas", "pyarrow", "transformers"} <= set(runtime)
+
+
+def test_the_checks_refuse_a_library_that_would_replace_the_runtimes_torch(monkeypatch):
+    """Raising the declared torch above the runtime's 2.7 is a problem the check names, not a new job library."""
+    declared = dependencies.declared()
+    monkeypatch.setattr(dependencies, "declared", lambda: [type(r)("torch>=2.13") if r.name == "torch" else r for r in declared])
+    assert any("needs more than the runtime's own torch 2.7.0" in problem for problem in dependencies.problems())
 
 
 def test_entry_points_run_python_files_of_the_project():
@@ -36,14 +54,18 @@ def test_entry_points_run_python_files_of_the_project():
 def test_cluster_spec_is_a_bare_supported_gpu_cluster():
     spec = json.loads((REPO / "cluster_spec.json").read_text())
     assert "new_cluster" not in spec and "libraries" not in spec  # MLflow sends the file as new_cluster
-    assert spec["spark_version"] == "15.4.x-gpu-ml-scala2.12" and spec["node_type_id"] == "g4dn.xlarge"
-    # 15.4 LTS ML ships Python 3.11, the version pyproject.toml and conda.yaml pin (16.4 and 17.3 have 3.12).
-    assert tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"] == ">=3.11,<3.12"
+    assert spec["spark_version"] == dependencies.settings()["runtime"] == "17.3.x-gpu-ml-scala2.13"
+    assert spec["node_type_id"] == "g4dn.xlarge"
+    assert dependencies.runtime_constraints_file().is_file()
+    # 17.3 LTS ML ships Python 3.12; laptops keep 3.11 (conda.yaml): the code supports both.
+    assert tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"] == ">=3.11,<3.13"
     assert "python=3.11.7" in yaml.safe_load((REPO / "conda.yaml").read_text())["dependencies"]
 
 
 def test_no_code_reads_shared_folder():
-    for path in [*REPO.glob("*.py"), *REPO.glob("pipeline/*.py")]:
+    for path in [*REPO.glob("*.py"), *REPO.glob("pipeline/*.py"), *REPO.glob("tools/*.py"), *REPO.glob("tests/*.py")]:
+        if path == Path(__file__):
+            continue  # this test names the folder it looks for
         assert "../shared" not in Path(path).read_text(), path
 
 

@@ -1,0 +1,25 @@
+"""TEST DOUBLE of the Databricks runtime's `dbruntime` package, as far as databricks-sdk and MLflow read it.
+
+`DRIVER_CONTEXT` is set in the job's driver process only (see ../sitecustomize.py); everywhere else the
+modules below answer as the real ones do outside a REPL: no context, no credentials.
+"""
+
+DRIVER_CONTEXT: dict | None = None
+
+
+def use_cluster_spark() -> None:
+    """The driver's `SparkSession.builder.getOrCreate()` gets the cluster's Spark with no master from the job, as
+    on Databricks, where the driver's session already exists. Other processes get no default master."""
+    master = DRIVER_CONTEXT.get("spark_master")
+    if not master:
+        return
+    from pyspark.sql import SparkSession
+
+    get_or_create = SparkSession.Builder.getOrCreate
+
+    def cluster_session(builder):
+        for key, value in {"spark.master": master, "spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}.items():
+            builder._options.setdefault(key, value)
+        return get_or_create(builder)
+
+    SparkSession.Builder.getOrCreate = cluster_session

@@ -1,0 +1,173 @@
+"""TEST DOUBLE: a Python environment built like a Databricks job cluster's, for the emulator and for CI.
+
+A job cluster brings its own Python and packages (torch built for its NVIDIA driver, numpy, pandas, pyarrow,
+pyspark, transformers, its own MLflow), and pip-installs the job's libraries on top of them. This module builds:
+
+- the **runtime** (`runtime_environment()`): the runtime's Python (3.12 for 17.3 LTS ML) with the runtime's own
+  versions, from the committed constraint list `databricks/<runtime>.constraints.txt`, of the packages the project
+  touches (not all ~420 the image has: see tests/README.md). Built once and cached;
+- a **cluster** over it (`cluster_environment(libraries)`): a venv that sees the runtime's packages (a `.pth`
+  file) and gets the job's libraries pip-installed on top, as the cluster's library installer does. Cached per
+  library list. A library that would replace one of the packages the runtime builds for its driver and Spark
+  (`PROTECTED`) is refused before anything is installed: on a real cluster it would install, and then lose the
+  GPU (a CUDA 13 torch on an older driver) or stop the runtime (numpy 2 over 15.4: dask-contrib/dask-databricks
+  #41; pandas-on-Spark supports only the runtime's pandas). `LibraryRefused` says which and why.
+
+    python tests/databricks_runtime.py cluster-env DIR   # CI: the runtime + MLproject's python_libraries + test tools
+
+Only the standard library and `packaging` are used here, so any Python can build the environments.
+"""
+
+import fcntl
+import fnmatch
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from tools.dependencies import declared, runtime_constraints_file, runtime_versions, settings  # noqa: E402
+
+# What the runtime builds for its NVIDIA driver and its Spark (Databricks runtime release notes; FACTS: the CUDA
+# build of torch must match the driver, numpy/pandas/pyarrow must match pyspark and the runtime's own services).
+PROTECTED = ("torch", "torchvision", "numpy", "pandas", "pyarrow", "pyspark", "nvidia-*")
+# The runtime's own MLflow and SDK: a job that does not pin MLflow runs with these, as on a real cluster.
+RUNTIME_OWN = ("mlflow-skinny", "databricks-sdk")
+CACHE = Path(os.environ.get("SENTIMENT_RUNTIME_CACHE", Path.home() / ".cache" / "sentiment-finetuning-tests" / "runtimes"))
+DONE = ".complete"
+
+
+class LibraryRefused(Exception):
+    """A job library would replace a package the runtime owns (Databricks' library installation failure)."""
+
+
+def runtime_python_version() -> str:
+    """The runtime's Python (Databricks runtime release notes: 17.3 LTS ML ships 3.12)."""
+    return {"17.3": "3.12", "16.4": "3.12", "15.4": "3.11"}[settings()["runtime"].split(".x")[0]]
+
+
+def find_python(version: str) -> str:
+    """An interpreter of `version`: $PYTHON<major><minor>, pythonX.Y on the PATH, or pyenv's."""
+    candidates = [os.environ.get(f"PYTHON{version.replace('.', '')}", ""), shutil.which(f"python{version}") or "",
+                  *sorted(str(path) for path in (Path.home() / ".pyenv" / "versions").glob(f"{version}.*/bin/python{version}"))]
+    for candidate in filter(None, candidates):
+        found = subprocess.run([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True)
+        if found.returncode == 0 and found.stdout.strip() == version:
+            return candidate
+    raise RuntimeError(f"no Python {version} found (the runtime's): install it or set PYTHON{version.replace('.', '')}")
+
+
+def runtime_pins(folder: Path) -> Path:
+    """The runtime's versions as exact pins (`~=` would let pip move a patch release the image does not have)."""
+    path = folder / "runtime-pins.txt"
+    path.write_text("".join(f"{name}=={version}\n" for name, version in sorted(runtime_versions().items())))
+    return path
+
+
+def runtime_packages() -> list[str]:
+    """The runtime's packages the project touches: its protected builds, its MLflow and SDK, and every project
+    dependency it already has (at its own version: the pins make sure)."""
+    versions = runtime_versions()
+    names = {name for name in versions if any(fnmatch.fnmatch(name, pattern) for pattern in PROTECTED) and not name.startswith("nvidia-")}
+    names -= {"torchvision"}  # not used by the project; torch's own nvidia-* dependencies come with it
+    names |= set(RUNTIME_OWN) | {canonicalize_name(requirement.name) for requirement in declared()} | {"pytest"}
+    return sorted(f"{name}=={versions[name]}" for name in names if name in versions)
+
+
+def site_packages(environment: Path) -> Path:
+    (found,) = (environment / "lib").glob("python3.*/site-packages")
+    return found
+
+
+def _build(folder: Path, steps) -> Path:
+    """Build `folder` once: reuse it when complete, else start over (a build that was cut off). One builder at
+    a time (a file lock): two jobs of one emulator, or CI and a test, may ask for the same environment."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f"{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / DONE).exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            steps(folder)
+            (folder / DONE).write_text("")
+    return folder
+
+
+def pip(environment: Path, *args: str, capture: bool = False) -> subprocess.CompletedProcess:
+    return subprocess.run([str(environment / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", *args],
+                          check=not capture, capture_output=capture, text=True)
+
+
+def runtime_environment() -> Path:
+    """The runtime's Python with the runtime's versions of `runtime_packages()`, cached by what defines it."""
+    packages = runtime_packages()
+    key = hashlib.sha256(json.dumps([runtime_constraints_file().read_text(), packages]).encode()).hexdigest()[:12]
+
+    def steps(folder: Path) -> None:
+        subprocess.run([find_python(runtime_python_version()), "-m", "venv", str(folder)], check=True)
+        pip(folder, "install", "--quiet", "--constraint", str(runtime_pins(folder)), *packages)
+
+    return _build(CACHE / f"{settings()['runtime']}-{key}", steps)
+
+
+def refused(environment: Path, libraries: list[str]) -> list[str]:
+    """Why installing `libraries` into `environment` would replace a protected runtime package (pip's own plan)."""
+    plan = pip(environment, "install", "--dry-run", "--quiet", "--report", "-", *libraries, capture=True)
+    if plan.returncode != 0:
+        raise LibraryRefused(f"pip cannot install {' '.join(libraries)}: {plan.stderr.strip().splitlines()[-1:]}")
+    installed = runtime_versions()
+    reasons = []
+    for item in json.loads(plan.stdout)["install"]:
+        name, version = canonicalize_name(item["metadata"]["name"]), item["metadata"]["version"]
+        if any(fnmatch.fnmatch(name, pattern) for pattern in PROTECTED):
+            reasons.append(f"{name} {version} would replace the runtime's own {name} {installed.get(name, '(its build)')}")
+    return reasons
+
+
+def cluster_environment(libraries: list[str], extra: tuple[str, ...] = ()) -> Path:
+    """A cluster with `libraries` installed over the runtime (and `extra`, unchecked: CI's test tools).
+
+    Raises LibraryRefused, naming the package, when one would replace a protected runtime package."""
+    runtime = runtime_environment()
+    key = hashlib.sha256(json.dumps([runtime.name, libraries, list(extra)]).encode()).hexdigest()[:12]
+
+    def steps(folder: Path) -> None:
+        subprocess.run([str(runtime / "bin" / "python"), "-m", "venv", str(folder)], check=True)
+        # The cluster's Python sees the runtime's packages; what pip installs here shadows them (as an upgrade).
+        (site_packages(folder) / "databricks_runtime.pth").write_text(f"{site_packages(runtime)}\n")
+        reasons = refused(folder, libraries)
+        if reasons:
+            raise LibraryRefused("; ".join(reasons))
+        pip(folder, "install", "--quiet", *libraries, *extra)
+
+    try:
+        return _build(CACHE / f"{runtime.name}+{key}", steps)
+    except LibraryRefused:
+        shutil.rmtree(CACHE / f"{runtime.name}+{key}", ignore_errors=True)
+        raise
+
+
+def build_ci_cluster_environment(link: Path) -> Path:
+    """CI's cluster-like environment: MLproject's python_libraries over the runtime, plus the test tools;
+    `pip check` must pass. `link` points to it (a symlink), so `link/bin/python` runs it."""
+    from tools.dependencies import mlproject_libraries
+
+    # The runtime's pytest runs the tests; the other test tools at the versions requirements-dev.txt pins.
+    tools = tuple(line for line in (REPO / "requirements-dev.txt").read_text().splitlines() if line.startswith("hypothesis=="))
+    environment = cluster_environment(mlproject_libraries(), tools)
+    pip(environment, "check")
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(environment)
+    return environment
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] != "cluster-env":
+        sys.exit(__doc__)
+    print(build_ci_cluster_environment(Path(sys.argv[2]).absolute()))

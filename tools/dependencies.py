@@ -1,0 +1,143 @@
+"""The project's package lists, derived from one declared source and checked against it.
+
+    python tools/dependencies.py check    # exit 1 with one line per disagreement (tests/test_project.py runs it)
+    python tools/dependencies.py write    # regenerate conda.yaml's pip list and MLproject's python_libraries
+
+`pyproject.toml` declares what the code needs (the oldest versions it runs on); `requirements.txt` locks the
+newest ones for a laptop. The Databricks job cluster already has most of them in its own build: its
+`python_libraries` are only the dependencies the runtime (`databricks/<runtime>.constraints.txt`) lacks or has
+too old, at the locked version, and never a package the runtime builds for its driver and Spark (`never_install`).
+"""
+
+import fnmatch
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+REPO = Path(__file__).resolve().parents[1]
+PIN = re.compile(r"^([A-Za-z0-9_.\-]+)==([^\s;#]+)$")
+RUNTIME_LINE = re.compile(r"^([A-Za-z0-9_.\-]+)~=([^\s;#]+)$")
+
+
+def settings() -> dict:
+    """`[tool.sentiment-finetuning.databricks]` of pyproject.toml: the runtime and the packages it owns."""
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["sentiment-finetuning"]["databricks"]
+
+
+def declared() -> list[Requirement]:
+    return [Requirement(line) for line in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]]
+
+
+def locked() -> dict[str, str]:
+    """requirements.txt: {canonical name: pinned version}, in file order."""
+    pins = {}
+    for line in (REPO / "requirements.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            match = PIN.match(line.strip())
+            if not match:
+                raise ValueError(f"requirements.txt: {line!r} is not an exact pin (name==version)")
+            pins[canonicalize_name(match.group(1))] = match.group(2)
+    return pins
+
+
+def runtime_constraints_file() -> Path:
+    return REPO / "databricks" / f"{settings()['runtime']}.constraints.txt"
+
+
+def runtime_versions() -> dict[str, str]:
+    """{canonical name: version} of the packages the runtime ships (its `name~=version` lines)."""
+    versions = {}
+    for line in runtime_constraints_file().read_text().splitlines():
+        match = RUNTIME_LINE.match(line.strip())
+        if match:
+            versions[canonicalize_name(match.group(1))] = match.group(2)
+    versions["pyspark"] = settings()["spark"]  # Spark's own Python package: part of the runtime, not of the list
+    return versions
+
+
+def never_installed(name: str) -> bool:
+    return any(fnmatch.fnmatch(canonicalize_name(name), pattern) for pattern in settings()["never_install"])
+
+
+def python_libraries() -> list[str]:
+    """What the job cluster installs: each dependency the runtime lacks or has too old, pinned as locally."""
+    runtime, pins = runtime_versions(), locked()
+    libraries = []
+    for requirement in declared():
+        name = canonicalize_name(requirement.name)
+        have = runtime.get(name)
+        if have is None or not requirement.specifier.contains(Version(have), prereleases=True):
+            libraries.append(f"{requirement.name}=={pins[name]}")
+    return libraries
+
+
+def problems() -> list[str]:
+    """Every disagreement between the declared source, the lock, the runtime and the generated files."""
+    found = []
+    pins, runtime = locked(), runtime_versions()
+    names = [canonicalize_name(requirement.name) for requirement in declared()]
+    if sorted(pins) != sorted(names):
+        found.append(f"requirements.txt pins {sorted(pins)}, pyproject.toml declares {sorted(names)}")
+    for requirement in declared():
+        name = canonicalize_name(requirement.name)
+        if name in pins and not requirement.specifier.contains(Version(pins[name]), prereleases=True):
+            found.append(f"requirements.txt: {name}=={pins[name]} is outside pyproject.toml's {requirement}")
+        if never_installed(name) and (name not in runtime or not requirement.specifier.contains(Version(runtime[name]))):
+            found.append(f"{requirement} needs more than the runtime's own {name} {runtime.get(name)}, which no job may replace")
+    for library in python_libraries():
+        if never_installed(library.partition("==")[0]):
+            found.append(f"python_libraries would install {library}, which the runtime owns")
+    if mlproject_libraries() != python_libraries():
+        found.append(f"MLproject python_libraries {mlproject_libraries()} != generated {python_libraries()} (run make deps)")
+    if conda_pip() != requirement_lines():
+        found.append("conda.yaml's pip list differs from requirements.txt (run make deps)")
+    return found
+
+
+def requirement_lines() -> list[str]:
+    return [line.strip() for line in (REPO / "requirements.txt").read_text().splitlines() if line.strip() and not line.startswith("#")]
+
+
+def mlproject_libraries() -> list[str]:
+    import yaml
+
+    return yaml.safe_load((REPO / "MLproject").read_text())["databricks_spark_job"]["python_libraries"]
+
+
+def conda_pip() -> list[str]:
+    import yaml
+
+    (pip,) = [item["pip"] for item in yaml.safe_load((REPO / "conda.yaml").read_text())["dependencies"] if isinstance(item, dict)]
+    return pip
+
+
+def replace_list(text: str, header: str, indent: str, items: list[str]) -> str:
+    """`text` with the YAML list under the line `header` (items at `indent`) replaced by `items`."""
+    pattern = re.compile(rf"^({re.escape(header)}\n)((?:{re.escape(indent)}- .*\n)+)", re.MULTILINE)
+    if not pattern.search(text):
+        raise ValueError(f"no list under {header.strip()!r}")
+    return pattern.sub(lambda match: match.group(1) + "".join(f"{indent}- {item}\n" for item in items), text, count=1)
+
+
+def write() -> None:
+    mlproject = REPO / "MLproject"
+    mlproject.write_text(replace_list(mlproject.read_text(), "  python_libraries:", "    ", python_libraries()))
+    conda = REPO / "conda.yaml"
+    conda.write_text(replace_list(conda.read_text(), "  - pip:", "      ", requirement_lines()))
+
+
+if __name__ == "__main__":
+    command = sys.argv[1] if len(sys.argv) > 1 else "check"
+    if command == "write":
+        write()
+    elif command == "libraries":
+        print("\n".join(python_libraries()))
+    found = problems()
+    for problem in found:
+        print(f"error: {problem}", file=sys.stderr)
+    sys.exit(1 if found else 0)
