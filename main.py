@@ -7,7 +7,9 @@ steps as MLflow references (the data as `runs:/<download run>/imdb`, the model a
 id), never as paths on one disk, so the same code works wherever the backend runs it.
 """
 
+import importlib.metadata
 import os
+import platform
 import sys
 
 if __name__ == "__main__":  # the project folder, also where Databricks runs this source from MLflow's wrapper
@@ -92,6 +94,12 @@ def run_step(folder: Path, step: str, parameters: dict[str, str], experiment_id:
     return submitted.run_id
 
 
+def environment_line() -> str:
+    """The Python and key packages this process runs on (on Databricks: the runtime's, with the job's libraries)."""
+    versions = ", ".join(f"{name} {importlib.metadata.version(name)}" for name in ("torch", "pandas", "mlflow", "transformers", "lightning"))
+    return f"environment: Python {platform.python_version()}; {versions}"
+
+
 def step_backend(folder: Path, step: str, parameters: dict[str, str]) -> tuple[str, str | None]:
     """Where a step runs: beside `main`, except multi-node training on Databricks. There the process that calls
     Spark's TorchDistributor must be a Spark job's own driver (runtime 13+ gives child processes of the driver no
@@ -112,6 +120,7 @@ def main(pipeline_steps: str, reuse_completed: str, parameters: tuple[str, ...])
     folder = project_dir()
     declared = step_parameters(folder)
     values = parse_parameters(parameters, declared)
+    click.echo(environment_line())
     check_tracking_server()
     # On a Databricks cluster only this process holds credentials: the steps get them in their environment.
     os.environ.update(child_process_credentials())

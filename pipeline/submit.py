@@ -7,10 +7,19 @@ Submits through `mlflow.projects.run(..., backend="databricks", synchronous=True
 and the progress of the MLflow runs it creates, and exits 1 when the remote run fails (0 when it succeeds).
 Authentication comes from the environment (DATABRICKS_HOST / DATABRICKS_TOKEN or ~/.databrickscfg), never from
 arguments, so no secret lands in a shell history or CI log.
+
+MLflow uploads a local project folder as it is (a tarball of everything but `mlruns/`): from a checkout that is
+`.venv/`, downloads, checkpoints and `mlflow.db` too. So a local project in a git work tree travels as git sees
+it: a shallow clone of its commit (MLflow records that commit, which reuse needs) with the work tree's tracked and
+untracked, not ignored, files on top.
 """
 
+import shutil
+import subprocess
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import click
 import mlflow
@@ -46,9 +55,11 @@ def main(project_uri, version, entry_point, backend_config, experiment_name, pol
     watcher = threading.Thread(target=report_progress, args=(experiment, since_ms, poll_seconds, stop), daemon=True)
     watcher.start()
     try:
-        submitted = mlflow.projects.run(project_uri, entry_point=entry_point, version=version, parameters=parameters,
-                                        experiment_id=experiment, backend="databricks", backend_config=backend_config,
-                                        synchronous=True)
+        with tempfile.TemporaryDirectory(prefix="submit-") as scratch:
+            uri = project_uri if version else staged_project(project_uri, Path(scratch))
+            submitted = mlflow.projects.run(uri, entry_point=entry_point, version=version, parameters=parameters,
+                                            experiment_id=experiment, backend="databricks", backend_config=backend_config,
+                                            synchronous=True)
     except ExecutionException as error:
         raise PipelineError(f"remote run failed: {error}") from None
     except MlflowException as error:
@@ -58,6 +69,31 @@ def main(project_uri, version, entry_point, backend_config, experiment_name, pol
         stop.set()
         watcher.join()
     click.echo(f"remote run succeeded: MLflow run {submitted.run_id}")
+
+
+def git(*args: str, cwd: Path) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def staged_project(project_uri: str, scratch: Path) -> str:
+    """The project as git sees it, in `scratch`: what should travel. Anything else (a git URI, a folder outside
+    git) is returned as it is."""
+    folder = Path(project_uri)
+    if not folder.is_dir() or subprocess.run(["git", "rev-parse"], cwd=folder, capture_output=True).returncode != 0:
+        return project_uri
+    top = Path(git("rev-parse", "--show-toplevel", cwd=folder))
+    inside = folder.resolve().relative_to(top.resolve())
+    staged = scratch / "project"
+    git("clone", "--quiet", "--depth", "1", "--no-checkout", top.resolve().as_uri(), str(staged), cwd=scratch)
+    origin = subprocess.run(["git", "remote", "get-url", "origin"], cwd=top, capture_output=True, text=True).stdout.strip()
+    if origin:
+        git("remote", "set-url", "origin", origin, cwd=staged)  # MLflow records the repository's own URL
+    for name in git("ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", ".", cwd=folder).split("\0"):
+        source = folder / name
+        if name and source.is_file():  # a tracked file deleted in the work tree stays deleted
+            (staged / inside / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, staged / inside / name)
+    return str(staged / inside)
 
 
 def parse_param(text: str) -> tuple[str, str]:

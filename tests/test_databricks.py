@@ -6,10 +6,12 @@ command for real and track into a real `mlflow server`. The tests run in file or
 """
 
 import json
+import re
 import secrets
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -21,8 +23,8 @@ import requests
 
 import main
 from conftest import REPO, client_env, params
-from test_project import REQUIREMENTS
 from databricks_emulator import DatabricksEmulator
+from tools.dependencies import mlproject_libraries
 from servers import mlflow_server
 
 TOKEN = f"dapi{secrets.token_hex(16)}"  # made here: a literal would travel in the uploaded project
@@ -107,7 +109,9 @@ def test_local_code_on_databricks(workspace, project, tiny_model, easy_zip_url, 
     assert task["python_file"].startswith("dbfs:/mlflow-experiments/") and task["parameters"][:2] == ["--pipeline-steps", "all"]
     assert job.request["new_cluster"].items() >= json.loads((REPO / "cluster_spec.json").read_text()).items()
     libraries = [library["pypi"]["package"] for library in job.request["libraries"]]
-    assert libraries == REQUIREMENTS and f"mlflow=={mlflow.__version__}" in libraries
+    assert libraries == mlproject_libraries() and f"mlflow=={mlflow.__version__}" in libraries
+    # The cluster's own Python and packages ran it, with the job's libraries on top.
+    assert "Python 3.12" in job.log and "torch 2.7.0, pandas 2.2.3, mlflow 3.17.2" in job.log
 
     parent, children = job_runs(server_uri, job_id)
     assert parent.info.status == "FINISHED"
@@ -221,7 +225,7 @@ def test_clusters_refuse_what_databricks_refuses(workspace):
     api, bearer = f"{emulator.host}/api/2.0", {"Authorization": f"Bearer {TOKEN}"}
     assert requests.post(f"{emulator.host}/dbfs/tests/job.py", data=b"print('driver ran')", headers=bearer, timeout=5).ok
     spec = json.loads((REPO / "cluster_spec.json").read_text())
-    pinned = [{"pypi": {"package": package}} for package in REQUIREMENTS]
+    pinned = [{"pypi": {"package": package}} for package in mlproject_libraries()]
 
     def submit_job(cluster: dict, libraries: list, python_file: str = "dbfs:/tests/job.py"):
         task = {"python_file": python_file, "parameters": []}
@@ -229,19 +233,16 @@ def test_clusters_refuse_what_databricks_refuses(workspace):
                              json={"run_name": "t", "new_cluster": cluster, "libraries": libraries, "spark_python_task": task})
 
     def ended(answer) -> tuple[str, str | None, str]:
-        job = emulator.wait(answer.json()["run_id"], timeout=60)
+        job = emulator.wait(answer.json()["run_id"], timeout=300)
         return job.state, job.result, job.message
 
-    job = emulator.wait(submit_job(spec, pinned).json()["run_id"], timeout=60)
+    job = emulator.wait(submit_job(spec, pinned).json()["run_id"], timeout=600)
     assert (job.state, job.result) == ("TERMINATED", "SUCCESS") and "driver ran" in job.log
-    without_mlflow = [library for library in pinned if not library["pypi"]["package"].startswith("mlflow==")]
-    assert ended(submit_job(spec, without_mlflow)) == ("INTERNAL_ERROR", "FAILED", (
-        f"Library installation failed: no mlflow=={mlflow.__version__} among the job libraries: "
-        "the cluster would run its runtime's own MLflow"))
-    state, result, message = ended(submit_job(spec | {"spark_version": "14.3.x-gpu-ml-scala2.12"}, pinned))
-    assert (state, result) == ("INTERNAL_ERROR", "FAILED") and "pandas==3.1.1 requires Python >=3.11" in message  # 14.3: Python 3.10
+    # A library that would replace what the runtime builds for its driver and Spark fails the installation.
+    assert ended(submit_job(spec, pinned + [{"pypi": {"package": "torch==2.13.0"}}])) == ("INTERNAL_ERROR", "FAILED", (
+        "Library installation failed: torch 2.13.0 would replace the runtime's own torch 2.7.0"))
     state, _, message = ended(submit_job(spec, pinned + [{"pypi": {"package": "pyspark==4.1.1"}}]))
-    assert state == "INTERNAL_ERROR" and "pyspark comes with the runtime" in message
+    assert state == "INTERNAL_ERROR" and message == "Library installation failed: pyspark 4.1.1 would replace the runtime's own pyspark 4.0.0"
 
     refused = {
         "13.3.x-gpu-ml-scala2.12": submit_job(spec | {"spark_version": "13.3.x-gpu-ml-scala2.12"}, pinned),  # end of support
@@ -347,3 +348,71 @@ def test_model_storage_needs_a_signed_url(workspace):
     upload = requests.post(f"{api}/fs/create-upload-url", json={"path": f"/Models/{MODEL.replace('.', '/')}/1/MLmodel"},
                            headers=bearer, timeout=5)
     assert upload.json()["error_code"] == "INVALID_STATE"  # a READY version takes no more files
+
+
+DRIVER_PROBE = '''
+import os, subprocess, sys
+from databricks.sdk import WorkspaceClient
+from pyspark.sql import SparkSession
+print("job environment has a token:", "DATABRICKS_TOKEN" in os.environ or "DATABRICKS_HOST" in os.environ)
+WorkspaceClient().dbfs.get_status("/tests/probe.py")
+print("driver authenticated; its Spark:", SparkSession.builder.getOrCreate().sparkContext.master)
+child = """
+from databricks.sdk import WorkspaceClient
+try:
+    WorkspaceClient().dbfs.get_status('/tests/probe.py')
+    print('child authenticated')
+except Exception as error:
+    print('child has no credentials:', type(error).__name__)
+from pyspark.sql import SparkSession
+try:
+    SparkSession.builder.getOrCreate()
+    print('child has Spark')
+except Exception as error:
+    print('child has no Spark')
+"""
+print(subprocess.run([sys.executable, "-c", child], capture_output=True, text=True).stdout)
+'''
+
+
+def test_only_the_driver_process_holds_credentials_and_spark(workspace):
+    """A job cluster's environment has no token: its driver authenticates through the runtime context and has
+    the cluster's Spark; a process the driver starts has neither (what `main` must make up for)."""
+    emulator, _, _, _ = workspace
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    requests.post(f"{emulator.host}/dbfs/tests/probe.py", data=DRIVER_PROBE.encode(), headers=bearer, timeout=5)
+    spec = json.loads((REPO / "cluster_spec.json").read_text())
+    answer = requests.post(f"{emulator.host}/api/2.0/jobs/runs/submit", headers=bearer, timeout=5, json={
+        "run_name": "probe", "new_cluster": spec, "libraries": [{"pypi": {"package": p}} for p in mlproject_libraries()],
+        "spark_python_task": {"python_file": "dbfs:/tests/probe.py", "parameters": []}})
+    job = emulator.wait(answer.json()["run_id"], timeout=600)
+    assert job.result == "SUCCESS", job.log[-3000:]
+    assert "job environment has a token: False" in job.log
+    assert "driver authenticated; its Spark: local[*]" in job.log
+    assert "child has no credentials: ValueError" in job.log and "child has no Spark" in job.log
+
+
+def test_what_travels_is_the_project_with_its_commit(workspace, tmp_path, easy_zip_url):
+    """`pipeline.submit <checkout>` uploads what git lists, not the venv, downloads, checkpoints or local store."""
+    emulator, server_uri, _, _ = workspace
+    checkout = tmp_path / "checkout"
+    subprocess.run(["git", "clone", "--quiet", str(REPO), str(checkout)], check=True)
+    made = {".venv/bin/python": b"\0" * 1024, "data/imdb/train.csv": b"review,sentiment\n", "checkpoints/x/last.ckpt": b"ckpt",
+            "mlflow.db": b"SQLite", "lightning_logs/version_0/hparams.yaml": b"{}"}
+    for name, content in made.items():
+        (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+        (checkout / name).write_bytes(content)
+    (checkout / "NOTES.md").write_text("untracked, not ignored: it travels\n")
+    before = set(emulator.jobs)
+    result = submit(workspace, str(checkout), *params(pipeline_steps="download_data", download_url=easy_zip_url))
+    assert result.returncode == 0, result.stderr[-3000:]
+    (job_id,) = set(emulator.jobs) - before
+    wrapper = (emulator.dbfs / emulator.jobs[job_id].request["spark_python_task"]["python_file"].removeprefix("dbfs:/")).read_text()
+    (tarball,) = set(re.findall(r"mlflow-experiments/\d+/projects-code/[0-9a-f]{64}\.tar\.gz", wrapper))
+    with tarfile.open(emulator.dbfs / tarball) as archive:
+        names = {name.removeprefix("mlflow-project/") for name in archive.getnames()}
+    assert {"MLproject", "main.py", "pipeline/fine_tuning_model.py", "data/sample/uci-sentences/train.csv", "NOTES.md"} <= names
+    assert not {name for name in names if name.startswith((".venv", "data/imdb", "checkpoints", "mlflow.db", "lightning_logs"))}
+    parent, _ = job_runs(server_uri, job_id)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=checkout, check=True, capture_output=True, text=True).stdout.strip()
+    assert parent.data.tags["mlflow.source.git.commit"] == head and parent.info.status == "FINISHED"
