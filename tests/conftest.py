@@ -4,6 +4,7 @@ import contextlib
 import csv
 import functools
 import http.server
+import inspect
 import os
 import random
 import subprocess
@@ -12,6 +13,7 @@ import threading
 import zipfile
 from pathlib import Path
 
+import click.testing
 import mlflow
 import pandas as pd
 import pytest
@@ -22,6 +24,14 @@ SAMPLE = REPO / "data" / "sample" / "uci-sentences"
 POSITIVE = ["great", "wonderful", "excellent", "superb", "delightful", "brilliant", "moving", "charming", "perfect", "beautiful"]
 NEGATIVE = ["awful", "terrible", "boring", "dreadful", "horrible", "dull", "clumsy", "painful", "stupid", "worst"]
 NEUTRAL = ["the film", "this movie", "the plot", "the acting", "the ending", "the script", "the cast", "the music"]
+
+
+def cli_runner() -> click.testing.CliRunner:
+    """click's test runner with stderr kept apart: on click 8.1 (the Databricks runtime's) that takes
+    `mix_stderr=False`, from 8.2 on it is always so."""
+    if "mix_stderr" in inspect.signature(click.testing.CliRunner).parameters:
+        return click.testing.CliRunner(mix_stderr=False)
+    return click.testing.CliRunner()
 
 
 def easy_reviews(rows: int, seed: int) -> pd.DataFrame:

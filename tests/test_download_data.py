@@ -2,14 +2,14 @@
 
 import mlflow
 import pytest
-from click.testing import CliRunner
 
+from conftest import cli_runner
 from pipeline import download_data
 from test_fetch import server  # noqa: F401 - the scripted HTTP server fixture
 
 
 def invoke(*args):
-    return CliRunner().invoke(download_data.main, list(args))
+    return cli_runner().invoke(download_data.main, list(args))
 
 
 def only_run(experiment="Default"):

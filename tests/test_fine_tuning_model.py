@@ -11,9 +11,8 @@ import mlflow
 import pandas as pd
 import pytest
 import torch
-from click.testing import CliRunner
 
-from conftest import REPO, easy_reviews, mlflow_run, params, tracking_at, write_splits
+from conftest import REPO, cli_runner, easy_reviews, mlflow_run, params, tracking_at, write_splits
 from pipeline import fine_tuning_model
 from pipeline.data import read_dataset
 from pipeline.download_data import DATA_ARTIFACT
@@ -25,7 +24,7 @@ FAST = ["--epochs", "3", "--batch-size", "16", "--learning-rate", "3e-3", "--max
 
 
 def fine_tune(*args):
-    return CliRunner().invoke(fine_tuning_model.main, [*FAST, *args])
+    return cli_runner().invoke(fine_tuning_model.main, [*FAST, *args])
 
 
 @pytest.fixture(scope="module")
@@ -105,10 +104,10 @@ def test_missing_data_is_a_clear_error(tracking, tiny_model, tmp_path):
 
 
 def test_bad_parameter_types_are_rejected(tracking):
-    result = CliRunner().invoke(fine_tuning_model.main, ["--epochs", "abc"])
-    assert result.exit_code == 2 and "'abc' is not a valid integer" in result.output
-    result = CliRunner().invoke(fine_tuning_model.main, ["--fine-tuning-strategy", "partial"])
-    assert result.exit_code == 2 and "'partial' is not one of 'no_freeze', 'freeze', 'freeze_unfreeze'" in result.output
+    result = cli_runner().invoke(fine_tuning_model.main, ["--epochs", "abc"])
+    assert result.exit_code == 2 and "'abc' is not a valid integer" in result.stderr
+    result = cli_runner().invoke(fine_tuning_model.main, ["--fine-tuning-strategy", "partial"])
+    assert result.exit_code == 2 and "'partial' is not one of 'no_freeze', 'freeze', 'freeze_unfreeze'" in result.stderr
 
 
 def test_logs_the_baseline_and_the_lift(finished_run):
@@ -145,7 +144,7 @@ def test_second_run_reuses_tokenized_data(tracking, tiny_model, easy_data, tmp_p
     args = ["--foundation-model", str(tiny_model), "--data-path", str(easy_data), "--epochs", "1", "--max-length", "16",
             "--checkpoint-dir", str(tmp_path / "ckpt"), "--cache-dir", str(tmp_path / "cache")]
     for _ in range(2):
-        assert CliRunner().invoke(fine_tuning_model.main, args).exit_code == 0
+        assert cli_runner().invoke(fine_tuning_model.main, args).exit_code == 0
     first, second = mlflow.search_runs(experiment_names=["Default"], output_format="list", order_by=["attributes.start_time ASC"])
     assert first.data.tags["pipeline.tokenized_cache_hit"] == "false"
     assert second.data.tags["pipeline.tokenized_cache_hit"] == "true"

@@ -3,10 +3,9 @@
 import mlflow
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 
 import main
-from conftest import REPO, SECRETS, mlflow_run, params, runs_by_entry_point, tracking_at
+from conftest import REPO, SECRETS, cli_runner, mlflow_run, params, runs_by_entry_point, tracking_at
 from pipeline.errors import PipelineError
 
 
@@ -49,7 +48,7 @@ def test_mlproject_declares_what_the_step_commands_take():
 
 def test_bad_values_fail_before_any_run(tracking, monkeypatch):
     monkeypatch.chdir(REPO)  # main.py runs in the project folder
-    result = CliRunner().invoke(main.main, ["--pipeline-steps", "all", "epochs=0"])
+    result = cli_runner().invoke(main.main, ["--pipeline-steps", "all", "epochs=0"])
     assert result.exit_code == 1
     assert result.stderr.strip() == "error: -P epochs='0': 0 is not in the range x>=1. (entry point fine_tuning_model)"
     assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
@@ -60,7 +59,7 @@ def test_unreachable_tracking_server_is_one_line(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://alice:hunter2@127.0.0.1:9")
     mlflow.set_tracking_uri("http://alice:hunter2@127.0.0.1:9")
     try:
-        result = CliRunner().invoke(main.main, ["--pipeline-steps", "download_data"])
+        result = cli_runner().invoke(main.main, ["--pipeline-steps", "download_data"])
     finally:
         mlflow.set_tracking_uri(None)
     assert result.exit_code == 1

@@ -13,9 +13,8 @@ import mlflow
 import psutil
 import pytest
 import torch
-from click.testing import CliRunner
 
-from conftest import REPO, client_env, easy_reviews, mlflow_run, params, runs_by_entry_point, tracking_at, write_splits
+from conftest import REPO, cli_runner, client_env, easy_reviews, mlflow_run, params, runs_by_entry_point, tracking_at, write_splits
 from pipeline import download_data, fine_tuning_model
 from pipeline.multinode import python_error_in
 
@@ -92,8 +91,8 @@ def test_killed_multi_node_training_resumes_from_the_shared_checkpoint(tiny_mode
 @pytest.mark.slow
 def test_an_unreachable_spark_is_one_line_and_leaves_no_shared_run_folder(tracking, tiny_model, easy_zip_url, tmp_path):
     """The driver downloads the data into the shared run folder first; a failure afterwards removes that copy."""
-    assert CliRunner().invoke(download_data.main, ["--download-url", easy_zip_url, "--local-folder", str(tmp_path)]).exit_code == 0
-    result = CliRunner().invoke(fine_tuning_model.main, [
+    assert cli_runner().invoke(download_data.main, ["--download-url", easy_zip_url, "--local-folder", str(tmp_path)]).exit_code == 0
+    result = cli_runner().invoke(fine_tuning_model.main, [
         "--foundation-model", str(tiny_model), "--num-nodes", "2", "--spark-master", "bogus://x",
         "--cache-dir", str(tmp_path / "cache"), "--checkpoint-dir", str(tmp_path / "ckpt")])
     assert result.exit_code == 1

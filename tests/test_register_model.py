@@ -2,8 +2,8 @@
 
 import mlflow
 import pytest
-from click.testing import CliRunner
 
+from conftest import cli_runner
 from pipeline import download_data, fine_tuning_model, register_model
 
 
@@ -21,7 +21,7 @@ def store(tiny_model, easy_zip_url, tmp_path_factory):
 
 
 def make_runs(tiny_model, easy_zip_url, tmp_path):
-    runner = CliRunner()
+    runner = cli_runner()
     assert runner.invoke(download_data.main, ["--download-url", easy_zip_url, "--local-folder", str(tmp_path)]).exit_code == 0
     common = ["--foundation-model", str(tiny_model), "--max-length", "16", "--checkpoint-dir", str(tmp_path / "ckpt"),
               "--cache-dir", str(tmp_path / "cache"), "--batch-size", "16"]
@@ -35,7 +35,7 @@ def make_runs(tiny_model, easy_zip_url, tmp_path):
 
 
 def register(name: str, *args):
-    return CliRunner().invoke(register_model.main, ["--registered-model-name", name, *args])
+    return cli_runner().invoke(register_model.main, ["--registered-model-name", name, *args])
 
 
 def aliases(name: str) -> dict[str, str]:
@@ -125,7 +125,7 @@ def test_unity_catalog_needs_three_part_names(store, monkeypatch):
      "alias and challenger_alias are both 'champion': give the challenger another name"),
 ])
 def test_bad_names_are_one_line_before_registering(store, args, message):
-    result = CliRunner().invoke(register_model.main, ["--mlflow-run-id", store["strong"].info.run_id, *args])
+    result = cli_runner().invoke(register_model.main, ["--mlflow-run-id", store["strong"].info.run_id, *args])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert line.startswith(f"error: {message}")

@@ -6,10 +6,9 @@ import time
 
 import mlflow
 import pytest
-from click.testing import CliRunner
 
 import main
-from conftest import REPO, easy_reviews, write_splits, zip_folder
+from conftest import REPO, cli_runner, easy_reviews, write_splits, zip_folder
 from pipeline import download_data, fine_tuning_model
 from pipeline.errors import PipelineError
 from pipeline.reuse import data_run_for, find_reusable_run, reusable_run, run_identity, step_run_by_id
@@ -49,7 +48,7 @@ def test_a_download_is_reused_only_while_its_source_is_unchanged(tracking, http_
     archive = zip_folder(easy_data, (folder if served else tmp_path) / name)
     url = f"{base}/{name}" if served else str(archive)
     values = {"download_url": url, "local_folder": str(tmp_path / "data")}
-    assert CliRunner().invoke(download_data.main, ["--download-url", url, "--local-folder", values["local_folder"]]).exit_code == 0
+    assert cli_runner().invoke(download_data.main, ["--download-url", url, "--local-folder", values["local_folder"]]).exit_code == 0
     declared = main.step_parameters(REPO)
     first = reusable_run("download_data", values, declared, "0", commit=None)
     assert first is not None and first.data.tags[download_data.SOURCE_TAG] != "unknown"

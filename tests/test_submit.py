@@ -3,9 +3,8 @@ themselves are in `test_databricks.py`."""
 
 import mlflow
 import pytest
-from click.testing import CliRunner
 
-from conftest import REPO
+from conftest import REPO, cli_runner
 from pipeline import submit
 
 
@@ -20,7 +19,7 @@ def no_credentials(monkeypatch, tmp_path):
 
 
 def invoke(*args: str):
-    return CliRunner().invoke(submit.main, [str(REPO), "--backend-config", str(REPO / "cluster_spec.json"), *args])
+    return cli_runner().invoke(submit.main, [str(REPO), "--backend-config", str(REPO / "cluster_spec.json"), *args])
 
 
 def test_missing_credentials_are_one_line(no_credentials):
@@ -28,7 +27,7 @@ def test_missing_credentials_are_one_line(no_credentials):
     assert result.exit_code == 1
     (message,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert message.startswith("error: workspace of 'databricks': Reading Databricks credential configuration failed")
-    assert "Traceback" not in result.output
+    assert "Traceback" not in result.stdout + result.stderr
 
 
 def test_local_tracking_uri_is_refused(monkeypatch, tmp_path):

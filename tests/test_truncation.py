@@ -2,10 +2,9 @@
 
 import mlflow
 import pytest
-from click.testing import CliRunner
 from transformers import AutoTokenizer
 
-from conftest import verdict_last_reviews, write_splits
+from conftest import cli_runner, verdict_last_reviews, write_splits
 from pipeline import fine_tuning_model
 from pipeline.truncation import TRUNCATIONS, encode, keep
 
@@ -38,7 +37,7 @@ def test_head_tail_learns_a_verdict_at_the_end_and_serves_it(tracking, tiny_mode
                                            "test": verdict_last_reviews(100, 3)})
     scores = {}
     for how in ("head", "head_tail"):
-        result = CliRunner().invoke(fine_tuning_model.main, [
+        result = cli_runner().invoke(fine_tuning_model.main, [
             "--foundation-model", str(tiny_model), "--data-path", str(data), "--truncation", how, "--max-length", "16",
             "--epochs", "3", "--batch-size", "16", "--learning-rate", "3e-3", "--checkpoint-dir", str(tmp_path / "ckpt"),
             "--cache-dir", str(tmp_path / "cache")])
