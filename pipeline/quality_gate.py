@@ -100,11 +100,22 @@ def candidate_test_csv(candidate: Run, scratch: Path) -> Path:
     raise PipelineError(f"cannot find the test data of run {candidate.info.run_id} to compare it with the champion")
 
 
+def all_versions(client: MlflowClient, name: str) -> list:
+    """Every version of the model: the registry answers a search one page at a time."""
+    found, token = [], None
+    while True:
+        page = client.search_model_versions(f"name = '{name}'", page_token=token)
+        found += list(page)
+        token = page.token
+        if not token:
+            return found
+
+
 def promote(client: MlflowClient, name: str, alias: str, metric: str, test_digest: str) -> str:
     """Point `alias` at the best passing version on this test data; repeat until no concurrent writer changed it."""
     for _ in range(10):
         # Unity Catalog's search leaves tags out of its answers: read each version for them.
-        versions = [client.get_model_version(name, found.version) for found in client.search_model_versions(f"name = '{name}'")]
+        versions = [client.get_model_version(name, found.version) for found in all_versions(client, name)]
         passing = [version for version in versions
                    if version.tags.get(GATE_TAG) == "passed" and version.tags.get(DIGEST_TAG) == test_digest
                    and version.tags.get(METRIC_TAG) == metric]

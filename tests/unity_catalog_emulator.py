@@ -23,6 +23,7 @@ UC_PREFIX = "/api/2.0/mlflow/unity-catalog/"
 FS_PREFIX = "/api/2.0/fs/"
 PRESIGNED_PREFIX = "/presigned/"
 URL_LIFETIME_S = 900
+SEARCH_MAX_RESULTS = 1000  # the most one answer holds (an assumption: the reference gives no figure for this call)
 SEARCH_FILTER = re.compile(r"^\s*(name|run_id)\s*=\s*'([^']*)'\s*$")
 
 
@@ -174,7 +175,14 @@ class UnityCatalog:
         key, value = match.groups()
         found = [version for model in self.models.values() for version in model.versions.values()
                  if (version.name if key == "name" else version.run_id) == value]
-        return {"model_versions": [self._version_json(version, in_search=True) for version in found]}
+        # Pages of `max_results` (at most SEARCH_MAX_RESULTS), the next one named by `next_page_token`, as the
+        # Databricks REST reference describes list and search calls.
+        size = min(int(fields.get("max_results") or SEARCH_MAX_RESULTS), SEARCH_MAX_RESULTS)
+        start = int(fields.get("page_token") or 0)
+        answer = {"model_versions": [self._version_json(version, in_search=True) for version in found[start:start + size]]}
+        if start + size < len(found):
+            answer["next_page_token"] = str(start + size)
+        return answer
 
     def _model_json(self, model: Model) -> dict:
         return {"name": model.name, "creation_timestamp": model.created, "last_updated_timestamp": model.created,

@@ -23,3 +23,17 @@ def use_cluster_spark() -> None:
         return get_or_create(builder)
 
     SparkSession.Builder.getOrCreate = cluster_session
+
+
+class UserNamespaceInitializer:
+    """What databricks-sdk's `databricks.sdk.runtime` imports first on a cluster (without it the SDK takes the
+    laptop path and drops the runtime's credential provider): the runtime objects of the user namespace."""
+
+    @classmethod
+    def getOrCreate(cls) -> "UserNamespaceInitializer":
+        return cls()
+
+    def get_namespace_globals(self) -> dict:
+        from dbruntime.sdk_credential_provider import init_runtime_native_auth
+
+        return {"init_runtime_native_auth": init_runtime_native_auth}
