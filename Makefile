@@ -9,7 +9,9 @@ PYTEST_ARGS ?=
 # The cluster-like environment's share of the suite: the Databricks tests and one end-to-end pipeline.
 CLUSTER_TESTS ?= tests/test_databricks.py tests/test_main.py::test_full_pipeline tests/test_project.py
 
-.PHONY: venv run test test-fast test-cluster test-databricks deps ui clean
+EXPERIMENT ?= /Shared/sentiment
+
+.PHONY: venv run databricks test test-fast test-cluster test-databricks deps ui clean
 
 venv: $(VENV)/.installed
 
@@ -24,6 +26,10 @@ run: venv  ## the whole pipeline in this environment: make run RUN_ARGS="-P epoc
 	$(BIN)/python -m pipeline.preflight
 	PATH="$(abspath $(BIN)):$$PATH" mlflow run . $(RUN_ARGS)
 
+databricks: venv  ## the pipeline on a Databricks job cluster, waiting for it: make databricks RUN_ARGS="-P registered_model_name=main.ml.sentiment"
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-databricks} $(BIN)/python -m pipeline.submit . --backend-config cluster_spec.json \
+	  --experiment-name $(EXPERIMENT) $(RUN_ARGS)
+
 test: venv  ## the whole test suite, CPU and offline
 	PATH="$(abspath $(BIN)):$$PATH" python -m pytest $(PYTEST_ARGS)
 
@@ -34,8 +40,8 @@ test-cluster: venv  ## the Databricks tests and one pipeline on Python 3.12 with
 	$(BIN)/python tests/databricks_runtime.py cluster-env $(CLUSTER_VENV)
 	PATH="$(abspath $(CLUSTER_VENV))/bin:$$PATH" $(CLUSTER_VENV)/bin/python -m pytest $(CLUSTER_TESTS) $(PYTEST_ARGS)
 
-test-databricks: venv  ## the whole pipeline on a real workspace (DATABRICKS_HOST, DATABRICKS_TOKEN, DATABRICKS_SCHEMA)
-	PATH="$(abspath $(BIN)):$$PATH" python -m pytest -m workspace -rs tests/test_workspace.py $(PYTEST_ARGS)
+test-databricks: venv  ## the pipeline on a real workspace: DATABRICKS_HOST, DATABRICKS_TOKEN, DATABRICKS_CATALOG, DATABRICKS_SCHEMA
+	PATH="$(abspath $(BIN)):$$PATH" python -m pytest -m workspace -rsA tests/test_workspace.py $(PYTEST_ARGS)
 
 deps: venv  ## regenerate conda.yaml and MLproject's python_libraries from pyproject.toml and requirements.txt
 	$(BIN)/python tools/dependencies.py write

@@ -121,12 +121,18 @@ def refused(environment: Path, libraries: list[str]) -> list[str]:
     if plan.returncode != 0:
         raise LibraryRefused(f"pip cannot install {' '.join(libraries)}: {plan.stderr.strip().splitlines()[-1:]}")
     installed = runtime_versions()
-    reasons = []
+    replaced, added = [], []
     for item in json.loads(plan.stdout)["install"]:
         name, version = canonicalize_name(item["metadata"]["name"]), item["metadata"]["version"]
-        if any(fnmatch.fnmatch(name, pattern) for pattern in PROTECTED):
-            reasons.append(f"{name} {version} would replace the runtime's own {name} {installed.get(name, '(its build)')}")
-    return reasons
+        if not any(fnmatch.fnmatch(name, pattern) for pattern in PROTECTED):
+            continue
+        if name in installed:
+            replaced.append(f"{name} {version} would replace the runtime's own {name} {installed[name]}")
+        else:
+            added.append(name)
+    if added and not replaced:  # e.g. CUDA 13 libraries beside the runtime's CUDA 12 build
+        replaced.append(f"{', '.join(added)} would install beside the runtime's own builds")
+    return replaced
 
 
 def cluster_environment(libraries: list[str], extra: tuple[str, ...] = ()) -> Path:
