@@ -103,6 +103,7 @@ class DatabricksEmulator:
         self.cluster_token = f"cluster-{os.urandom(8).hex()}"
         self.cluster_env = cluster_env or {}  # what the cluster image sets, e.g. HF_HUB_OFFLINE for offline tests
         self.dbfs = root / "dbfs"
+        self.volumes = root / "volumes"  # /Volumes/<catalog>/<schema>/<volume>: one volume, main.default.files
         self.jobs: dict[int, Job] = {}
         self.ids = itertools.count(101)
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -111,6 +112,7 @@ class DatabricksEmulator:
 
     def __enter__(self):
         self.dbfs.mkdir(parents=True, exist_ok=True)
+        (self.volumes / "main" / "default" / "files").mkdir(parents=True, exist_ok=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
@@ -321,8 +323,10 @@ class DatabricksEmulator:
         return cluster_environment(specs)
 
     def _in_sandbox(self, text: str, job: Job) -> str:
-        """The driver's view of the cluster: `/dbfs/...` is the emulator's DBFS, `/databricks/...` the job's folder."""
+        """The driver's view of the cluster: `/dbfs/...` is the emulator's DBFS, `/Volumes/...` its Unity Catalog
+        volumes (shared by every job, as a volume is), `/databricks/...` the job's own folder."""
         text = re.sub(r"(?<![\w./-])/dbfs(?=/)", str(self.dbfs), text)
+        text = re.sub(r"(?<![\w./-])/Volumes(?=/)", str(self.volumes), text)
         return re.sub(r"(?<![\w./-])/databricks(?=/)", str(job.folder / "databricks"), text)
 
     def _cancel(self, job: Job) -> None:

@@ -256,14 +256,16 @@ def test_clusters_refuse_what_databricks_refuses(workspace):
 
 def test_multi_node_training_runs_as_its_own_spark_job(workspace, project, tiny_model, easy_zip_url):
     """num_nodes=2 on Databricks: `main` sends fine_tuning_model as a Spark job of its own to the multi-node training
-    cluster, whose driver runs TorchDistributor over the cluster's Spark; the data and checkpoints live on DBFS."""
+    cluster, whose driver runs TorchDistributor over the cluster's Spark; data, tokens, code and checkpoints live on
+    a Unity Catalog volume, where the workers read them."""
     emulator, server_uri, _, _ = workspace
     before = set(emulator.jobs)
     result = submit(workspace, str(project), *params(
         download_url=easy_zip_url, foundation_model=tiny_model, num_nodes=2, epochs=3, max_length=16, batch_size=16,
-        learning_rate=3e-3, cache_dir="/dbfs/tmp/sentiment/cache", checkpoint_dir="/dbfs/tmp/sentiment/checkpoints",
+        learning_rate=3e-3, cache_dir="/Volumes/main/default/files/cache",
+        checkpoint_dir="/Volumes/main/default/files/checkpoints",
         registered_model_name=MODEL, min_score=0, beat_baseline="false"))
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, "\n".join(job.log[-3000:] for run_id, job in emulator.jobs.items() if run_id not in before)
     pipeline_job, training_job = (emulator.jobs[run_id] for run_id in sorted(set(emulator.jobs) - before))
     assert training_job.result == "SUCCESS", training_job.log[-3000:]
     assert pipeline_job.request["new_cluster"]["num_workers"] == 0
@@ -276,7 +278,9 @@ def test_multi_node_training_runs_as_its_own_spark_job(workspace, project, tiny_
     assert (tuned.data.params["resolved_num_nodes"], tuned.data.params["train_batches_per_epoch"]) == ("2", "13")
     assert children[2].data.tags["source_run_id"] == tuned.info.run_id and parent.info.status == "FINISHED"
     assert emulator.unity_catalog.models[MODEL].versions[max(emulator.unity_catalog.models[MODEL].versions)].run_id == tuned.info.run_id
-    assert (emulator.dbfs / "tmp" / "sentiment" / "cache").is_dir()  # the shared folder was DBFS
+    shared = emulator.volumes / "main" / "default" / "files"
+    assert list((shared / "cache").glob("*.pt"))  # the tokens the driver made for the workers
+    assert (shared / "cache" / "runs").is_dir() and not list((shared / "cache" / "runs").iterdir())  # run folder removed
 
 
 def test_token_is_never_logged(workspace):

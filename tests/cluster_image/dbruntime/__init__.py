@@ -36,4 +36,14 @@ class UserNamespaceInitializer:
     def get_namespace_globals(self) -> dict:
         from dbruntime.sdk_credential_provider import init_runtime_native_auth
 
-        return {"init_runtime_native_auth": init_runtime_native_auth}
+        return {"init_runtime_native_auth": init_runtime_native_auth, "dbutils": NotEmulated("dbutils")}
+
+
+class NotEmulated:
+    """A runtime object the SDK takes from the namespace (`WorkspaceClient().dbutils`) but this image lacks."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attribute):
+        raise AttributeError(f"{self._name}.{attribute} is not emulated")
