@@ -420,3 +420,23 @@ def test_what_travels_is_the_project_with_its_commit(workspace, tmp_path, easy_z
     parent, _ = job_runs(server_uri, job_id)
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=checkout, check=True, capture_output=True, text=True).stdout.strip()
     assert parent.data.tags["mlflow.source.git.commit"] == head and parent.info.status == "FINISHED"
+
+
+def test_model_version_search_answers_in_pages(workspace):
+    """Unity Catalog answers a search one page at a time (`max_results`, `next_page_token`): the quality gate
+    reads them all (`pipeline.quality_gate.all_versions`)."""
+    emulator, _, _, _ = workspace
+    api, bearer = f"{emulator.host}/api/2.0/mlflow/unity-catalog", {"Authorization": f"Bearer {TOKEN}"}
+    name = f"main.default.paging_{secrets.token_hex(3)}"
+    assert requests.post(f"{api}/registered-models/create", json={"name": name}, headers=bearer, timeout=5).ok
+    for _ in range(3):
+        assert requests.post(f"{api}/model-versions/create", json={"name": name, "source": "s", "run_id": "r"}, headers=bearer, timeout=5).ok
+    pages, token = [], None
+    while True:
+        query = {"filter": f"name = '{name}'", "max_results": 2} | ({"page_token": token} if token else {})
+        answer = requests.get(f"{api}/model-versions/search", params=query, headers=bearer, timeout=5).json()
+        pages.append([version["version"] for version in answer["model_versions"]])
+        token = answer.get("next_page_token")
+        if not token:
+            break
+    assert pages == [["1", "2"], ["3"]]

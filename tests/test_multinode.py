@@ -16,7 +16,8 @@ import torch
 
 from conftest import REPO, cli_runner, client_env, easy_reviews, mlflow_run, params, runs_by_entry_point, tracking_at, write_splits
 from pipeline import download_data, fine_tuning_model
-from pipeline.multinode import python_error_in
+from pipeline.errors import PipelineError
+from pipeline.multinode import paths_outside_shared_folders, python_error_in, shared_copy, training_job
 
 SPARK = "local-cluster[2,1,1024]"
 
@@ -26,6 +27,28 @@ def test_a_failed_training_process_is_its_own_error():
                               "\n\tat org.apache...\nTraceback (most recent call last):\n  File \"x.py\"\n"
                               "FileNotFoundError: [Errno 2] No such file or directory: '/local/data/train.csv'\n\tat org...")
     assert python_error_in(spark_failure) == "FileNotFoundError: [Errno 2] No such file or directory: '/local/data/train.csv'"
+
+
+def test_every_path_a_training_process_gets_lies_in_the_shared_folders(tmp_path, tiny_model, easy_data):
+    """The workers see none of the driver's disk: the data and a local foundation model are copied into the
+    shared run folder, and nothing in the job points elsewhere."""
+    cache, checkpoints = tmp_path / "shared" / "cache", tmp_path / "shared" / "ckpt"
+    params = {"foundation_model": str(tiny_model), "cache_dir": str(cache), "checkpoint_dir": str(checkpoints)}
+    work = cache / "runs" / "run-1"
+    data = shared_copy(easy_data, work / "data")
+    job = training_job(params, data, checkpoints / "key", checkpoints / "key" / "last.ckpt", work, world_size=2)
+    assert paths_outside_shared_folders(job) == []
+    assert job["data_dir"] == str(work / "data") and (work / "data" / "train.csv").is_file()
+    assert job["params"]["foundation_model"] == str(work / "foundation_model") and (work / "foundation_model" / "config.json").is_file()
+    assert params["foundation_model"] == str(tiny_model)  # the step's own parameters (its run identity) are unchanged
+    hub = training_job(params | {"foundation_model": "prajjwal1/bert-tiny"}, data, checkpoints / "key", None, work, 2)
+    assert hub["params"]["foundation_model"] == "prajjwal1/bert-tiny"  # a hub id: each node downloads it
+
+
+def test_a_path_outside_the_shared_folders_is_refused(tmp_path, easy_data):
+    params = {"foundation_model": "prajjwal1/bert-tiny", "cache_dir": str(tmp_path / "cache"), "checkpoint_dir": str(tmp_path / "ckpt")}
+    with pytest.raises(PipelineError, match=rf"num_nodes > 1: data_dir={easy_data} would not be readable by the other nodes; "):
+        training_job(params, easy_data, tmp_path / "ckpt" / "key", None, tmp_path / "cache" / "runs" / "r", 2)
 
 
 @pytest.mark.slow
