@@ -158,6 +158,20 @@ def cluster_environment(libraries: list[str], extra: tuple[str, ...] = ()) -> Pa
         raise
 
 
+def installed_versions(environment: Path) -> dict[str, str]:
+    listed = pip(environment, "list", "--format", "json", capture=True)
+    return {canonicalize_name(item["name"]): item["version"] for item in json.loads(listed.stdout)}
+
+
+def changed_runtime_packages(runtime: Path, cluster: Path) -> list[str]:
+    """Runtime packages whose version the cluster's libraries changed, but those they replace on purpose
+    (`replaced` in pyproject.toml: mlflow==<client> brings its own mlflow-skinny)."""
+    before, after = installed_versions(runtime), installed_versions(cluster)
+    allowed = {canonicalize_name(name) for name in settings()["replaced"]}
+    return [f"{name} {version} -> {after[name]}" for name, version in sorted(before.items())
+            if after.get(name) != version and name not in allowed]
+
+
 def build_ci_cluster_environment(link: Path) -> Path:
     """CI's cluster-like environment: MLproject's python_libraries over the runtime, plus the test tools;
     `pip check` must pass. `link` points to it (a symlink), so `link/bin/python` runs it."""
@@ -167,6 +181,9 @@ def build_ci_cluster_environment(link: Path) -> Path:
     tools = tuple(line for line in (REPO / "requirements-dev.txt").read_text().splitlines() if line.startswith("hypothesis=="))
     environment = cluster_environment(mlproject_libraries(), tools)
     pip(environment, "check")
+    changed = changed_runtime_packages(runtime_environment(), environment)
+    if changed:
+        raise SystemExit(f"python_libraries change the runtime's own packages: {', '.join(changed)}")
     if link.is_symlink() or link.exists():
         link.unlink()
     link.symlink_to(environment)
