@@ -23,16 +23,15 @@ from mlflow import MlflowClient
 from mlflow.projects._project_spec import load_project
 
 from pipeline import download_data, fine_tuning_model, register_model
+from pipeline.contract import COMMIT_TAG, DOWNLOAD, ERROR_TAG, FINE_TUNING, REGISTER, REUSED_TAG, STEPS, STEPS_TAG
+from pipeline.contract import data_uri, step_run_id_tag
 from pipeline.credentials import child_process_credentials, on_databricks
-from pipeline.download_data import DATA_ARTIFACT
 from pipeline.entry import project_dir, run_entry_point
 from pipeline.errors import PipelineError, reports_errors
-from pipeline.reuse import COMMIT_TAG, git_commit, reusable_run
-from pipeline.tracking import ERROR_TAG, check_tracking_server
+from pipeline.reuse import git_commit, reusable_run
+from pipeline.tracking import check_tracking_server
 
-STEP_COMMANDS = {"download_data": download_data.main, "fine_tuning_model": fine_tuning_model.main,
-                 "register_model": register_model.main}
-STEPS = tuple(STEP_COMMANDS)
+STEP_COMMANDS = {DOWNLOAD: download_data.main, FINE_TUNING: fine_tuning_model.main, REGISTER: register_model.main}
 TRAINING_CLUSTER_SPEC = "training_cluster_spec.json"  # the job cluster of multi-node training on Databricks
 
 
@@ -85,7 +84,7 @@ def run_step(folder: Path, step: str, parameters: dict[str, str], experiment_id:
     submitted = mlflow.projects.run(str(folder), entry_point=step, parameters=parameters, experiment_id=experiment_id,
                                     run_name=step, synchronous=False, backend=backend, backend_config=cluster_spec,
                                     env_manager="local" if backend == "local" else None)
-    mlflow.set_tag(f"pipeline.{step}.run_id", submitted.run_id)
+    mlflow.set_tag(step_run_id_tag(step), submitted.run_id)
     if commit:  # MLflow finds none where the code came without .git; reuse compares it
         MlflowClient().set_tag(submitted.run_id, COMMIT_TAG, commit)
     if not submitted.wait():
@@ -104,7 +103,7 @@ def step_backend(folder: Path, step: str, parameters: dict[str, str]) -> tuple[s
     """Where a step runs: beside `main`, except multi-node training on Databricks. There the process that calls
     Spark's TorchDistributor must be a Spark job's own driver (runtime 13+ gives child processes of the driver no
     Spark), so fine_tuning_model goes as its own job to the multi-node cluster of `training_cluster_spec.json`."""
-    if step == "fine_tuning_model" and int(parameters.get("num_nodes", 1)) > 1 and on_databricks():
+    if step == FINE_TUNING and int(parameters.get("num_nodes", 1)) > 1 and on_databricks():
         return "databricks", str(folder / TRAINING_CLUSTER_SPEC)
     return "local", None
 
@@ -125,7 +124,7 @@ def main(pipeline_steps: str, reuse_completed: str, parameters: tuple[str, ...])
     # On a Databricks cluster only this process holds credentials: the steps get them in their environment.
     os.environ.update(child_process_credentials())
     with mlflow.start_run(run_name="pipeline") as parent:
-        mlflow.set_tag("pipeline.steps", ",".join(steps))
+        mlflow.set_tag(STEPS_TAG, ",".join(steps))
         experiment_id = parent.info.experiment_id
         # Databricks unpacks the code without .git: there, the commit is the one MLflow recorded at submission.
         commit = git_commit(folder) or parent.data.tags.get(COMMIT_TAG)
@@ -139,13 +138,13 @@ def main(pipeline_steps: str, reuse_completed: str, parameters: tuple[str, ...])
             if previous:
                 run_id = previous.info.run_id
                 reused.append(step)
-                mlflow.set_tags({f"pipeline.{step}.run_id": run_id, "pipeline.reused": ",".join(reused)})
+                mlflow.set_tags({step_run_id_tag(step): run_id, REUSED_TAG: ",".join(reused)})
                 click.echo(f"reusing finished {step} run {run_id}: same parameters, commit and input data")
             else:
                 run_id = run_step(folder, step, step_values, experiment_id, commit)
-            if step == "download_data":
-                values["data_path"] = f"runs:/{run_id}/{DATA_ARTIFACT}"
-            elif step == "fine_tuning_model":
+            if step == DOWNLOAD:
+                values["data_path"] = data_uri(run_id)
+            elif step == FINE_TUNING:
                 values["mlflow_run_id"] = run_id
         click.echo(f"pipeline finished: {', '.join(steps)} (parent run {parent.info.run_id})")
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 import mlflow
 
+from pipeline.contract import DATA_ARTIFACT, DOWNLOAD, SHA256_TAG, SOURCE_TAG
 from pipeline.data import LABEL_COLUMN, SPLITS, read_dataset
 from pipeline.entry import run_entry_point
 from pipeline.errors import PipelineError, reports_errors
@@ -24,8 +25,6 @@ from pipeline.fetch import extract_zip, fetch, sha256_of, source_validators
 from pipeline.tracking import log_new_params, step_run
 
 IMDB_URL = "https://pl-flash-data.s3.amazonaws.com/imdb.zip"
-DATA_ARTIFACT = "imdb"
-SOURCE_TAG = "pipeline.source_validators"  # what the archive's source said about its version; reuse compares it
 
 
 def validators_tag(validators: dict[str, str] | None) -> str:
@@ -39,7 +38,7 @@ def validators_tag(validators: dict[str, str] | None) -> str:
 @click.option("--sha256", default="none", show_default=True, help="Expected SHA-256 of the zip; 'none' skips the check.")
 @reports_errors
 def main(download_url: str, local_folder: str, sha256: str) -> None:
-    with step_run("download_data"):
+    with step_run(DOWNLOAD):
         log_new_params({"download_url": download_url, "local_folder": local_folder, "sha256": sha256})
         target = writable_folder(Path(local_folder)) / DATA_ARTIFACT
         with tempfile.TemporaryDirectory(prefix="download-") as scratch:
@@ -49,7 +48,7 @@ def main(download_url: str, local_folder: str, sha256: str) -> None:
             if sha256.lower() not in ("", "none") and sha256.lower() != actual_sha256:
                 raise PipelineError(f"{download_url}: SHA-256 is {actual_sha256}, expected {sha256}")
             frames = extract_zip(archive, target, download_url, check=read_dataset)
-        mlflow.set_tags({"archive_sha256": actual_sha256, SOURCE_TAG: validators_tag(validators)})
+        mlflow.set_tags({SHA256_TAG: actual_sha256, SOURCE_TAG: validators_tag(validators)})
         for split in SPLITS:
             frame = frames[split]
             dataset = mlflow.data.from_pandas(frame, source=download_url, name=f"imdb-{split}", targets=LABEL_COLUMN)

@@ -16,8 +16,8 @@ import click
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from pipeline.contract import ERROR_TAG
 from pipeline.errors import PipelineError
-from pipeline.tracking import ERROR_TAG
 
 
 def project_dir() -> Path:

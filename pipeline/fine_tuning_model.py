@@ -34,20 +34,21 @@ from transformers import AutoTokenizer
 from pipeline.baseline import NAME as BASELINE_NAME
 from pipeline.baseline import fit_baseline
 from pipeline.classifier import SentimentClassifier, load_pretrained
+from pipeline.contract import BEST_CHECKPOINT_TAG, DATA_RUN_TAG, DOWNLOAD, FINE_TUNING, LATEST, MODEL_URI_TAG
+from pipeline.contract import RESUMED_TAG, TOKENS_CACHED_TAG, data_uri, latest_finished_run
 from pipeline.data import LABEL_COLUMN
 from pipeline.datamodule import ReviewsDataModule
-from pipeline.download_data import DATA_ARTIFACT
 from pipeline.entry import run_entry_point
 from pipeline.errors import PipelineError, reports_errors
 from pipeline.hardware import ACCELERATORS, PRECISIONS, SWITCHES, Hardware, choose_hardware
-from pipeline.model_logging import MODEL_URI_TAG, log_sentiment_model
+from pipeline.model_logging import log_sentiment_model
+from pipeline.multinode import Outcome, logged_metrics, shared_copy, train_on_spark, training_job
 from pipeline.reports import log_model_vs_baseline, log_test_report, log_training_curves
 from pipeline.reuse import run_identity, step_run_by_id
-from pipeline.multinode import Outcome, logged_metrics, shared_copy, train_on_spark, training_job
 from pipeline.strategies import STRATEGIES
+from pipeline.tracking import download, is_artifact_uri, log_new_params, run_id_in, step_run
 from pipeline.training import MONITOR, reviews_datamodule, train
 from pipeline.truncation import TRUNCATIONS
-from pipeline.tracking import LATEST, download, is_artifact_uri, latest_finished_run, log_new_params, run_id_in, step_run
 
 DATA_DIR_VARIABLE = "PIPELINE_DATA_DIR"  # where rank 0 put the data, for the DDP ranks trainer.fit starts
 
@@ -86,7 +87,7 @@ def main(**params) -> None:
     L.seed_everything(params["seed"], workers=True, verbose=False)
     is_rank_zero = rank_zero_only.rank == 0
 
-    with (step_run("fine_tuning_model", log_system_metrics=True) if is_rank_zero else contextlib.nullcontext()) as run, \
+    with (step_run(FINE_TUNING, log_system_metrics=True) if is_rank_zero else contextlib.nullcontext()) as run, \
             tempfile.TemporaryDirectory(prefix="fine-tuning-") as scratch, contextlib.ExitStack() as cleanup:
         if is_rank_zero:
             work = Path(scratch)
@@ -110,8 +111,8 @@ def main(**params) -> None:
         if is_rank_zero:
             log_new_params(params)
             log_data_inputs(datamodule.frames, data_dir, data_run_id)
-            mlflow.set_tags({"pipeline.resumed": str(resume_from.exists()).lower(),
-                             "pipeline.tokenized_cache_hit": str(datamodule.tokens_cached()).lower()})
+            mlflow.set_tags({RESUMED_TAG: str(resume_from.exists()).lower(),
+                             TOKENS_CACHED_TAG: str(datamodule.tokens_cached()).lower()})
 
         if distributed:
             outcome, model = train_on_cluster(params, datamodule, checkpoints, resume_from, work)
@@ -122,7 +123,7 @@ def main(**params) -> None:
             mlflow.log_params(outcome.resolved | {"model_parameters": sum(p.numel() for p in model.parameters()),
                                                   "train_batches_per_epoch": outcome.train_batches_per_epoch})
             mlflow.log_metrics({f"best_{MONITOR}": outcome.best_model_score, "fit_seconds": outcome.fit_seconds})
-            mlflow.set_tag("pipeline.best_checkpoint", Path(outcome.best_model_path).name)
+            mlflow.set_tag(BEST_CHECKPOINT_TAG, Path(outcome.best_model_path).name)
             log_training_curves(run_id)
             log_test_report(torch.tensor(outcome.confusion))
             compare_with_baseline(datamodule.frames, run_id)
@@ -172,11 +173,11 @@ def compare_with_baseline(frames: dict[str, pd.DataFrame], run_id: str) -> None:
 def resolve_data(data_path: str, experiment_id: str, scratch: Path) -> tuple[Path, str | None]:
     """A local folder of CSVs for `data_path`: itself, a downloaded artifact, or the latest download_data run's data."""
     if data_path in ("", LATEST):
-        data_path = f"runs:/{latest_finished_run('download_data', experiment_id).info.run_id}/{DATA_ARTIFACT}"
+        data_path = data_uri(latest_finished_run(DOWNLOAD, experiment_id).info.run_id)
     if is_artifact_uri(data_path):
         run_id = run_id_in(data_path)
         if run_id is not None:  # one line for an unknown run or another step's run, before downloading anything
-            step_run_by_id(run_id, "download_data", f"data_path={data_path!r}")
+            step_run_by_id(run_id, DOWNLOAD, f"data_path={data_path!r}")
         return download(data_path, scratch / "data"), run_id
     folder = Path(data_path.removeprefix("file://"))
     if not folder.is_dir():
@@ -191,7 +192,7 @@ def log_data_inputs(frames: dict[str, pd.DataFrame], data_dir: Path, data_run_id
     for split, frame in frames.items():
         mlflow.log_input(mlflow.data.from_pandas(frame, source=source, name=f"imdb-{split}", targets=LABEL_COLUMN), context=split)
     if data_run_id:
-        mlflow.set_tag("pipeline.data_run_id", data_run_id)
+        mlflow.set_tag(DATA_RUN_TAG, data_run_id)
 
 
 def data_digests(frames: dict[str, pd.DataFrame]) -> dict[str, str]:

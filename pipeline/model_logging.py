@@ -10,8 +10,8 @@ import transformers
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
-MODEL_ARTIFACT = "model"
-MODEL_URI_TAG = "pipeline.model_uri"  # set on the fine-tuning run: where its logged model lives
+from pipeline.contract import MODEL_ARTIFACT
+
 # One unnamed string column: MLflow then accepts a list of strings, a Series, one string or a one-column DataFrame
 # (a named `review` column would refuse all but the DataFrame); `sentiment_model.review_texts` reads them.
 SIGNATURE = ModelSignature(

@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 import pipeline
+from pipeline.contract import FINE_TUNING
 from pipeline.errors import PipelineError, first_line
 
 SHARED_HINT = ("with num_nodes > 1, cache_dir and checkpoint_dir must be folders every node reads "
@@ -49,7 +50,7 @@ def spark_session(master: str):
         raise PipelineError("num_nodes > 1 needs pyspark (Databricks runtimes have it; elsewhere: pip install pyspark==4.1.1)") from None
     if master == "auto":
         master = os.environ.get("SPARK_MASTER", "")
-    builder = SparkSession.builder.appName("fine_tuning_model")
+    builder = SparkSession.builder.appName(FINE_TUNING)
     if master:  # a Spark of our own: its Python workers run this environment's Python, on this machine's loopback
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = builder.master(master).config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")

@@ -17,6 +17,7 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from sklearn.metrics import accuracy_score, f1_score
 
+from pipeline.contract import DATA_RUN_TAG, DIGEST_TAG, GATE_TAG, METRIC_TAG, SCORE_TAG, data_uri
 from pipeline.baseline import NAME as BASELINE_NAME
 from pipeline.data import LABEL_COLUMN, TEXT_COLUMN, read_split
 from pipeline.errors import PipelineError, first_line
@@ -24,7 +25,6 @@ from pipeline.reuse import input_digests
 from pipeline.tracking import download
 
 SCORERS = {"test_accuracy": accuracy_score, "test_macro_f1": lambda truth, predicted: f1_score(truth, predicted, average="macro")}
-GATE_TAG, METRIC_TAG, SCORE_TAG, DIGEST_TAG = "quality_gate", "gate_metric", "gate_score", "test_data_digest"
 
 
 @dataclass(frozen=True)
@@ -91,9 +91,9 @@ def score_on_candidate_data(client: MlflowClient, champion, candidate: Run, metr
 
 def candidate_test_csv(candidate: Run, scratch: Path) -> Path:
     """The test split the candidate was scored on: from its download run, or the folder it read."""
-    data_run_id = candidate.data.tags.get("pipeline.data_run_id")
+    data_run_id = candidate.data.tags.get(DATA_RUN_TAG)
     if data_run_id:
-        return download(f"runs:/{data_run_id}/imdb/test.csv", scratch)
+        return download(data_uri(data_run_id, "test"), scratch)
     folder = Path(candidate.data.params.get("data_path", ""))
     if (folder / "test.csv").is_file():
         return folder / "test.csv"

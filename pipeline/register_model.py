@@ -18,12 +18,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.uri import is_databricks_unity_catalog_uri
 from mlflow.utils.validation import _validate_model_alias_name, _validate_model_alias_name_reserved, _validate_model_name
 
+from pipeline.contract import DIGEST_TAG, FINE_TUNING, GATE_REASON_TAG, GATE_RESULT_TAG, GATE_TAG, LATEST, METRIC_TAG
+from pipeline.contract import MODEL_URI_TAG, REGISTER, REGISTERED_NAME_TAG, REGISTERED_VERSION_TAG, SCORE_TAG
+from pipeline.contract import SOURCE_RUN_TAG, STEP_TAG, latest_finished_run
 from pipeline.entry import run_entry_point
 from pipeline.errors import PipelineError, first_line, reports_errors
-from pipeline.model_logging import MODEL_URI_TAG
-from pipeline.quality_gate import DIGEST_TAG, GATE_TAG, METRIC_TAG, SCORE_TAG, SCORERS, judge, promote
+from pipeline.quality_gate import SCORERS, judge, promote
 from pipeline.reuse import input_digests
-from pipeline.tracking import LATEST, STEP_TAG, latest_finished_run, log_new_params, shown_tracking_uri, step_run
+from pipeline.tracking import log_new_params, shown_tracking_uri, step_run
 
 
 @click.command(help=__doc__)
@@ -38,7 +40,7 @@ from pipeline.tracking import LATEST, STEP_TAG, latest_finished_run, log_new_par
 @reports_errors
 def main(mlflow_run_id: str, registered_model_name: str, alias: str, challenger_alias: str, gate_metric: str,
          min_score: float, beat_baseline: str) -> None:
-    with step_run("register_model") as run:
+    with step_run(REGISTER) as run:
         log_new_params({"mlflow_run_id": mlflow_run_id, "registered_model_name": registered_model_name, "alias": alias,
                         "challenger_alias": challenger_alias, "gate_metric": gate_metric, "min_score": min_score,
                         "beat_baseline": beat_baseline})
@@ -51,7 +53,7 @@ def main(mlflow_run_id: str, registered_model_name: str, alias: str, challenger_
         version = mlflow.register_model(
             source.data.tags[MODEL_URI_TAG],
             registered_model_name,
-            tags={"source_run_id": source.info.run_id, GATE_TAG: gate,
+            tags={SOURCE_RUN_TAG: source.info.run_id, GATE_TAG: gate,
                   METRIC_TAG: gate_metric, SCORE_TAG: str(verdict.score), DIGEST_TAG: test_digest},
         )
         if verdict.passed:
@@ -60,9 +62,8 @@ def main(mlflow_run_id: str, registered_model_name: str, alias: str, challenger_
         else:
             client.set_registered_model_alias(registered_model_name, challenger_alias, version.version)
             outcome = f"@{challenger_alias} -> version {version.version} (not promoted)"
-        mlflow.set_tags({"registered_model_name": registered_model_name, "registered_model_version": version.version,
-                         "source_run_id": source.info.run_id, "pipeline.quality_gate": gate,
-                         "pipeline.quality_gate_reason": verdict.reason})
+        mlflow.set_tags({REGISTERED_NAME_TAG: registered_model_name, REGISTERED_VERSION_TAG: version.version,
+                         SOURCE_RUN_TAG: source.info.run_id, GATE_RESULT_TAG: gate, GATE_REASON_TAG: verdict.reason})
         click.echo(f"registered {registered_model_name} version {version.version}; {outcome}: {verdict.reason}")
 
 
@@ -91,14 +92,14 @@ def check_model_name(name: str) -> None:
 def find_source_run(client: MlflowClient, run_id: str, experiment_id: str):
     """The fine-tuning run to register: the given id (checked) or the latest finished one."""
     if run_id in ("", LATEST):
-        return latest_finished_run("fine_tuning_model", experiment_id)
+        return latest_finished_run(FINE_TUNING, experiment_id)
     try:
         source = client.get_run(run_id)
     except mlflow.exceptions.MlflowException:
         raise PipelineError(f"mlflow_run_id={run_id!r}: no such run in {shown_tracking_uri()}") from None
     if source.info.status != "FINISHED":
         raise PipelineError(f"mlflow_run_id={run_id!r}: the run is {source.info.status}, not FINISHED")
-    if source.data.tags.get(STEP_TAG, "fine_tuning_model") != "fine_tuning_model":
+    if source.data.tags.get(STEP_TAG, FINE_TUNING) != FINE_TUNING:
         raise PipelineError(f"mlflow_run_id={run_id!r}: that is a {source.data.tags[STEP_TAG]!r} run, not a fine_tuning_model run")
     if MODEL_URI_TAG not in source.data.tags:
         raise PipelineError(f"mlflow_run_id={run_id!r}: the run logged no model (no {MODEL_URI_TAG!r} tag)")

@@ -13,12 +13,13 @@ import mlflow
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
-from pipeline.download_data import SOURCE_TAG, validators_tag
+from pipeline.contract import COMMIT_TAG, DOWNLOAD, FINE_TUNING, LATEST, REGISTER, SOURCE_RUN_TAG, SOURCE_TAG, STEP_TAG
+from pipeline.contract import finished_runs, latest_finished_run
+from pipeline.download_data import validators_tag
 from pipeline.errors import PipelineError, first_line
 from pipeline.fetch import source_validators
-from pipeline.tracking import LATEST, STEP_TAG, latest_finished_run, run_id_in, shown_tracking_uri
+from pipeline.tracking import run_id_in, shown_tracking_uri
 
-COMMIT_TAG = "mlflow.source.git.commit"
 # Where files go, not what is computed: runs that differ only here did the same work.
 PLACEMENT_PARAMETERS = ("checkpoint_dir", "cache_dir")
 # Compared by content (the input data's digests), not by the reference that names it.
@@ -55,14 +56,8 @@ def find_reusable_run(step: str, experiment_id: str, params: dict[str, str], com
                       data_digests: dict[str, str] | None = None, extra_tags: dict[str, str] | None = None) -> Run | None:
     """The newest FINISHED run of `step` whose stored params equal `params`, whose commit is `commit`,
     whose input data digests equal `data_digests` (when given) and whose tags include `extra_tags`."""
-    candidates = mlflow.search_runs(
-        experiment_ids=[experiment_id],
-        filter_string=f"tags.`{STEP_TAG}` = '{step}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        output_format="list",
-    )
     wanted = run_identity(params)
-    for run in candidates:
+    for run in finished_runs(step, experiment_id):
         if run.data.tags.get(COMMIT_TAG) != commit:
             continue
         if any(run.data.params.get(key) not in (value, shlex.quote(value)) for key, value in wanted.items()):
@@ -81,17 +76,17 @@ def reusable_run(step: str, values: dict[str, str], declared: dict, experiment_i
     `values` are the KEY=VALUE strings `main` passes; `declared` is MLproject's parameter declarations (for
     the defaults MLflow stores when a value is not passed), as MLflow's loader reads them."""
     params = {key: values.get(key, "" if spec.default is None else str(spec.default)) for key, spec in declared[step].items()}
-    if step == "fine_tuning_model":  # compare the data itself, not the reference to it
+    if step == FINE_TUNING:  # compare the data itself, not the reference to it
         data_run = data_run_for(params[DATA_REFERENCE], experiment_id)
         if data_run is None:
             return None
         return find_reusable_run(step, experiment_id, params, commit, data_digests=input_digests(data_run))
-    if step == "register_model":  # compare the model registered, not how it was named
+    if step == REGISTER:  # compare the model registered, not how it was named
         source = params.pop("mlflow_run_id")
         if source == LATEST:
-            latest = latest_run_or_none("fine_tuning_model", experiment_id)
+            latest = latest_run_or_none(FINE_TUNING, experiment_id)
             source = latest.info.run_id if latest else None
-        return find_reusable_run(step, experiment_id, params, commit, extra_tags={"source_run_id": source}) if source else None
+        return find_reusable_run(step, experiment_id, params, commit, extra_tags={SOURCE_RUN_TAG: source}) if source else None
     # download_data: the same URL may serve another file now; reuse only what its source still says it serves.
     validators = source_validators(params["download_url"])
     if validators is None:
@@ -102,9 +97,9 @@ def reusable_run(step: str, values: dict[str, str], declared: dict, experiment_i
 def data_run_for(data_path: str, experiment_id: str):
     """The download_data run that `data_path` points at (`runs:/<id>/imdb` or `latest`), else None."""
     if data_path == LATEST:
-        return latest_run_or_none("download_data", experiment_id)
+        return latest_run_or_none(DOWNLOAD, experiment_id)
     run_id = run_id_in(data_path)
-    return step_run_by_id(run_id, "download_data", f"data_path={data_path!r}") if run_id is not None else None
+    return step_run_by_id(run_id, DOWNLOAD, f"data_path={data_path!r}") if run_id is not None else None
 
 
 def step_run_by_id(run_id: str, step: str, given: str) -> Run:

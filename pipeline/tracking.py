@@ -1,4 +1,4 @@
-"""How steps find each other through MLflow: step tags, the latest finished run of a step, artifacts by URI."""
+"""A step's own MLflow run, its parameters, the tracking server's reachability and artifacts by URI."""
 
 import contextlib
 from pathlib import Path
@@ -6,13 +6,9 @@ from urllib.parse import urlparse
 
 import mlflow
 import requests
-from mlflow.entities import Run
 
+from pipeline.contract import ERROR_TAG, STEP_TAG
 from pipeline.errors import PipelineError, first_line
-
-STEP_TAG = "pipeline.step"
-ERROR_TAG = "pipeline.error"
-LATEST = "latest"  # parameter value: take the output of the latest finished run of the step before
 
 
 @contextlib.contextmanager
@@ -52,20 +48,6 @@ def shown_tracking_uri() -> str:
     """The tracking URI as messages may show it: without the user and password an http(s) URI can carry."""
     parts = urlparse(mlflow.get_tracking_uri())
     return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
-
-
-def latest_finished_run(step: str, experiment_id: str) -> Run:
-    """The most recently started FINISHED run of `step` in the experiment."""
-    runs = mlflow.search_runs(
-        experiment_ids=[experiment_id],
-        filter_string=f"tags.`{STEP_TAG}` = '{step}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-        output_format="list",
-    )
-    if not runs:
-        raise PipelineError(f"no finished '{step}' run in experiment {experiment_id}: run that step first or pass its output explicitly")
-    return runs[0]
 
 
 def run_id_in(uri: str) -> str | None:

@@ -15,10 +15,9 @@ import torch
 from conftest import REPO, cli_runner, easy_reviews, mlflow_run, params, tracking_at, write_splits
 from pipeline import fine_tuning_model
 from pipeline.data import read_dataset
-from pipeline.download_data import DATA_ARTIFACT
 from pipeline.reports import epoch_points
 from pipeline.reuse import input_digests
-from pipeline.tracking import STEP_TAG
+from pipeline.contract import DATA_ARTIFACT, STEP_TAG
 
 FAST = ["--epochs", "3", "--batch-size", "16", "--learning-rate", "3e-3", "--max-length", "32"]
 

@@ -12,7 +12,7 @@ from conftest import REPO, cli_runner, easy_reviews, write_splits, zip_folder
 from pipeline import download_data, fine_tuning_model
 from pipeline.errors import PipelineError
 from pipeline.reuse import data_run_for, find_reusable_run, reusable_run, run_identity, step_run_by_id
-from pipeline.tracking import STEP_TAG
+from pipeline.contract import STEP_TAG
 
 PARAMS = {"epochs": "3", "learning_rate": "0.0001", "checkpoint_dir": "./checkpoints", "cache_dir": "~/.cache/x",
           "data_path": "runs:/abc/imdb"}

@@ -1,0 +1,66 @@
+"""The contract between the steps: their names, what one step leaves in MLflow for the next (tags, artifacts),
+and the one query that finds a step's finished runs. Every other module names these through here."""
+
+import mlflow
+from mlflow.entities import Run
+
+from pipeline.errors import PipelineError
+
+DOWNLOAD, FINE_TUNING, REGISTER = STEPS = ("download_data", "fine_tuning_model", "register_model")
+LATEST = "latest"  # parameter value: take the output of the latest finished run of the step before
+
+# Tags on every step's run
+STEP_TAG = "pipeline.step"  # which step made the run
+ERROR_TAG = "pipeline.error"  # the one-line reason a step failed, which `main` repeats
+COMMIT_TAG = "mlflow.source.git.commit"  # MLflow's own: the code's commit (reuse compares it)
+
+# download_data
+DATA_ARTIFACT = "imdb"  # the artifact folder of train.csv, valid.csv, test.csv
+SOURCE_TAG = "pipeline.source_validators"  # what the archive's source said about its version; reuse compares it
+SHA256_TAG = "archive_sha256"
+
+# fine_tuning_model
+DATA_RUN_TAG = "pipeline.data_run_id"  # the download_data run whose data it trained on
+MODEL_ARTIFACT = "model"
+MODEL_URI_TAG = "pipeline.model_uri"  # where its logged model lives
+RESUMED_TAG = "pipeline.resumed"
+TOKENS_CACHED_TAG = "pipeline.tokenized_cache_hit"
+BEST_CHECKPOINT_TAG = "pipeline.best_checkpoint"
+
+# register_model (on its run, and SOURCE_RUN_TAG and the gate's tags on the model version too)
+SOURCE_RUN_TAG = "source_run_id"  # the fine-tuning run whose model it registered
+REGISTERED_NAME_TAG, REGISTERED_VERSION_TAG = "registered_model_name", "registered_model_version"
+GATE_RESULT_TAG, GATE_REASON_TAG = "pipeline.quality_gate", "pipeline.quality_gate_reason"
+GATE_TAG, METRIC_TAG, SCORE_TAG, DIGEST_TAG = "quality_gate", "gate_metric", "gate_score", "test_data_digest"
+
+# main (the parent run)
+STEPS_TAG, REUSED_TAG = "pipeline.steps", "pipeline.reused"
+
+
+def step_run_id_tag(step: str) -> str:
+    """The parent run's tag naming the run that did `step`."""
+    return f"pipeline.{step}.run_id"
+
+
+def data_uri(run_id: str, split: str | None = None) -> str:
+    """The data a download_data run logged (`runs:/<id>/imdb`), or one split's CSV of it."""
+    return f"runs:/{run_id}/{DATA_ARTIFACT}" + (f"/{split}.csv" if split else "")
+
+
+def finished_runs(step: str, experiment_id: str, max_results: int | None = None) -> list[Run]:
+    """The FINISHED runs of `step` in the experiment, newest first."""
+    return mlflow.search_runs(
+        experiment_ids=[experiment_id],
+        filter_string=f"tags.`{STEP_TAG}` = '{step}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        output_format="list",
+        **({"max_results": max_results} if max_results else {}),
+    )
+
+
+def latest_finished_run(step: str, experiment_id: str) -> Run:
+    """The most recently started FINISHED run of `step`."""
+    runs = finished_runs(step, experiment_id, max_results=1)
+    if not runs:
+        raise PipelineError(f"no finished '{step}' run in experiment {experiment_id}: run that step first or pass its output explicitly")
+    return runs[0]
