@@ -50,4 +50,4 @@ ui: venv  ## browse the runs and models of the local store (mlflow.db)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
 
 clean:  ## remove local runs, downloads and checkpoints (keeps .venv)
-	rm -rf mlflow.db mlruns mlartifacts checkpoints lightning_logs data/imdb
+	rm -rf mlflow.db mlruns mlartifacts checkpoints lightning_logs data/imdb data/.imdb-*

@@ -1,9 +1,11 @@
 """Fetching the data archive (HTTP(S), file:// or a local path) and unpacking it safely and atomically."""
 
 import hashlib
+import os
 import shutil
 import tempfile
 import time
+import uuid
 import zipfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -152,10 +154,23 @@ def _dataset_root(staging: Path, source: str) -> Path:
 
 
 def _replace(new: Path, target: Path) -> None:
-    """Swap `new` in as `target` with renames, so readers see the old or the new folder, never a mix."""
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    new.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
+    """Make `new` the data `target` names, in one atomic step. `target` is a link to a versioned folder beside it
+    (`.imdb-<id>`) and is switched with one `os.replace`: a reader, or a crash, sees the old data or the new,
+    never neither. A plain folder at `target` (from before versions) is moved aside first, once."""
+    version = target.with_name(f".{target.name}-{uuid.uuid4().hex[:12]}")
+    new.rename(version)
+    previous = target.resolve() if target.is_symlink() else None
+    if target.exists() and previous is None:
+        previous = target.with_name(f".{target.name}.old")
+        shutil.rmtree(previous, ignore_errors=True)
+        target.rename(previous)
+    link = target.with_name(f".{target.name}.link-{version.name}")
+    link.symlink_to(version.name)  # relative: the data folder may move
+    try:
+        os.replace(link, target)
+    except OSError:
+        link.unlink()
+        shutil.rmtree(version, ignore_errors=True)
+        raise
+    if previous is not None:
+        shutil.rmtree(previous, ignore_errors=True)

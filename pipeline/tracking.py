@@ -6,6 +6,8 @@ from urllib.parse import urlparse
 
 import mlflow
 import requests
+from mlflow.environment_variables import (MLFLOW_TRACKING_INSECURE_TLS, MLFLOW_TRACKING_PASSWORD, MLFLOW_TRACKING_SERVER_CERT_PATH,
+                                          MLFLOW_TRACKING_TOKEN, MLFLOW_TRACKING_USERNAME)
 
 from pipeline.contract import ERROR_TAG, STEP_TAG
 from pipeline.errors import PipelineError, first_line
@@ -34,14 +36,40 @@ def log_new_params(params: dict) -> None:
 
 
 def check_tracking_server(timeout_s: float = 10.0) -> None:
-    """Fail fast with one line when an http(s) tracking URI does not answer (MLflow itself retries for minutes)."""
+    """Fail fast with one line when an http(s) tracking server does not answer, refuses the credentials or errs
+    (MLflow itself retries for minutes, then prints a traceback that repeats the URI). It asks the REST API with
+    the credentials MLflow would send (MLFLOW_TRACKING_USERNAME/PASSWORD or MLFLOW_TRACKING_TOKEN)."""
     uri = mlflow.get_tracking_uri()
     if urlparse(uri).scheme not in ("http", "https"):
         return
+    shown = shown_tracking_uri()
     try:
-        requests.get(uri, timeout=timeout_s)
+        answer = requests.get(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search", params={"max_results": 1},
+                              timeout=timeout_s, verify=tls_verification(), **tracking_auth())
     except requests.exceptions.RequestException as error:
-        raise PipelineError(f"tracking server {shown_tracking_uri()} does not answer ({type(error).__name__}); check MLFLOW_TRACKING_URI") from None
+        raise PipelineError(f"tracking server {shown} does not answer ({type(error).__name__}); check MLFLOW_TRACKING_URI") from None
+    if answer.status_code in (401, 403):
+        raise PipelineError(f"tracking server {shown} refuses the credentials (HTTP {answer.status_code}); "
+                            "check MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN")
+    if answer.status_code >= 500:
+        raise PipelineError(f"tracking server {shown} fails (HTTP {answer.status_code}); see the server's log")
+    if answer.status_code != 200:
+        raise PipelineError(f"{shown} answers HTTP {answer.status_code} to MLflow's REST API: is it an MLflow tracking server?")
+
+
+def tracking_auth() -> dict:
+    """The `requests` arguments for the credentials MLflow's documented variables give."""
+    username, password = MLFLOW_TRACKING_USERNAME.get(), MLFLOW_TRACKING_PASSWORD.get()
+    if username and password:
+        return {"auth": (username, password)}
+    token = MLFLOW_TRACKING_TOKEN.get()
+    return {"headers": {"Authorization": f"Bearer {token}"}} if token else {}
+
+
+def tls_verification() -> bool | str:
+    if MLFLOW_TRACKING_INSECURE_TLS.get():
+        return False
+    return MLFLOW_TRACKING_SERVER_CERT_PATH.get() or True
 
 
 def shown_tracking_uri() -> str:

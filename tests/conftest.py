@@ -65,6 +65,12 @@ def write_splits(folder: Path, frames: dict[str, pd.DataFrame]) -> Path:
     return folder
 
 
+def leftovers(parent: Path) -> list[str]:
+    """What a data folder holds besides `imdb` and the version folder it links to: staging or backup remains."""
+    kept = {"imdb", (parent / "imdb").resolve().name}
+    return sorted(path.name for path in parent.iterdir() if path.name not in kept)
+
+
 def zip_folder(folder: Path, archive: Path, top: str = "imdb") -> Path:
     """A zip in the book's layout: `imdb/{train,valid,test}.csv`."""
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:

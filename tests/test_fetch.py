@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from conftest import zip_folder
+from conftest import leftovers, zip_folder
 from pipeline.data import read_dataset
 from pipeline.fetch import DownloadError, extract_zip, fetch
 
@@ -102,7 +102,28 @@ def test_extracts_book_layout_and_replaces_old_data(tmp_path, easy_data):
     frames = extract_zip(archive, target, "imdb.zip", check=read_dataset)
     assert sorted(p.name for p in target.iterdir()) == ["test.csv", "train.csv", "valid.csv"]
     assert len(frames["train"]) == 400
-    assert [p.name for p in target.parent.iterdir()] == ["imdb"]  # no staging or backup folders left
+    (version,) = [p.name for p in target.parent.iterdir() if p.name != "imdb"]  # no staging or backup folders left
+    assert target.is_symlink() and target.resolve().name == version and version.startswith(".imdb-")
+    extract_zip(archive, target, "imdb.zip", check=read_dataset)  # a second download replaces the first version
+    (second,) = [p.name for p in target.parent.iterdir() if p.name != "imdb"]
+    assert second != version and target.resolve().name == second
+
+
+def test_the_switch_to_new_data_is_one_atomic_step(tmp_path, easy_data, monkeypatch):
+    """The new data become visible in one `os.replace` of the link: where it fails, the old data stay whole."""
+    archive = zip_folder(easy_data, tmp_path / "imdb.zip")
+    target = tmp_path / "data" / "imdb"
+    extract_zip(archive, target, "imdb.zip", check=read_dataset)
+    old = target.resolve()
+
+    def failing_replace(source, destination):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr("pipeline.fetch.os.replace", failing_replace)
+    with pytest.raises(OSError, match="disk gone"):
+        extract_zip(archive, target, "imdb.zip", check=read_dataset)
+    assert target.resolve() == old and (target / "train.csv").is_file()
+    assert sorted(p.name for p in target.parent.iterdir()) == sorted(["imdb", old.name])  # nothing half-written left
 
 
 def make_zip(path, members: dict[str, bytes]):
@@ -132,7 +153,7 @@ def test_bad_archives_leave_previous_data(tmp_path, easy_data, build, message):
         extract_zip(archive, target, "bad.zip", check=read_dataset)
     assert message in str(error.value) and "\n" not in str(error.value)
     assert {p.name: p.read_bytes() for p in target.iterdir()} == before
-    assert [p.name for p in target.parent.iterdir()] == ["imdb"]
+    assert leftovers(target.parent) == []
 
 
 def test_truncated_zip_is_rejected(tmp_path, easy_data):
