@@ -11,7 +11,7 @@ CLUSTER_TESTS ?= tests/test_databricks.py tests/test_main.py::test_full_pipeline
 
 EXPERIMENT ?= /Shared/sentiment
 
-.PHONY: venv run databricks test test-fast test-cluster test-databricks deps ui clean
+.PHONY: venv run databricks test test-fast test-cluster test-databricks deps mlproject ui clean
 
 venv: $(VENV)/.installed
 
@@ -45,6 +45,9 @@ test-databricks: venv  ## the pipeline on a real workspace: DATABRICKS_HOST, DAT
 
 deps: venv  ## regenerate conda.yaml and MLproject's python_libraries from pyproject.toml and requirements.txt
 	$(BIN)/python tools/dependencies.py write
+
+mlproject: venv  ## rewrite MLproject's entry points from the step parameters in pipeline/parameters.py
+	$(BIN)/python tools/mlproject.py write
 
 ui: venv  ## browse the runs and models of the local store (mlflow.db)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db

@@ -7,31 +7,30 @@ steps as MLflow references (the data as `runs:/<download run>/imdb`, the model a
 id), never as paths on one disk, so the same code works wherever the backend runs it.
 """
 
-import importlib.metadata
 import os
-import platform
 import sys
 
 if __name__ == "__main__":  # the project folder, also where Databricks runs this source from MLflow's wrapper
     sys.path.insert(0, os.getcwd())
 
+import dataclasses
+import importlib.metadata
+import platform
 from pathlib import Path
 
 import click
 import mlflow
 from mlflow import MlflowClient
-from mlflow.projects._project_spec import load_project
 
-from pipeline import download_data, fine_tuning_model, register_model
-from pipeline.contract import COMMIT_TAG, DOWNLOAD, ERROR_TAG, FINE_TUNING, REGISTER, REUSED_TAG, STEPS, STEPS_TAG
+from pipeline.contract import COMMIT_TAG, DOWNLOAD, ERROR_TAG, FINE_TUNING, REUSED_TAG, STEPS, STEPS_TAG
 from pipeline.contract import data_uri, step_run_id_tag
 from pipeline.credentials import child_process_credentials, on_databricks
 from pipeline.entry import project_dir, run_entry_point
 from pipeline.errors import PipelineError, reports_errors
+from pipeline.parameters import STEP_PARAMETERS, Pipeline, check_value, command_line, declaring_steps
 from pipeline.reuse import git_commit, reusable_run
 from pipeline.tracking import check_tracking_server
 
-STEP_COMMANDS = {DOWNLOAD: download_data.main, FINE_TUNING: fine_tuning_model.main, REGISTER: register_model.main}
 TRAINING_CLUSTER_SPEC = "training_cluster_spec.json"  # the job cluster of multi-node training on Databricks
 
 
@@ -46,35 +45,27 @@ def parse_steps(text: str) -> list[str]:
     return [step for step in STEPS if step in asked]
 
 
-def step_parameters(folder: Path) -> dict[str, dict]:
-    """Each step's parameter declarations ({name: mlflow Parameter}), read from MLproject by MLflow's own loader."""
-    project = load_project(str(folder))
-    return {step: project.get_entry_point(step).parameters for step in STEPS}
+def step_defaults() -> dict[str, dict[str, object]]:
+    """Each step's parameters and their defaults (`pipeline.parameters`, which MLproject declares as they are)."""
+    return {step: {item.name: item.default for item in dataclasses.fields(config)} for step, config in STEP_PARAMETERS.items()}
 
 
-def parse_parameters(pairs: tuple[str, ...], declared: dict[str, dict]) -> dict[str, str]:
-    """KEY=VALUE pairs, checked before any step starts: each names a step parameter (MLproject) and is a value
-    that step's own command takes (its click option: type, range, choices)."""
+def parse_parameters(pairs: tuple[str, ...]) -> dict[str, str]:
+    """KEY=VALUE pairs, checked before any step starts: each names a step parameter and is a value that step
+    takes (type, range, choices)."""
     values = {}
     for pair in pairs:
         key, separator, value = pair.partition("=")
-        steps = [step for step, parameters in declared.items() if key in parameters]
+        steps = declaring_steps(key)
         if not separator or not steps:
             raise PipelineError(f"{pair!r}: not a parameter of any step (expected KEY=VALUE)")
         for step in steps:
-            check_value(step, key, value)
+            try:
+                check_value(step, key, value)
+            except click.BadParameter as error:
+                raise PipelineError(f"-P {key}={value!r}: {error.message} (entry point {step})") from None
         values[key] = value
     return values
-
-
-def check_value(step: str, key: str, value: str) -> None:
-    """Convert `value` as the step's command would convert its option `key`; one line where it would refuse it."""
-    command = STEP_COMMANDS[step]
-    (option,) = [parameter for parameter in command.params if parameter.name == key]
-    try:
-        option.type_cast_value(click.Context(command), value)
-    except click.BadParameter as error:
-        raise PipelineError(f"-P {key}={value!r}: {error.message} (entry point {step})") from None
 
 
 def run_step(folder: Path, step: str, parameters: dict[str, str], experiment_id: str, commit: str | None) -> str:
@@ -109,16 +100,14 @@ def step_backend(folder: Path, step: str, parameters: dict[str, str]) -> tuple[s
 
 
 @click.command(help=__doc__)
-@click.option("--pipeline-steps", default="all", show_default=True, help="'all' or a comma list of steps.")
-@click.option("--reuse-completed", type=click.Choice(["true", "false"]), default="true", show_default=True,
-              help="Skip a step whose finished run had the same parameters, commit and input data.")
+@command_line(Pipeline)
 @click.argument("parameters", nargs=-1)
 @reports_errors
 def main(pipeline_steps: str, reuse_completed: str, parameters: tuple[str, ...]) -> None:
     steps = parse_steps(pipeline_steps)
     folder = project_dir()
-    declared = step_parameters(folder)
-    values = parse_parameters(parameters, declared)
+    declared = step_defaults()
+    values = parse_parameters(parameters)
     click.echo(environment_line())
     check_tracking_server()
     # On a Databricks cluster only this process holds credentials: the steps get them in their environment.

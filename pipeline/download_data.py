@@ -10,6 +10,7 @@ import sys
 if __name__ == "__main__":  # the project folder, also where Databricks runs this source from MLflow's wrapper
     sys.path.insert(0, os.getcwd())
 
+import dataclasses
 import json
 import tempfile
 from pathlib import Path
@@ -22,9 +23,8 @@ from pipeline.data import LABEL_COLUMN, SPLITS, read_dataset
 from pipeline.entry import run_entry_point
 from pipeline.errors import PipelineError, reports_errors
 from pipeline.fetch import extract_zip, fetch, sha256_of, source_validators
+from pipeline.parameters import DownloadData, command_line
 from pipeline.tracking import log_new_params, step_run
-
-IMDB_URL = "https://pl-flash-data.s3.amazonaws.com/imdb.zip"
 
 
 def validators_tag(validators: dict[str, str] | None) -> str:
@@ -33,13 +33,16 @@ def validators_tag(validators: dict[str, str] | None) -> str:
 
 
 @click.command(help=__doc__)
-@click.option("--download-url", default=IMDB_URL, show_default=True, help="http(s):// or file:// URL, or a local path, of the zip.")
-@click.option("--local-folder", default="./data", show_default=True, help="Where the CSVs are unpacked (into <folder>/imdb).")
-@click.option("--sha256", default="none", show_default=True, help="Expected SHA-256 of the zip; 'none' skips the check.")
+@command_line(DownloadData)
 @reports_errors
-def main(download_url: str, local_folder: str, sha256: str) -> None:
+def main(**values) -> None:
+    download(DownloadData(**values))
+
+
+def download(config: DownloadData) -> None:
+    download_url, local_folder, sha256 = config.download_url, config.local_folder, config.sha256
     with step_run(DOWNLOAD):
-        log_new_params({"download_url": download_url, "local_folder": local_folder, "sha256": sha256})
+        log_new_params(dataclasses.asdict(config))
         target = writable_folder(Path(local_folder)) / DATA_ARTIFACT
         with tempfile.TemporaryDirectory(prefix="download-") as scratch:
             validators = source_validators(download_url)  # before the body: a change during the download shows later

@@ -15,6 +15,7 @@ if __name__ == "__main__":  # the project folder, also where Databricks runs thi
     sys.path.insert(0, os.getcwd())
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -40,51 +41,33 @@ from pipeline.data import LABEL_COLUMN
 from pipeline.datamodule import ReviewsDataModule
 from pipeline.entry import run_entry_point
 from pipeline.errors import PipelineError, reports_errors
-from pipeline.hardware import ACCELERATORS, PRECISIONS, SWITCHES, Hardware, choose_hardware
+from pipeline.hardware import Hardware, choose_hardware
 from pipeline.model_logging import log_sentiment_model
+from pipeline.parameters import FineTuning, command_line
 from pipeline.multinode import Outcome, logged_metrics, shared_copy, train_on_spark, training_job
 from pipeline.reports import log_model_vs_baseline, log_test_report, log_training_curves
 from pipeline.reuse import run_identity, step_run_by_id
-from pipeline.strategies import STRATEGIES
 from pipeline.tracking import download, is_artifact_uri, log_new_params, run_id_in, step_run
 from pipeline.training import MONITOR, reviews_datamodule, train
-from pipeline.truncation import TRUNCATIONS
 
 DATA_DIR_VARIABLE = "PIPELINE_DATA_DIR"  # where rank 0 put the data, for the DDP ranks trainer.fit starts
 
 
 @click.command(help=__doc__)
-@click.option("--foundation-model", default="prajjwal1/bert-tiny", show_default=True, help="Hub id or local save_pretrained folder.")
-@click.option("--fine-tuning-strategy", type=click.Choice(STRATEGIES), default="no_freeze", show_default=True)
-@click.option("--data-path", default=LATEST, show_default=True,
-              help="Folder of CSVs, or MLflow artifact URI such as runs:/<id>/imdb; 'latest': the latest download_data run's data.")
-@click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True)
-@click.option("--max-length", type=click.IntRange(min=8), default=256, show_default=True, help="Tokens kept per review.")
-@click.option("--truncation", type=click.Choice(TRUNCATIONS), default="head_tail", show_default=True,
-              help="Which tokens of a longer review: its head, its tail, or a quarter head + three quarters tail.")
-@click.option("--seed", type=int, default=42, show_default=True)
-@click.option("--unfreeze-epoch", type=click.IntRange(min=0), default=1, show_default=True, help="freeze_unfreeze: epoch the backbone starts training.")
-@click.option("--patience", type=click.IntRange(min=1), default=2, show_default=True, help="Epochs without validation gain before stopping early.")
-@click.option("--accelerator", type=click.Choice(ACCELERATORS), default="auto", show_default=True)
-@click.option("--devices", default="auto", show_default=True, help="'auto' (all GPUs of the node) or a number.")
-@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True)
-@click.option("--compile", type=click.Choice(SWITCHES), default="auto", show_default=True, help="torch.compile the model ('auto': on GPUs).")
-@click.option("--checkpoint-dir", default="./checkpoints", show_default=True, help="Where unfinished runs keep checkpoints to resume from.")
-@click.option("--cache-dir", default="~/.cache/sentiment-finetuning", show_default=True, help="Tokenized data, reused by later runs.")
-@click.option("--num-nodes", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Machines to train on; above 1, Spark's TorchDistributor (cache_dir and checkpoint_dir: a folder they share).")
-@click.option("--spark-master", default="auto", show_default=True,
-              help="num_nodes > 1: Spark master URL, e.g. local-cluster[2,1,1024]; 'auto': SPARK_MASTER, else the cluster's own Spark.")
+@command_line(FineTuning)
 @reports_errors
-def main(**params) -> None:
-    distributed = params["num_nodes"] > 1
+def main(**values) -> None:
+    fine_tune(FineTuning(**values))
+
+
+def fine_tune(config: FineTuning) -> None:
+    params = dataclasses.asdict(config)  # as logged, and as reuse and resume compare them
+    distributed = config.num_nodes > 1
     if not distributed:  # several machines: each training process chooses for its own device
-        hardware = choose_hardware(params["accelerator"], params["devices"], params["precision"], params["compile"])
+        hardware = choose_hardware(config.accelerator, config.devices, config.precision, config.compile)
         if hardware.tf32:
             torch.set_float32_matmul_precision("high")  # TF32 tensor cores for fp32 matmuls (Ampere and later)
-    L.seed_everything(params["seed"], workers=True, verbose=False)
+    L.seed_everything(config.seed, workers=True, verbose=False)
     is_rank_zero = rank_zero_only.rank == 0
 
     with (step_run(FINE_TUNING, log_system_metrics=True) if is_rank_zero else contextlib.nullcontext()) as run, \
@@ -92,9 +75,9 @@ def main(**params) -> None:
         if is_rank_zero:
             work = Path(scratch)
             if distributed:  # several machines read the data and write their logs in a folder they share
-                work = Path(params["cache_dir"]).expanduser() / "runs" / run.info.run_id
+                work = Path(config.cache_dir).expanduser() / "runs" / run.info.run_id
                 cleanup.callback(shutil.rmtree, work, ignore_errors=True)  # finished or failed: nothing left behind
-            data_dir, data_run_id = resolve_data(params["data_path"], run.info.experiment_id, work)
+            data_dir, data_run_id = resolve_data(config.data_path, run.info.experiment_id, work)
             if distributed:  # the other nodes cannot read this machine's disk
                 data_dir = shared_copy(data_dir, work / "data")
             # The other DDP ranks, started by trainer.fit with this environment, log to this run and read this data.
@@ -103,8 +86,8 @@ def main(**params) -> None:
             data_dir = Path(os.environ[DATA_DIR_VARIABLE])
         run_id = os.environ["MLFLOW_RUN_ID"]
 
-        tokenizer = load_pretrained(AutoTokenizer, params["foundation_model"])
-        datamodule = reviews_datamodule(params, data_dir, tokenizer, None if distributed else hardware)  # a driver only tokenizes
+        tokenizer = load_pretrained(AutoTokenizer, config.foundation_model)
+        datamodule = reviews_datamodule(config, data_dir, tokenizer, None if distributed else hardware)  # a driver only tokenizes
         checkpoints = checkpoint_folder(params, data_digests(datamodule.frames))
         resume_from = checkpoints / "last.ckpt"
 
@@ -115,9 +98,9 @@ def main(**params) -> None:
                              TOKENS_CACHED_TAG: str(datamodule.tokens_cached()).lower()})
 
         if distributed:
-            outcome, model = train_on_cluster(params, datamodule, checkpoints, resume_from, work)
+            outcome, model = train_on_cluster(config, datamodule, checkpoints, resume_from, work)
         else:
-            outcome, model = train_here(params, hardware, datamodule, checkpoints, resume_from, run_id, scratch)
+            outcome, model = train_here(config, hardware, datamodule, checkpoints, resume_from, run_id, scratch)
 
         if is_rank_zero:
             mlflow.log_params(outcome.resolved | {"model_parameters": sum(p.numel() for p in model.parameters()),
@@ -127,25 +110,25 @@ def main(**params) -> None:
             log_training_curves(run_id)
             log_test_report(torch.tensor(outcome.confusion))
             compare_with_baseline(datamodule.frames, run_id)
-            model_info = log_sentiment_model(model.model, tokenizer, params["max_length"], params["truncation"])
+            model_info = log_sentiment_model(model.model, tokenizer, config.tokenization())
             mlflow.set_tag(MODEL_URI_TAG, model_info.model_uri)
             shutil.rmtree(checkpoints, ignore_errors=True)  # finished: the model lives in MLflow now
 
 
-def train_here(params: dict, hardware: Hardware, datamodule: ReviewsDataModule, checkpoints: Path, resume_from: Path, run_id: str,
+def train_here(config: FineTuning, hardware: Hardware, datamodule: ReviewsDataModule, checkpoints: Path, resume_from: Path, run_id: str,
                scratch: str) -> tuple[Outcome, SentimentClassifier]:
     """This machine's devices (DDP over its GPUs where it has several); Lightning logs to the run as it goes."""
-    return train(params, hardware, datamodule, checkpoints, MLFlowLogger(run_id=run_id, tracking_uri=mlflow.get_tracking_uri()),
+    return train(config, hardware, datamodule, checkpoints, MLFlowLogger(run_id=run_id, tracking_uri=mlflow.get_tracking_uri()),
                  scratch, str(resume_from) if resume_from.exists() else None)
 
 
-def train_on_cluster(params: dict, datamodule: ReviewsDataModule, checkpoints: Path, resume_from: Path,
+def train_on_cluster(config: FineTuning, datamodule: ReviewsDataModule, checkpoints: Path, resume_from: Path,
                      work: Path) -> tuple[Outcome, SentimentClassifier]:
     """`num_nodes` machines through Spark (`pipeline.multinode`); rank 0's metrics and best checkpoint come back here."""
     datamodule.prepare_data()  # the tokens, once, where every training process reads them
-    processes = params["num_nodes"] * (1 if params["devices"] == "auto" else int(params["devices"]))
-    job = training_job(params, datamodule.data_dir, checkpoints, resume_from if resume_from.exists() else None, work, processes)
-    outcome = train_on_spark(processes, uses_gpus(params["accelerator"]), params["spark_master"], work, job)
+    processes = config.num_nodes * (1 if config.devices == "auto" else int(config.devices))
+    job = training_job(dataclasses.asdict(config), datamodule.data_dir, checkpoints, resume_from if resume_from.exists() else None, work, processes)
+    outcome = train_on_spark(processes, uses_gpus(config.accelerator), config.spark_master, work, job)
     for step, values in logged_metrics(work / "logs"):
         mlflow.log_metrics(values, step=step)
     return outcome, SentimentClassifier.load_from_checkpoint(outcome.best_model_path, map_location="cpu", compile=False)

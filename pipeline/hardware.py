@@ -10,10 +10,8 @@ from dataclasses import dataclass
 import torch
 
 from pipeline.errors import PipelineError
+from pipeline.parameters import ACCELERATORS, PRECISIONS, SWITCHES
 
-ACCELERATORS = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
-SWITCHES = ("auto", "true", "false")
 
 
 @dataclass(frozen=True)

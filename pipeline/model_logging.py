@@ -21,9 +21,10 @@ SIGNATURE = ModelSignature(
 INPUT_EXAMPLE = ["A moving story with wonderful acting.", "Dull, predictable and far too long."]
 
 
-def log_sentiment_model(network, tokenizer, max_length: int, truncation: str):
+def log_sentiment_model(network, tokenizer, tokenization: dict):
     """Save `network` and `tokenizer` with `save_pretrained` and log them behind `pipeline/sentiment_model.py`,
-    with `pipeline/truncation.py` beside it so serving keeps the tokens training kept."""
+    with `pipeline/truncation.py` beside it and the run's whole tokenization config (`FineTuning.tokenization`),
+    so serving keeps the tokens training kept."""
     with tempfile.TemporaryDirectory(prefix="classifier-") as scratch:
         folder = Path(scratch) / "classifier"
         network.save_pretrained(folder)
@@ -32,7 +33,7 @@ def log_sentiment_model(network, tokenizer, max_length: int, truncation: str):
             name=MODEL_ARTIFACT,
             python_model=str(Path(__file__).with_name("sentiment_model.py")),
             artifacts={"classifier": str(folder)},
-            model_config={"max_length": max_length, "truncation": truncation},
+            model_config=tokenization,
             code_paths=[str(Path(__file__).with_name("truncation.py"))],
             signature=SIGNATURE,
             input_example=INPUT_EXAMPLE,

@@ -11,6 +11,8 @@ import sys
 if __name__ == "__main__":  # the project folder, also where Databricks runs this source from MLflow's wrapper
     sys.path.insert(0, os.getcwd())
 
+import dataclasses
+
 import click
 import mlflow
 from mlflow import MlflowClient
@@ -23,31 +25,28 @@ from pipeline.contract import MODEL_URI_TAG, REGISTER, REGISTERED_NAME_TAG, REGI
 from pipeline.contract import SOURCE_RUN_TAG, STEP_TAG, latest_finished_run
 from pipeline.entry import run_entry_point
 from pipeline.errors import PipelineError, first_line, reports_errors
-from pipeline.quality_gate import SCORERS, judge, promote
+from pipeline.parameters import RegisterModel, command_line
+from pipeline.quality_gate import judge, promote
 from pipeline.reuse import input_digests
 from pipeline.tracking import log_new_params, shown_tracking_uri, step_run
 
 
 @click.command(help=__doc__)
-@click.option("--mlflow-run-id", default=LATEST, show_default=True, help="Fine-tuning run whose model to register; 'latest': the latest finished one.")
-@click.option("--registered-model-name", default="dl_finetuned_model", show_default=True)
-@click.option("--alias", default="champion", show_default=True, help="Alias of the version to serve (models:/<name>@<alias>).")
-@click.option("--challenger-alias", default="challenger", show_default=True, help="Alias of a version that failed the gate.")
-@click.option("--gate-metric", type=click.Choice(list(SCORERS)), default="test_macro_f1", show_default=True)
-@click.option("--min-score", type=click.FloatRange(0, 1), default=0.7, show_default=True, help="Lowest gate metric a model may serve with.")
-@click.option("--beat-baseline", type=click.Choice(["true", "false"]), default="true", show_default=True,
-              help="Serve only a model whose gate metric beats the run's TF-IDF + logistic regression baseline.")
+@command_line(RegisterModel)
 @reports_errors
-def main(mlflow_run_id: str, registered_model_name: str, alias: str, challenger_alias: str, gate_metric: str,
-         min_score: float, beat_baseline: str) -> None:
+def main(**values) -> None:
+    register(RegisterModel(**values))
+
+
+def register(config: RegisterModel) -> None:
+    mlflow_run_id, registered_model_name, alias = config.mlflow_run_id, config.registered_model_name, config.alias
+    challenger_alias, gate_metric = config.challenger_alias, config.gate_metric
     with step_run(REGISTER) as run:
-        log_new_params({"mlflow_run_id": mlflow_run_id, "registered_model_name": registered_model_name, "alias": alias,
-                        "challenger_alias": challenger_alias, "gate_metric": gate_metric, "min_score": min_score,
-                        "beat_baseline": beat_baseline})
+        log_new_params(dataclasses.asdict(config))
         check_names(registered_model_name, (alias, challenger_alias))
         client = MlflowClient()
         source = find_source_run(client, mlflow_run_id, run.info.experiment_id)
-        verdict = judge(client, registered_model_name, alias, source, gate_metric, min_score, beat_baseline == "true")
+        verdict = judge(client, registered_model_name, alias, source, gate_metric, config.min_score, config.beat_baseline == "true")
         test_digest = input_digests(source).get("test", "")
         gate = "passed" if verdict.passed else "failed"
         version = mlflow.register_model(

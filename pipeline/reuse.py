@@ -73,9 +73,9 @@ def find_reusable_run(step: str, experiment_id: str, params: dict[str, str], com
 def reusable_run(step: str, values: dict[str, str], declared: dict, experiment_id: str, commit: str | None):
     """A finished run that already did `step` with these inputs, or None.
 
-    `values` are the KEY=VALUE strings `main` passes; `declared` is MLproject's parameter declarations (for
-    the defaults MLflow stores when a value is not passed), as MLflow's loader reads them."""
-    params = {key: values.get(key, "" if spec.default is None else str(spec.default)) for key, spec in declared[step].items()}
+    `values` are the KEY=VALUE strings `main` passes; `declared` holds each step's parameter defaults, which
+    MLflow stores (as strings) when a value is not passed."""
+    params = {key: values.get(key, "" if default is None else str(default)) for key, default in declared[step].items()}
     if step == FINE_TUNING:  # compare the data itself, not the reference to it
         data_run = data_run_for(params[DATA_REFERENCE], experiment_id)
         if data_run is None:

@@ -21,21 +21,24 @@ except ModuleNotFoundError:  # MLflow also runs this file while logging, from th
     from pipeline.truncation import encode
 
 
+BATCH_SIZE = 64  # reviews per forward pass when serving
+
+
 class SentimentModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         folder = context.artifacts["classifier"]
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
-        self.max_length = int(context.model_config.get("max_length", 256))
-        self.truncation = context.model_config.get("truncation", "head")  # models logged before truncation kept the head
-        self.batch_size = int(context.model_config.get("batch_size", 64))
+        # The tokenization the run trained with, all of it logged with the model: no defaults to drift from it.
+        self.max_length = int(context.model_config["max_length"])
+        self.truncation = context.model_config["truncation"]
 
     def predict(self, context, model_input, params=None):
         texts = review_texts(model_input)
         labels, probabilities = [], []
         with torch.inference_mode():
-            for start in range(0, len(texts), self.batch_size):
-                ids = encode(self.tokenizer, texts[start : start + self.batch_size], self.max_length, self.truncation)
+            for start in range(0, len(texts), BATCH_SIZE):
+                ids = encode(self.tokenizer, texts[start : start + BATCH_SIZE], self.max_length, self.truncation)
                 batch = self.tokenizer.pad({"input_ids": ids}, return_tensors="pt")  # as training's collator pads
                 scores = self.model(**batch).logits.softmax(dim=-1)
                 best = scores.max(dim=-1)

@@ -11,8 +11,8 @@ from lightning.pytorch.callbacks import BaseFinetuning, Callback
 from torch.optim.lr_scheduler import LambdaLR
 
 from pipeline.errors import PipelineError
+from pipeline.parameters import STRATEGIES
 
-STRATEGIES = ("no_freeze", "freeze", "freeze_unfreeze")
 
 
 class FreezeBackbone(BaseFinetuning):

@@ -22,30 +22,31 @@ from pipeline.classifier import SentimentClassifier, load_pretrained
 from pipeline.datamodule import ReviewsDataModule
 from pipeline.hardware import Hardware, choose_hardware
 from pipeline.multinode import OUTCOME_FILE, Outcome
+from pipeline.parameters import FineTuning
 from pipeline.strategies import strategy_callbacks
 
 MONITOR = "val_macro_f1"
 
 
-def reviews_datamodule(params: dict, data_dir: Path, tokenizer, hardware: Hardware | None) -> ReviewsDataModule:
+def reviews_datamodule(config: FineTuning, data_dir: Path, tokenizer, hardware: Hardware | None) -> ReviewsDataModule:
     """The run's data module; `hardware` sets its loaders (None: a process that only prepares the tokens)."""
     loading = (hardware.num_workers, hardware.pin_memory, hardware.pad_to_multiple_of) if hardware else (0, False, None)
     workers, pin_memory, pad_to_multiple_of = loading
-    return ReviewsDataModule(data_dir, tokenizer, params["max_length"], params["batch_size"], workers, pin_memory,
-                             Path(params["cache_dir"]).expanduser(), pad_to_multiple_of, params["truncation"])
+    return ReviewsDataModule(data_dir, tokenizer, config.max_length, config.batch_size, workers, pin_memory,
+                             Path(config.cache_dir).expanduser(), pad_to_multiple_of, config.truncation)
 
 
-def train(params: dict, hardware: Hardware, datamodule: ReviewsDataModule, checkpoints: Path, logger: Logger, root_dir: str,
+def train(config: FineTuning, hardware: Hardware, datamodule: ReviewsDataModule, checkpoints: Path, logger: Logger, root_dir: str,
           resume_from: str | None, num_nodes: int = 1) -> tuple[Outcome, SentimentClassifier]:
     """Fit the configuration (from `resume_from` when given), test its best epoch; what came out, and the model."""
-    model = SentimentClassifier(params["foundation_model"], params["learning_rate"], compile=hardware.compile)
+    model = SentimentClassifier(config.foundation_model, config.learning_rate, compile=hardware.compile)
     best = ModelCheckpoint(dirpath=checkpoints, filename="best-{epoch}", monitor=MONITOR, mode="max", save_top_k=1, save_last=True)
     trainer = L.Trainer(
-        max_epochs=params["epochs"],
+        max_epochs=config.epochs,
         logger=logger,
-        callbacks=[best, EarlyStopping(monitor=MONITOR, mode="max", patience=params["patience"]),
+        callbacks=[best, EarlyStopping(monitor=MONITOR, mode="max", patience=config.patience),
                    LearningRateMonitor(logging_interval="epoch"),
-                   *strategy_callbacks(params["fine_tuning_strategy"], params["unfreeze_epoch"])],
+                   *strategy_callbacks(config.fine_tuning_strategy, config.unfreeze_epoch)],
         gradient_clip_val=1.0,
         default_root_dir=root_dir,
         enable_model_summary=False,
@@ -69,14 +70,14 @@ def train_process(params: dict, data_dir: str, checkpoints: str, resume_from: st
     """One of `world_size` training processes (TorchDistributor sets RANK, WORLD_SIZE and the rendezvous): one
     device each, `num_nodes=world_size`, the same `pipeline.hardware` choices on every process. The data and the
     tokens are where the driver put them; global rank 0 writes the metrics to `log_dir` (CSV)."""
-    hardware = dataclasses.replace(choose_hardware(params["accelerator"], 1, params["precision"], params["compile"]),
-                                   strategy="ddp")
+    config = FineTuning(**params)
+    hardware = dataclasses.replace(choose_hardware(config.accelerator, 1, config.precision, config.compile), strategy="ddp")
     if hardware.tf32:
         torch.set_float32_matmul_precision("high")
-    L.seed_everything(params["seed"], workers=True, verbose=False)
-    tokenizer = load_pretrained(AutoTokenizer, params["foundation_model"])
-    datamodule = reviews_datamodule(params, Path(data_dir), tokenizer, hardware)
-    outcome, _ = train(params, hardware, datamodule, Path(checkpoints), CSVLogger(log_dir, name="", version=""), log_dir,
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    tokenizer = load_pretrained(AutoTokenizer, config.foundation_model)
+    datamodule = reviews_datamodule(config, Path(data_dir), tokenizer, hardware)
+    outcome, _ = train(config, hardware, datamodule, Path(checkpoints), CSVLogger(log_dir, name="", version=""), log_dir,
                        resume_from, num_nodes=world_size)
     return outcome
 

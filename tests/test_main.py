@@ -19,31 +19,19 @@ def test_parse_steps_keeps_pipeline_order():
         main.parse_steps(" , ")
 
 
-def test_parameters_are_checked_against_mlproject():
-    declared = main.step_parameters(REPO)
-    assert "epochs" in declared["fine_tuning_model"] and "alias" in declared["register_model"]
-    assert main.parse_parameters(("epochs=2", "learning_rate=1e-4", "data_path="), declared) == {
+def test_parameters_are_checked_before_any_step():
+    assert main.parse_parameters(("epochs=2", "learning_rate=1e-4", "data_path=")) == {
         "epochs": "2", "learning_rate": "1e-4", "data_path": ""}
     with pytest.raises(PipelineError, match=r"^-P epochs='abc': 'abc' is not a valid integer range. \(entry point fine_tuning_model\)$"):
-        main.parse_parameters(("epochs=abc",), declared)
+        main.parse_parameters(("epochs=abc",))
     refused = {"epochs=0": "0 is not in the range x>=1.", "learning_rate=0": "0.0 is not in the range x>0.",
                "fine_tuning_strategy=all": "'all' is not one of 'no_freeze', 'freeze', 'freeze_unfreeze'.",
                "min_score=1.5": "1.5 is not in the range 0<=x<=1.", "accelerator=tpu": "'tpu' is not one of"}
     for pair, reason in refused.items():
         with pytest.raises(PipelineError, match=f"^-P {pair.replace('=', '=.')}.: {reason}"):
-            main.parse_parameters((pair,), declared)
+            main.parse_parameters((pair,))
     with pytest.raises(PipelineError, match="'colour=red': not a parameter of any step"):
-        main.parse_parameters(("colour=red",), declared)
-
-
-def test_mlproject_declares_what_the_step_commands_take():
-    """MLproject and each step's click options name the same parameters, with the same defaults: the checks in
-    `main` use the click options, MLflow the MLproject declarations."""
-    for step, declared in main.step_parameters(REPO).items():
-        options = {option.name: option.default for option in main.STEP_COMMANDS[step].params}
-        assert set(declared) == set(options), step
-        for name, parameter in declared.items():
-            assert str(parameter.default) == str(options[name]), (step, name)
+        main.parse_parameters(("colour=red",))
 
 
 def test_bad_values_fail_before_any_run(tracking, monkeypatch):
@@ -188,13 +176,3 @@ def test_a_step_refusing_a_value_says_it_in_one_line_and_on_its_run(tracking):
     (run,) = runs_by_entry_point(tracking, "steps")["fine_tuning_model"]
     assert run.info.status == "FAILED"
     assert run.data.tags["pipeline.error"] == "Invalid value for '--epochs': 0 is not in the range x>=1."
-
-
-def test_short_form_declarations_are_read_as_mlflow_reads_them(tmp_path):
-    """`epochs: int` (MLproject's short form) is a type with no default, as MLflow's own loader says."""
-    steps = "\n".join(f"  {step}:\n    parameters:\n      epochs: int\n      learning_rate: {{type: float, default: 0.5}}\n"
-                      f"    command: python x.py" for step in main.STEPS)
-    (tmp_path / "MLproject").write_text(f"name: short\nentry_points:\n{steps}\n")
-    declared = main.step_parameters(tmp_path)["fine_tuning_model"]
-    assert (declared["epochs"].type, declared["epochs"].default) == ("int", None)
-    assert (declared["learning_rate"].type, declared["learning_rate"].default) == ("float", 0.5)

@@ -8,11 +8,11 @@ import mlflow
 import pytest
 
 import main
-from conftest import REPO, cli_runner, easy_reviews, write_splits, zip_folder
+from conftest import cli_runner, easy_reviews, write_splits, zip_folder
 from pipeline import download_data, fine_tuning_model
 from pipeline.errors import PipelineError
 from pipeline.reuse import data_run_for, find_reusable_run, reusable_run, run_identity, step_run_by_id
-from pipeline.contract import STEP_TAG
+from pipeline.contract import SOURCE_TAG, STEP_TAG
 
 PARAMS = {"epochs": "3", "learning_rate": "0.0001", "checkpoint_dir": "./checkpoints", "cache_dir": "~/.cache/x",
           "data_path": "runs:/abc/imdb"}
@@ -49,9 +49,9 @@ def test_a_download_is_reused_only_while_its_source_is_unchanged(tracking, http_
     url = f"{base}/{name}" if served else str(archive)
     values = {"download_url": url, "local_folder": str(tmp_path / "data")}
     assert cli_runner().invoke(download_data.main, ["--download-url", url, "--local-folder", values["local_folder"]]).exit_code == 0
-    declared = main.step_parameters(REPO)
+    declared = main.step_defaults()
     first = reusable_run("download_data", values, declared, "0", commit=None)
-    assert first is not None and first.data.tags[download_data.SOURCE_TAG] != "unknown"
+    assert first is not None and first.data.tags[SOURCE_TAG] != "unknown"
 
     (easy_data.parent / "changed").mkdir(exist_ok=True)
     changed = write_splits(easy_data.parent / "changed", {"train": easy_reviews(50, 7), "valid": easy_reviews(10, 8), "test": easy_reviews(10, 9)})

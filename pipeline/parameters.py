@@ -1,0 +1,136 @@
+"""Each step's parameters, declared once: name, type, default, range, choices and help.
+
+One frozen dataclass per step (as `HfArgumentParser` dataclasses hold them). From it come the step's command
+line (`command_line`), `main`'s check of each `-P` value (`check_value`), and the MLproject declarations
+(`mlproject_declarations`, which tests/test_parameters.py holds MLproject to). The steps receive the dataclass,
+not a dict. This module imports nothing heavy, so `main` checks values without loading torch.
+
+Adding a parameter is one field here; `make mlproject` (tools/mlproject.py) then writes its MLproject lines.
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import click
+
+from pipeline.contract import DOWNLOAD, FINE_TUNING, LATEST, REGISTER
+from pipeline.truncation import TRUNCATIONS
+
+IMDB_URL = "https://pl-flash-data.s3.amazonaws.com/imdb.zip"
+STRATEGIES = ("no_freeze", "freeze", "freeze_unfreeze")
+ACCELERATORS = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
+SWITCHES = ("auto", "true", "false")
+GATE_METRICS = ("test_accuracy", "test_macro_f1")
+BOOLEANS = ("true", "false")
+
+
+def parameter(default, help: str = "", *, choices: tuple[str, ...] | None = None, min: float | None = None,
+              max: float | None = None, min_open: bool = False, tokens: bool = False):
+    """A step parameter. `tokens`: it shapes the tokens of a review (the token cache key and the served model's
+    tokenization come from exactly these fields)."""
+    return field(default=default, metadata={"help": help, "choices": choices, "min": min, "max": max,
+                                            "min_open": min_open, "tokens": tokens})
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """`main`'s own parameters; every other `-P` goes to the steps that take it."""
+
+    pipeline_steps: str = parameter("all", "'all' or a comma list of steps.")
+    reuse_completed: str = parameter("true", "Skip a step whose finished run had the same parameters, commit and input data.",
+                                     choices=BOOLEANS)
+
+
+@dataclass(frozen=True)
+class DownloadData:
+    download_url: str = parameter(IMDB_URL, "http(s):// or file:// URL, or a local path, of the zip.")
+    local_folder: str = parameter("./data", "Where the CSVs are unpacked (into <folder>/imdb).")
+    sha256: str = parameter("none", "Expected SHA-256 of the zip; 'none' skips the check.")
+
+
+@dataclass(frozen=True)
+class FineTuning:
+    foundation_model: str = parameter("prajjwal1/bert-tiny", "Hub id or local save_pretrained folder.", tokens=True)
+    fine_tuning_strategy: str = parameter("no_freeze", choices=STRATEGIES)
+    data_path: str = parameter(LATEST, "Folder of CSVs, or MLflow artifact URI such as runs:/<id>/imdb; "
+                                       "'latest': the latest download_data run's data.")
+    epochs: int = parameter(3, min=1)
+    batch_size: int = parameter(32, min=1)
+    learning_rate: float = parameter(1e-4, min=0, min_open=True)
+    max_length: int = parameter(256, "Tokens kept per review.", min=8, tokens=True)
+    truncation: str = parameter("head_tail", "Which tokens of a longer review: its head, its tail, or a quarter head + "
+                                             "three quarters tail.", choices=TRUNCATIONS, tokens=True)
+    seed: int = parameter(42)
+    unfreeze_epoch: int = parameter(1, "freeze_unfreeze: epoch the backbone starts training.", min=0)
+    patience: int = parameter(2, "Epochs without validation gain before stopping early.", min=1)
+    accelerator: str = parameter("auto", choices=ACCELERATORS)
+    devices: str = parameter("auto", "'auto' (all GPUs of the node; one per node with num_nodes > 1) or a number.")
+    precision: str = parameter("auto", choices=PRECISIONS)
+    compile: str = parameter("auto", "torch.compile the model ('auto': on GPUs).", choices=SWITCHES)
+    checkpoint_dir: str = parameter("./checkpoints", "Where unfinished runs keep checkpoints to resume from.")
+    cache_dir: str = parameter("~/.cache/sentiment-finetuning", "Tokenized data, reused by later runs.")
+    num_nodes: int = parameter(1, "Machines to train on; above 1, Spark's TorchDistributor (cache_dir and checkpoint_dir: "
+                                  "folders they share).", min=1)
+    spark_master: str = parameter("auto", "num_nodes > 1: Spark master URL, e.g. local-cluster[2,1,1024]; 'auto': "
+                                          "SPARK_MASTER, else the cluster's own Spark.")
+
+    def tokenization(self) -> dict:
+        """The fields that shape a review's tokens, by name."""
+        return {item.name: getattr(self, item.name) for item in dataclasses.fields(self) if item.metadata["tokens"]}
+
+
+@dataclass(frozen=True)
+class RegisterModel:
+    mlflow_run_id: str = parameter(LATEST, "Fine-tuning run whose model to register; 'latest': the latest finished one.")
+    registered_model_name: str = parameter("dl_finetuned_model")
+    alias: str = parameter("champion", "Alias of the version to serve (models:/<name>@<alias>).")
+    challenger_alias: str = parameter("challenger", "Alias of a version that failed the gate.")
+    gate_metric: str = parameter("test_macro_f1", choices=GATE_METRICS)
+    min_score: float = parameter(0.7, "Lowest gate metric a model may serve with.", min=0, max=1)
+    beat_baseline: str = parameter("true", "Serve only a model whose gate metric beats the run's TF-IDF + logistic "
+                                           "regression baseline.", choices=BOOLEANS)
+
+
+STEP_PARAMETERS = {DOWNLOAD: DownloadData, FINE_TUNING: FineTuning, REGISTER: RegisterModel}
+
+
+def click_type(item: dataclasses.Field) -> click.ParamType:
+    """The click type that converts and checks one field's value."""
+    meta = item.metadata
+    if meta["choices"]:
+        return click.Choice(meta["choices"])
+    if item.type is int or item.type == "int":
+        return click.IntRange(min=meta["min"], max=meta["max"]) if meta["min"] is not None or meta["max"] is not None else click.INT
+    if item.type is float or item.type == "float":
+        return click.FloatRange(min=meta["min"], max=meta["max"], min_open=meta["min_open"])
+    return click.STRING
+
+
+def command_line(config_class):
+    """Decorator: the click options of every field of `config_class` (`--max-length` for `max_length`)."""
+
+    def decorate(command):
+        for item in reversed(dataclasses.fields(config_class)):
+            command = click.option(f"--{item.name.replace('_', '-')}", item.name, type=click_type(item), default=item.default,
+                                   show_default=True, help=item.metadata["help"] or None)(command)
+        return command
+
+    return decorate
+
+
+def declaring_steps(key: str) -> list[str]:
+    """The steps that take parameter `key`."""
+    return [step for step, config_class in STEP_PARAMETERS.items() if key in {item.name for item in dataclasses.fields(config_class)}]
+
+
+def check_value(step: str, key: str, value: str) -> None:
+    """Convert `value` as step `step` converts its parameter `key`; click.BadParameter where it refuses it."""
+    (item,) = [item for item in dataclasses.fields(STEP_PARAMETERS[step]) if item.name == key]
+    click_type(item).convert(value, None, None)
+
+
+def mlproject_declarations(step: str) -> dict[str, dict]:
+    """The step's parameters as MLproject declares them (`{name: {type, default}}`)."""
+    kinds = {int: "int", float: "float", str: "str", "int": "int", "float": "float", "str": "str"}
+    return {item.name: {"type": kinds[item.type], "default": item.default} for item in dataclasses.fields(STEP_PARAMETERS[step])}

@@ -1,0 +1,64 @@
+"""pipeline/parameters.py: each step's parameters declared once; the command lines and MLproject follow."""
+
+import dataclasses
+import subprocess
+import sys
+
+from mlflow.projects._project_spec import load_project
+
+import main
+from conftest import REPO
+from pipeline import download_data, fine_tuning_model, register_model
+from pipeline.parameters import GATE_METRICS, STEP_PARAMETERS, FineTuning, Pipeline
+from pipeline.quality_gate import SCORERS
+
+COMMANDS = {"download_data": download_data.main, "fine_tuning_model": fine_tuning_model.main,
+            "register_model": register_model.main}
+
+
+def test_mlproject_is_what_tools_mlproject_writes():
+    result = subprocess.run([sys.executable, "tools/mlproject.py", "check"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_mlflow_reads_the_declared_types_and_defaults():
+    """MLflow's own loader sees in MLproject exactly the parameters, types and defaults declared here."""
+    project = load_project(str(REPO))
+    for step, config in STEP_PARAMETERS.items():
+        declared = project.get_entry_point(step).parameters
+        assert {name: (spec.type, spec.default) for name, spec in declared.items()} == {
+            item.name: ({int: "int", float: "float", str: "str"}[item.type], item.default) for item in dataclasses.fields(config)}, step
+        assert set(main.step_defaults()[step]) <= set(project.get_entry_point("main").parameters)
+
+
+def test_each_step_command_takes_its_declared_parameters():
+    for step, command in COMMANDS.items():
+        options = {option.name: option.default for option in command.params}
+        assert options == {item.name: item.default for item in dataclasses.fields(STEP_PARAMETERS[step])}, step
+
+
+def test_the_tokenization_is_the_fields_that_shape_tokens():
+    assert FineTuning(max_length=64).tokenization() == {"foundation_model": "prajjwal1/bert-tiny", "max_length": 64,
+                                                       "truncation": "head_tail"}
+
+
+def test_every_gate_metric_has_its_scorer():
+    assert tuple(SCORERS) == GATE_METRICS
+
+
+def test_main_checks_values_without_loading_torch():
+    code = "import sys, main; main.parse_parameters(('epochs=2', 'accelerator=cpu')); print(sorted({'torch', 'lightning', 'transformers', 'sklearn'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr
+
+
+def test_the_readme_table_lists_every_parameter_with_its_default():
+    rows, step = {}, None
+    for line in (REPO / "README.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[1].startswith("`"):
+            step = cells[0] or step
+            rows.setdefault(step, {})[cells[1].strip("`")] = cells[2].strip("`")
+    expected = {"main": {item.name: str(item.default) for item in dataclasses.fields(Pipeline)}}
+    expected |= {step: {item.name: str(item.default) for item in dataclasses.fields(config)} for step, config in STEP_PARAMETERS.items()}
+    assert rows == expected
