@@ -64,9 +64,6 @@ class SentimentClassifier(L.LightningModule):
         """The pretrained encoder; the fine-tuning strategies freeze and unfreeze this."""
         return self.model.base_model
 
-    def forward(self, input_ids, attention_mask):
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-
     def _step(self, batch: dict, metrics: MetricCollection, stage: str) -> torch.Tensor:
         output = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
         predictions = output.logits.argmax(dim=-1)

@@ -18,13 +18,13 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.utils.uri import is_databricks_unity_catalog_uri
-from mlflow.utils.validation import _validate_model_alias_name, _validate_model_alias_name_reserved, _validate_model_name
 
 from pipeline.contract import DIGEST_TAG, FINE_TUNING, GATE_REASON_TAG, GATE_RESULT_TAG, GATE_TAG, LATEST, METRIC_TAG
 from pipeline.contract import MODEL_URI_TAG, REGISTER, REGISTERED_NAME_TAG, REGISTERED_VERSION_TAG, SCORE_TAG
 from pipeline.contract import SOURCE_RUN_TAG, STEP_TAG, latest_finished_run
 from pipeline.entry import run_entry_point
 from pipeline.errors import PipelineError, first_line, reports_errors
+from pipeline.mlflow_internals import check_registry_names
 from pipeline.parameters import RegisterModel, command_line
 from pipeline.quality_gate import judge, promote
 from pipeline.reuse import input_digests
@@ -69,10 +69,7 @@ def register(config: RegisterModel) -> None:
 def check_names(name: str, aliases: tuple[str, ...]) -> None:
     """The model and alias names, as the registry will check them, before anything is registered."""
     try:
-        _validate_model_name(name)
-        for alias in aliases:
-            _validate_model_alias_name(alias)
-            _validate_model_alias_name_reserved(alias)
+        check_registry_names(name, aliases)
     except MlflowException as error:
         raise PipelineError(first_line(error)) from None
     if len(set(aliases)) != len(aliases):

@@ -24,10 +24,10 @@ from pathlib import Path
 import click
 import mlflow
 from mlflow.exceptions import ExecutionException, MlflowException
-from mlflow.projects.databricks import DatabricksSubmittedRun
 from mlflow.utils.mlflow_tags import MLFLOW_DATABRICKS_RUN_URL, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from pipeline.errors import PipelineError, first_line, reports_errors
+from pipeline.mlflow_internals import set_databricks_poll_interval
 from pipeline.tracking import shown_tracking_uri
 
 
@@ -50,7 +50,7 @@ def main(project_uri, version, entry_point, backend_config, experiment_name, pol
         experiment = found.experiment_id if found else mlflow.create_experiment(experiment_name)
     except MlflowException as error:
         raise PipelineError(f"workspace of {shown_tracking_uri()!r}: {first_line(error)}") from None
-    DatabricksSubmittedRun.POLL_STATUS_INTERVAL = poll_seconds  # MLflow's wait loop; 30 s unless told
+    set_databricks_poll_interval(poll_seconds)  # MLflow's wait loop; 30 s unless told
     stop, since_ms = threading.Event(), int(time.time() * 1000)
     watcher = threading.Thread(target=report_progress, args=(experiment, since_ms, poll_seconds, stop), daemon=True)
     watcher.start()

@@ -1,0 +1,23 @@
+"""The few MLflow internals this project leans on, in one place; `tests/test_mlflow_internals.py` fails loudly
+when an MLflow upgrade changes one of them.
+
+- The registry's own name checks (`mlflow.utils.validation`): `register_model` runs them before it registers
+  anything, so a bad name is one line and no half-registered version. MLflow has no public validator.
+- `DatabricksSubmittedRun.POLL_STATUS_INTERVAL`: how often MLflow's synchronous Databricks wait polls the job
+  (30 s). `pipeline.submit --poll-seconds` sets it; the public API offers no other knob for that wait.
+"""
+
+from mlflow.projects.databricks import DatabricksSubmittedRun
+from mlflow.utils.validation import _validate_model_alias_name, _validate_model_alias_name_reserved, _validate_model_name
+
+
+def check_registry_names(name: str, aliases: tuple[str, ...]) -> None:
+    """Raise MlflowException where the registry would refuse the model name or an alias."""
+    _validate_model_name(name)
+    for alias in aliases:
+        _validate_model_alias_name(alias)
+        _validate_model_alias_name_reserved(alias)
+
+
+def set_databricks_poll_interval(seconds: float) -> None:
+    DatabricksSubmittedRun.POLL_STATUS_INTERVAL = seconds
