@@ -27,7 +27,6 @@ import lightning as L
 import mlflow
 import pandas as pd
 import torch
-from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 from mlflow.data.digest_utils import compute_pandas_digest
 from transformers import AutoTokenizer
@@ -48,7 +47,7 @@ from pipeline.multinode import Outcome, logged_metrics, shared_copy, train_on_sp
 from pipeline.reports import log_model_vs_baseline, log_test_report, log_training_curves
 from pipeline.reuse import run_identity, step_run_by_id
 from pipeline.tracking import download, is_artifact_uri, log_new_params, run_id_in, step_run
-from pipeline.training import MONITOR, reviews_datamodule, train
+from pipeline.training import MONITOR, EpochMLFlowLogger, reviews_datamodule, train
 
 DATA_DIR_VARIABLE = "PIPELINE_DATA_DIR"  # where rank 0 put the data, for the DDP ranks trainer.fit starts
 
@@ -118,7 +117,7 @@ def fine_tune(config: FineTuning) -> None:
 def train_here(config: FineTuning, hardware: Hardware, datamodule: ReviewsDataModule, checkpoints: Path, resume_from: Path, run_id: str,
                scratch: str) -> tuple[Outcome, SentimentClassifier]:
     """This machine's devices (DDP over its GPUs where it has several); Lightning logs to the run as it goes."""
-    return train(config, hardware, datamodule, checkpoints, MLFlowLogger(run_id=run_id, tracking_uri=mlflow.get_tracking_uri()),
+    return train(config, hardware, datamodule, checkpoints, EpochMLFlowLogger(run_id=run_id, tracking_uri=mlflow.get_tracking_uri()),
                  scratch, str(resume_from) if resume_from.exists() else None)
 
 

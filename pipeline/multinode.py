@@ -124,11 +124,12 @@ def python_error_in(error: Exception) -> str:
 
 
 def logged_metrics(log_dir: Path) -> list[tuple[int, dict[str, float]]]:
-    """(step, metrics) of each row rank 0's CSVLogger wrote, in order, without the empty cells."""
+    """(step, metrics) of each row rank 0's CSVLogger wrote, in order, without the empty cells; the step is the
+    row's epoch where it has one (as `pipeline.training.EpochMLFlowLogger` logs on one machine)."""
     frame = pd.read_csv(log_dir / "metrics.csv")
     rows = []
     for _, row in frame.iterrows():
         values = {key: float(value) for key, value in row.items() if key != "step" and pd.notna(value)}
         if values:
-            rows.append((int(row["step"]), values))
+            rows.append((int(values["epoch"]) if "epoch" in values else int(row["step"]), values))
     return rows

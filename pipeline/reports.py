@@ -33,14 +33,9 @@ def log_training_curves(run_id: str) -> None:
 
 
 def epoch_points(client: mlflow.MlflowClient, run_id: str, name: str) -> list[tuple[int, float]]:
-    """(epoch, value) of each logged value of metric `name`, epochs counted from 1.
-
-    MLflow keeps each value's global step, not its epoch, and a resumed run's history starts at the epoch it
-    resumed from. Lightning logs its `epoch` metric (from 0) in the same call as each value, so with the same
-    step and timestamp; matching both, a later call at that step under another epoch cannot lend it its epoch.
-    """
-    epoch_of = {(point.step, point.timestamp): int(point.value) + 1 for point in client.get_metric_history(run_id, "epoch")}
-    return sorted((epoch_of[point.step, point.timestamp], point.value) for point in client.get_metric_history(run_id, name))
+    """(epoch, value) of each logged value of metric `name`, epochs counted from 1: per-epoch metrics are logged
+    at step = epoch (`pipeline.training.EpochMLFlowLogger`); a resumed run's history starts where it resumed."""
+    return sorted((point.step + 1, point.value) for point in client.get_metric_history(run_id, name))
 
 
 def log_test_report(confusion: torch.Tensor) -> None:

@@ -15,7 +15,7 @@ if __name__ == "__main__":  # a training process: the copied `pipeline` package 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.loggers import CSVLogger, Logger, MLFlowLogger
 from transformers import AutoTokenizer
 
 from pipeline.classifier import SentimentClassifier, load_pretrained
@@ -26,6 +26,16 @@ from pipeline.parameters import FineTuning
 from pipeline.strategies import strategy_callbacks
 
 MONITOR = "val_macro_f1"
+
+
+class EpochMLFlowLogger(MLFlowLogger):
+    """Lightning's MLflow logger, with each per-epoch value at step = its epoch (from 0) instead of the global
+    batch count, so curves and resumed runs need no join: Lightning puts `epoch` in every call it makes for
+    `self.log` values. Calls without it (the learning-rate monitor's) keep their global step."""
+
+    def log_metrics(self, metrics, step=None):
+        epoch = metrics.get("epoch")
+        super().log_metrics(metrics, step=int(epoch) if epoch is not None else step)
 
 
 def reviews_datamodule(config: FineTuning, data_dir: Path, tokenizer, hardware: Hardware | None) -> ReviewsDataModule:

@@ -49,7 +49,7 @@ def test_logs_params_metrics_and_data(finished_run, easy_data):
     assert params["fine_tuning_strategy"] == "no_freeze" and params["epochs"] == "3"
     assert (params["resolved_accelerator"], params["resolved_precision"]) == ("cpu", "32-true")
     history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_macro_f1")
-    assert len(history) == 3  # one per epoch
+    assert [point.step for point in history] == [0, 1, 2]  # one per epoch, at step = epoch
     for name in ("train_loss", "train_accuracy", "train_macro_f1", "val_loss", "val_accuracy", "test_loss", "test_macro_f1"):
         assert name in run.data.metrics
     assert {d.dataset.name for d in run.inputs.dataset_inputs} == {"imdb-train", "imdb-valid", "imdb-test"}
