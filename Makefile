@@ -6,8 +6,8 @@ BIN := $(VENV)/bin
 CLUSTER_VENV ?= .venv-cluster
 RUN_ARGS ?=
 PYTEST_ARGS ?=
-# The cluster-like environment's share of the suite: the Databricks tests and one end-to-end pipeline.
-CLUSTER_TESTS ?= tests/test_databricks.py tests/test_main.py::test_full_pipeline tests/test_project.py
+# The cluster-like environment's share of the suite: the unit tests, the Databricks tests and one pipeline.
+CLUSTER_TESTS ?= tests/test_databricks.py tests/test_main.py::test_full_pipeline
 
 EXPERIMENT ?= /Shared/sentiment
 
@@ -36,8 +36,9 @@ test: venv  ## the whole test suite, CPU and offline
 test-fast: venv  ## the tests without the slow end-to-end ones
 	PATH="$(abspath $(BIN)):$$PATH" python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-test-cluster: venv  ## the Databricks tests and one pipeline on Python 3.12 with the 17.3 LTS ML runtime's packages
+test-cluster: venv  ## unit tests, Databricks tests and one pipeline on Python 3.12 with the 17.3 LTS ML runtime's packages
 	$(BIN)/python tests/databricks_runtime.py cluster-env $(CLUSTER_VENV)
+	PATH="$(abspath $(CLUSTER_VENV))/bin:$$PATH" $(CLUSTER_VENV)/bin/python -m pytest -m "not slow" $(PYTEST_ARGS)
 	PATH="$(abspath $(CLUSTER_VENV))/bin:$$PATH" $(CLUSTER_VENV)/bin/python -m pytest $(CLUSTER_TESTS) $(PYTEST_ARGS)
 
 test-databricks: venv  ## the pipeline on a real workspace: DATABRICKS_HOST, DATABRICKS_TOKEN, DATABRICKS_CATALOG, DATABRICKS_SCHEMA
