@@ -27,6 +27,7 @@ from pipeline.contract import data_uri, step_run_id_tag
 from pipeline.credentials import child_process_credentials, on_databricks
 from pipeline.entry import project_dir, run_entry_point
 from pipeline.errors import PipelineError, reports_errors
+from pipeline.logs import LOGGER
 from pipeline.parameters import STEP_PARAMETERS, Pipeline, check_value, command_line, declaring_steps
 from pipeline.reuse import git_commit, reusable_run
 from pipeline.tracking import check_tracking_server
@@ -108,7 +109,7 @@ def main(pipeline_steps: str, reuse_completed: str, parameters: tuple[str, ...])
     folder = project_dir()
     declared = step_defaults()
     values = parse_parameters(parameters)
-    click.echo(environment_line())
+    LOGGER.info(environment_line())
     check_tracking_server()
     # On a Databricks cluster only this process holds credentials: the steps get them in their environment.
     os.environ.update(child_process_credentials())
@@ -119,7 +120,7 @@ def main(pipeline_steps: str, reuse_completed: str, parameters: tuple[str, ...])
         commit = git_commit(folder) or parent.data.tags.get(COMMIT_TAG)
         reuse = reuse_completed == "true" and bool(commit)
         if reuse_completed == "true" and not reuse:
-            click.echo("not reusing finished steps: the code comes from no git commit, so they may have run other code")
+            LOGGER.info("not reusing finished steps: the code comes from no git commit, so they may have run other code")
         reused = []
         for step in steps:
             step_values = {key: value for key, value in values.items() if key in declared[step]}
@@ -128,14 +129,14 @@ def main(pipeline_steps: str, reuse_completed: str, parameters: tuple[str, ...])
                 run_id = previous.info.run_id
                 reused.append(step)
                 mlflow.set_tags({step_run_id_tag(step): run_id, REUSED_TAG: ",".join(reused)})
-                click.echo(f"reusing finished {step} run {run_id}: same parameters, commit and input data")
+                LOGGER.info(f"reusing finished {step} run {run_id}: same parameters, commit and input data")
             else:
                 run_id = run_step(folder, step, step_values, experiment_id, commit)
             if step == DOWNLOAD:
                 values["data_path"] = data_uri(run_id)
             elif step == FINE_TUNING:
                 values["mlflow_run_id"] = run_id
-        click.echo(f"pipeline finished: {', '.join(steps)} (parent run {parent.info.run_id})")
+        LOGGER.info(f"pipeline finished: {', '.join(steps)} (parent run {parent.info.run_id})")
 
 
 if __name__ == "__main__":

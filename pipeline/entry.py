@@ -18,6 +18,7 @@ from mlflow.exceptions import MlflowException
 
 from pipeline.contract import ERROR_TAG
 from pipeline.errors import PipelineError
+from pipeline.logs import configure as configure_logs
 
 
 def project_dir() -> Path:
@@ -42,6 +43,7 @@ def run_by_spark_job_wrapper(script: str) -> bool:
 def run_entry_point(command: click.Command) -> None:
     """Run an entry point's command on its arguments. A value its options refuse ends in one line (`error: ...`),
     as the step's other errors do, and the step's MLflow run (`mlflow run` sets MLFLOW_RUN_ID) carries the reason."""
+    configure_logs()
     try:
         code = command.main(args=command_arguments(), standalone_mode=False)
     except click.ClickException as error:

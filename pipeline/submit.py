@@ -27,6 +27,7 @@ from mlflow.exceptions import ExecutionException, MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_DATABRICKS_RUN_URL, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from pipeline.errors import PipelineError, first_line, reports_errors
+from pipeline.logs import LOGGER, configure
 from pipeline.mlflow_internals import set_databricks_poll_interval
 from pipeline.tracking import shown_tracking_uri
 
@@ -124,14 +125,15 @@ def report_progress(experiment: str, since_ms: int, every: float, stop: threadin
             if not submitted and MLFLOW_PARENT_RUN_ID not in tags:
                 continue  # the submitted run before its job exists: it is announced with its page
             if submitted and run_id not in seen:
-                click.echo(f"Databricks run page: {tags[MLFLOW_DATABRICKS_RUN_URL]} (MLflow run {run_id})")
+                LOGGER.info(f"Databricks run page: {tags[MLFLOW_DATABRICKS_RUN_URL]} (MLflow run {run_id})")
             if seen.get(run_id) != run.info.status:
                 seen[run_id] = run.info.status
-                click.echo(f"  {tags.get(MLFLOW_RUN_NAME, run_id)}: {run.info.status}")
+                LOGGER.info(f"  {tags.get(MLFLOW_RUN_NAME, run_id)}: {run.info.status}")
         if finished:
             return
         stop.wait(every)
 
 
 if __name__ == "__main__":
+    configure()
     main()

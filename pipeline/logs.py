@@ -1,0 +1,21 @@
+"""Status lines go through `logging` (the logger `pipeline`), to standard output: `PIPELINE_LOG_LEVEL=WARNING`
+quiets them, `DEBUG` adds detail. The one error line and each step's verdict stay plain output."""
+
+import logging
+import os
+import sys
+
+LOGGER = logging.getLogger("pipeline")
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def configure() -> None:
+    """Set the level from PIPELINE_LOG_LEVEL (default INFO); an unknown level ends the program in one line."""
+    level = os.environ.get("PIPELINE_LOG_LEVEL", "INFO").upper()
+    if level not in LEVELS:
+        sys.exit(f"error: PIPELINE_LOG_LEVEL={level!r}: expected one of {', '.join(LEVELS)}")
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    LOGGER.handlers[:] = [handler]
+    LOGGER.setLevel(level)
+    LOGGER.propagate = False
