@@ -35,6 +35,7 @@ from transformers import (BertConfig, BertForSequenceClassification, BertTokeniz
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.classifier import SentimentClassifier  # noqa: E402
+from pipeline.parameters import FineTuning  # noqa: E402
 from pipeline.datamodule import ReviewsDataModule, TokenizedReviews  # noqa: E402
 from pipeline.hardware import choose_hardware  # noqa: E402
 
@@ -149,7 +150,7 @@ def run_project(model_dir, tokenizer, data_dir, args, hardware) -> float:
             marks["end"] = time.perf_counter()
 
     L.seed_everything(args.seed, verbose=False)
-    datamodule = ReviewsDataModule(data_dir, tokenizer, args.max_length, args.batch_size, hardware.num_workers,
+    datamodule = ReviewsDataModule(data_dir, tokenizer, FineTuning(max_length=args.max_length).tokenization(), args.batch_size, hardware.num_workers,
                                    hardware.pin_memory, pad_to_multiple_of=hardware.pad_to_multiple_of)
     datamodule.setup()
     model = SentimentClassifier(str(model_dir), learning_rate=1e-4, compile=hardware.compile)

@@ -1,6 +1,7 @@
 """`ReviewsDataModule`: the checked CSVs, tokenized once with the backbone's own tokenizer, in length-grouped batches."""
 
 import hashlib
+import json
 import math
 import os
 import tempfile
@@ -91,15 +92,16 @@ class ReviewsDataModule(L.LightningDataModule):
     at a barrier) and `setup` on every rank reads the tokens back; without one, `setup` tokenizes in memory.
     """
 
-    def __init__(self, data_dir: Path, tokenizer: PreTrainedTokenizerBase, max_length: int, batch_size: int,
+    def __init__(self, data_dir: Path, tokenizer: PreTrainedTokenizerBase, tokenization: dict, batch_size: int,
                  num_workers: int = 0, pin_memory: bool = False, cache_dir: Path | None = None,
-                 pad_to_multiple_of: int | None = None, truncation: str = "head_tail"):
+                 pad_to_multiple_of: int | None = None):
         super().__init__()
         self.data_dir = Path(data_dir)
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.tokenizer = tokenizer
-        self.max_length = max_length
-        self.truncation = truncation
+        self.tokenization = tokenization  # `FineTuning.tokenization()`: every parameter that shapes the tokens
+        self.max_length = int(tokenization["max_length"])
+        self.truncation = tokenization["truncation"]
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
@@ -140,8 +142,10 @@ class ReviewsDataModule(L.LightningDataModule):
         return columns
 
     def cache_key(self) -> str:
-        """Same texts, labels, tokenizer, max_length and truncation give the same tokens: hash exactly those."""
-        digest = hashlib.sha256(f"{self.max_length}|{self.truncation}|{type(self.tokenizer).__name__}".encode())
+        """Same texts, labels, tokenizer and tokenization parameters give the same tokens: hash exactly those. The
+        foundation model enters as its tokenizer (its name may be a path that differs from machine to machine)."""
+        shaping = {name: value for name, value in self.tokenization.items() if name != "foundation_model"}
+        digest = hashlib.sha256(f"{json.dumps(shaping, sort_keys=True)}|{type(self.tokenizer).__name__}".encode())
         backend = getattr(self.tokenizer, "backend_tokenizer", None)
         digest.update((backend.to_str() if backend else repr(sorted(self.tokenizer.get_vocab().items()))).encode())
         for split, frame in self.frames.items():

@@ -42,8 +42,8 @@ def reviews_datamodule(config: FineTuning, data_dir: Path, tokenizer, hardware: 
     """The run's data module; `hardware` sets its loaders (None: a process that only prepares the tokens)."""
     loading = (hardware.num_workers, hardware.pin_memory, hardware.pad_to_multiple_of) if hardware else (0, False, None)
     workers, pin_memory, pad_to_multiple_of = loading
-    return ReviewsDataModule(data_dir, tokenizer, config.max_length, config.batch_size, workers, pin_memory,
-                             Path(config.cache_dir).expanduser(), pad_to_multiple_of, config.truncation)
+    return ReviewsDataModule(data_dir, tokenizer, config.tokenization(), config.batch_size, workers, pin_memory,
+                             Path(config.cache_dir).expanduser(), pad_to_multiple_of)
 
 
 def train(config: FineTuning, hardware: Hardware, datamodule: ReviewsDataModule, checkpoints: Path, logger: Logger, root_dir: str,

@@ -4,6 +4,7 @@ import torch
 from torch.utils.data import RandomSampler, SequentialSampler
 from transformers import AutoTokenizer
 
+from pipeline.parameters import FineTuning
 from pipeline.datamodule import LengthGroupedBatchSampler, ReviewsDataModule
 
 
@@ -33,7 +34,7 @@ def test_length_grouped_drop_last_and_len():
 
 def test_datamodule_pads_per_batch(tiny_model, easy_data):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    datamodule = ReviewsDataModule(easy_data, tokenizer, max_length=12, batch_size=8, pad_to_multiple_of=8)
+    datamodule = ReviewsDataModule(easy_data, tokenizer, FineTuning(max_length=12).tokenization(), batch_size=8, pad_to_multiple_of=8)
     datamodule.setup()
     assert {split: len(dataset) for split, dataset in datamodule.splits.items()} == {"train": 400, "valid": 100, "test": 100}
     assert max(datamodule.splits["train"].lengths) <= 12  # truncated to max_length
@@ -49,7 +50,7 @@ def test_datamodule_pads_per_batch(tiny_model, easy_data):
 def test_setup_reads_the_tokens_prepare_data_cached(tiny_model, easy_data, tmp_path, monkeypatch):
     """Under DDP Lightning runs `prepare_data` on one process and `setup` on every rank: the others only read the cache."""
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    preparing = ReviewsDataModule(easy_data, tokenizer, max_length=12, batch_size=8, cache_dir=tmp_path)
+    preparing = ReviewsDataModule(easy_data, tokenizer, FineTuning(max_length=12).tokenization(), batch_size=8, cache_dir=tmp_path)
     assert not preparing.tokens_cached()
     preparing.prepare_data()
     assert preparing.tokens_cached() and len(list(tmp_path.glob("*.pt"))) == 1
@@ -59,8 +60,21 @@ def test_setup_reads_the_tokens_prepare_data_cached(tiny_model, easy_data, tmp_p
 
     other_tokenizer = AutoTokenizer.from_pretrained(tiny_model)  # each rank loads its own
     monkeypatch.setattr(type(other_tokenizer), "__call__", refuse)
-    other_rank = ReviewsDataModule(easy_data, other_tokenizer, max_length=12, batch_size=8, cache_dir=tmp_path)
+    other_rank = ReviewsDataModule(easy_data, other_tokenizer, FineTuning(max_length=12).tokenization(), batch_size=8, cache_dir=tmp_path)
     other_rank.setup("fit")
     preparing.prepare_data()  # Lightning calls it again for trainer.test: nothing left to do
     assert {split: len(dataset) for split, dataset in other_rank.splits.items()} == {"train": 400, "valid": 100, "test": 100}
     assert max(other_rank.splits["train"].lengths) <= 12
+
+
+def test_the_token_cache_key_covers_every_tokenization_parameter(tiny_model, easy_data):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+
+    def key(tokenization: dict) -> str:
+        return ReviewsDataModule(easy_data, tokenizer, tokenization, batch_size=8).cache_key()
+
+    base = FineTuning(max_length=12).tokenization()
+    assert key(base) != key(base | {"max_length": 13})
+    assert key(base) != key(base | {"truncation": "head"})
+    assert key(base) != key(base | {"a_later_tokenization_parameter": 1})  # a new `tokens=True` field enters by itself
+    assert key(base) == key(base | {"foundation_model": "/another/copy/of/it"})  # the model enters as its tokenizer

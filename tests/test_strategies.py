@@ -6,6 +6,7 @@ import torch
 from transformers import AutoTokenizer
 
 from pipeline.classifier import SentimentClassifier
+from pipeline.parameters import FineTuning
 from pipeline.datamodule import ReviewsDataModule
 from pipeline.errors import PipelineError
 from pipeline.strategies import strategy_callbacks
@@ -18,7 +19,7 @@ def snapshot(module: torch.nn.Module) -> torch.Tensor:
 def train(tiny_model, easy_data, strategy: str, epochs: int, lr_log: list | None = None):
     L.seed_everything(0, verbose=False)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    datamodule = ReviewsDataModule(easy_data, tokenizer, max_length=16, batch_size=32)
+    datamodule = ReviewsDataModule(easy_data, tokenizer, FineTuning(max_length=16).tokenization(), batch_size=32)
     model = SentimentClassifier(str(tiny_model), learning_rate=1e-3)
     before = {"backbone": snapshot(model.backbone), "head": snapshot(model.model.classifier)}
     after_epoch = []
