@@ -305,7 +305,11 @@ def test_ctrl_c_in_submit_cancels_the_job(workspace, project, tiny_model, easy_z
     """Interrupting `pipeline.submit` cancels the Databricks run (its processes stop) and fails the MLflow run."""
     emulator, server_uri, env, _ = workspace
     before = set(emulator.jobs)
-    process = subprocess.Popen(submit_command(str(project), *pipeline_params(tiny_model, easy_zip_url)), env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell without job control starts background commands with SIGINT ignored, and the child would inherit
+    # that: give it the default disposition, as a terminal's Ctrl-C meets it.
+    process = subprocess.Popen(submit_command(str(project), *pipeline_params(tiny_model, easy_zip_url)), env=env, cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 180
     while not (set(emulator.jobs) - before and job_runs(server_uri, max(emulator.jobs), must_exist=False)[1]):
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
