@@ -13,7 +13,6 @@ from pipeline.errors import PipelineError
 from pipeline.parameters import ACCELERATORS, PRECISIONS, SWITCHES
 
 
-
 @dataclass(frozen=True)
 class Capabilities:
     """What the machine offers; tests build these by hand to stand in for GPUs they do not have."""

@@ -1,8 +1,8 @@
 """Each step's parameters, declared once: name, type, default, range, choices and help.
 
 One frozen dataclass per step (as `HfArgumentParser` dataclasses hold them). From it come the step's command
-line (`command_line`), `main`'s check of each `-P` value (`check_value`), and the MLproject declarations
-(`mlproject_declarations`, which tests/test_parameters.py holds MLproject to). The steps receive the dataclass,
+line (`command_line`), `main`'s check of each `-P` value (`check_value`), and MLproject's entry points
+(`tools/mlproject.py`; tests/test_parameters.py holds MLproject to them). The steps receive the dataclass,
 not a dict. This module imports nothing heavy, so `main` checks values without loading torch.
 
 Adding a parameter is one field here; `make mlproject` (tools/mlproject.py) then writes its MLproject lines.
@@ -100,9 +100,9 @@ def click_type(item: dataclasses.Field) -> click.ParamType:
     meta = item.metadata
     if meta["choices"]:
         return click.Choice(meta["choices"])
-    if item.type is int or item.type == "int":
+    if item.type is int:
         return click.IntRange(min=meta["min"], max=meta["max"]) if meta["min"] is not None or meta["max"] is not None else click.INT
-    if item.type is float or item.type == "float":
+    if item.type is float:
         return click.FloatRange(min=meta["min"], max=meta["max"], min_open=meta["min_open"])
     return click.STRING
 
@@ -130,7 +130,6 @@ def check_value(step: str, key: str, value: str) -> None:
     click_type(item).convert(value, None, None)
 
 
-def mlproject_declarations(step: str) -> dict[str, dict]:
-    """The step's parameters as MLproject declares them (`{name: {type, default}}`)."""
-    kinds = {int: "int", float: "float", str: "str", "int": "int", "float": "float", "str": "str"}
-    return {item.name: {"type": kinds[item.type], "default": item.default} for item in dataclasses.fields(STEP_PARAMETERS[step])}
+def mlproject_type(item: dataclasses.Field) -> str:
+    """The MLproject type of a field (`int`, `float` or `str`)."""
+    return {int: "int", float: "float", str: "str"}[item.type]

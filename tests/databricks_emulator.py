@@ -44,8 +44,8 @@ from urllib.parse import parse_qs, urlparse
 import psutil
 import requests
 
-from databricks_runtime import LibraryRefused, cluster_environment
-from tools.dependencies import settings
+from databricks_runtime import RUNTIME_PYTHON, LibraryRefused, cluster_environment
+from tools.dependencies import runtime_release, settings
 from unity_catalog_emulator import PRESIGNED_PREFIX, ApiError, UnityCatalog, file_within
 
 # MLflow's job code copies the tarball with `rsync -a -v --ignore-existing FILE DIR`. Databricks images have rsync,
@@ -53,9 +53,6 @@ from unity_catalog_emulator import PRESIGNED_PREFIX, ApiError, UnityCatalog, fil
 RSYNC_STAND_IN = '''[ "$#" -eq 5 ] && [ "$1 $2 $3" = "-a -v --ignore-existing" ] || { echo "rsync stand-in: unsupported: $*" >&2; exit 2; }
 echo "$4"
 [ -e "$5/$(basename "$4")" ] || exec cp -p "$4" "$5"'''
-# The LTS runtimes Databricks supports in November 2026 and their Python (Databricks runtime release notes);
-# 12.2 LTS and 13.3 LTS have reached end of support.
-RUNTIME_PYTHON = {"14.3": "3.10", "15.4": "3.11", "16.4": "3.12", "17.3": "3.12"}
 SPARK_VERSION = re.compile(r"^(\d+\.\d+)\.x-(?:(?:cpu|gpu)-ml-)?scala2\.1[23]$")
 # The fields of a Jobs API `new_cluster` (ClusterSpec in the Databricks REST reference).
 CLUSTER_FIELDS = {
@@ -311,7 +308,7 @@ class DatabricksEmulator:
 
     def _install_libraries(self, job: Job) -> Path:
         """The cluster's Python with the job's libraries installed over the runtime (built once per library list)."""
-        if job.runtime != settings()["runtime"].split(".x")[0]:
+        if job.runtime != runtime_release():
             raise LibraryRefused(f"the emulator has the package set of runtime {settings()['runtime']} only, not {job.runtime}")
         specs = []
         for library in job.request.get("libraries", []):

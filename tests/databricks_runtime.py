@@ -32,7 +32,11 @@ from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from tools.dependencies import declared, runtime_constraints_file, runtime_versions, settings  # noqa: E402
+from tools.dependencies import declared, runtime_constraints_file, runtime_release, runtime_versions, settings  # noqa: E402
+
+# The LTS runtimes Databricks supports in November 2026 and their Python (Databricks runtime release notes);
+# 12.2 LTS and 13.3 LTS have reached end of support.
+RUNTIME_PYTHON = {"14.3": "3.10", "15.4": "3.11", "16.4": "3.12", "17.3": "3.12"}
 
 # What the runtime builds for its NVIDIA driver and its Spark (Databricks runtime release notes; FACTS: the CUDA
 # build of torch must match the driver, numpy/pandas/pyarrow must match pyspark and the runtime's own services).
@@ -47,9 +51,6 @@ class LibraryRefused(Exception):
     """A job library would replace a package the runtime owns (Databricks' library installation failure)."""
 
 
-def runtime_python_version() -> str:
-    """The runtime's Python (Databricks runtime release notes: 17.3 LTS ML ships 3.12)."""
-    return {"17.3": "3.12", "16.4": "3.12", "15.4": "3.11"}[settings()["runtime"].split(".x")[0]]
 
 
 def find_python(version: str) -> str:
@@ -109,7 +110,7 @@ def runtime_environment() -> Path:
     key = hashlib.sha256(json.dumps([runtime_constraints_file().read_text(), packages]).encode()).hexdigest()[:12]
 
     def steps(folder: Path) -> None:
-        subprocess.run([find_python(runtime_python_version()), "-m", "venv", str(folder)], check=True)
+        subprocess.run([find_python(RUNTIME_PYTHON[runtime_release()]), "-m", "venv", str(folder)], check=True)
         pip(folder, "install", "--quiet", "--constraint", str(runtime_pins(folder)), *packages)
 
     return _build(CACHE / f"{settings()['runtime']}-{key}", steps)

@@ -9,7 +9,7 @@ from mlflow.projects._project_spec import load_project
 import main
 from conftest import REPO
 from pipeline import download_data, fine_tuning_model, register_model
-from pipeline.parameters import GATE_METRICS, STEP_PARAMETERS, FineTuning, Pipeline
+from pipeline.parameters import GATE_METRICS, STEP_PARAMETERS, FineTuning, Pipeline, mlproject_type
 from pipeline.quality_gate import SCORERS
 
 COMMANDS = {"download_data": download_data.main, "fine_tuning_model": fine_tuning_model.main,
@@ -27,7 +27,7 @@ def test_mlflow_reads_the_declared_types_and_defaults():
     for step, config in STEP_PARAMETERS.items():
         declared = project.get_entry_point(step).parameters
         assert {name: (spec.type, spec.default) for name, spec in declared.items()} == {
-            item.name: ({int: "int", float: "float", str: "str"}[item.type], item.default) for item in dataclasses.fields(config)}, step
+            item.name: (mlproject_type(item), item.default) for item in dataclasses.fields(config)}, step
         assert set(main.step_defaults()[step]) <= set(project.get_entry_point("main").parameters)
 
 

@@ -45,6 +45,11 @@ def locked() -> dict[str, str]:
     return pins
 
 
+def runtime_release() -> str:
+    """The runtime's release, e.g. `17.3` for `17.3.x-gpu-ml-scala2.13`."""
+    return settings()["runtime"].split(".x")[0]
+
+
 def runtime_constraints_file() -> Path:
     return REPO / "databricks" / f"{settings()['runtime']}.constraints.txt"
 

@@ -14,17 +14,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from pipeline.parameters import STEP_PARAMETERS, Pipeline  # noqa: E402
+from pipeline.parameters import STEP_PARAMETERS, Pipeline, mlproject_type  # noqa: E402
 
 FILES = {"download_data": "pipeline/download_data.py", "fine_tuning_model": "pipeline/fine_tuning_model.py",
          "register_model": "pipeline/register_model.py", "main": "main.py"}
-KINDS = {int: "int", float: "float", str: "str", "int": "int", "float": "float", "str": "str"}
 MARKER = "entry_points:\n"
 
 
 def declaration(item: dataclasses.Field) -> str:
-    default = json.dumps(item.default) if KINDS[item.type] == "str" else repr(item.default)
-    return f"{{type: {KINDS[item.type]}, default: {default}}}"
+    default = json.dumps(item.default) if item.type is str else repr(item.default)
+    return f"{{type: {mlproject_type(item)}, default: {default}}}"
 
 
 def command(file: str, words: list[str]) -> list[str]:
