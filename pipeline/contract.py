@@ -1,9 +1,6 @@
 """The contract between the steps: their names, what one step leaves in MLflow for the next (tags, artifacts),
 and the one query that finds a step's finished runs. Every other module names these through here."""
 
-import mlflow
-from mlflow.entities import Run
-
 from pipeline.errors import PipelineError
 
 DOWNLOAD, FINE_TUNING, REGISTER = STEPS = ("download_data", "fine_tuning_model", "register_model")
@@ -47,8 +44,10 @@ def data_uri(run_id: str, split: str | None = None) -> str:
     return f"runs:/{run_id}/{DATA_ARTIFACT}" + (f"/{split}.csv" if split else "")
 
 
-def finished_runs(step: str, experiment_id: str, max_results: int | None = None) -> list[Run]:
-    """The FINISHED runs of `step` in the experiment, newest first."""
+def finished_runs(step: str, experiment_id: str, max_results: int | None = None) -> list:
+    """The FINISHED runs (`mlflow.entities.Run`) of `step` in the experiment, newest first."""
+    import mlflow  # here, not at the top: the training processes read this module's names and never talk to MLflow
+
     return mlflow.search_runs(
         experiment_ids=[experiment_id],
         filter_string=f"tags.`{STEP_TAG}` = '{step}' and attributes.status = 'FINISHED'",
@@ -58,7 +57,7 @@ def finished_runs(step: str, experiment_id: str, max_results: int | None = None)
     )
 
 
-def latest_finished_run(step: str, experiment_id: str) -> Run:
+def latest_finished_run(step: str, experiment_id: str):
     """The most recently started FINISHED run of `step`."""
     runs = finished_runs(step, experiment_id, max_results=1)
     if not runs:

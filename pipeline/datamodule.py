@@ -108,6 +108,15 @@ class ReviewsDataModule(L.LightningDataModule):
         self.collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
         self.splits: dict[str, TokenizedReviews] = {}
 
+    @classmethod
+    def for_config(cls, config, data_dir: Path, tokenizer: PreTrainedTokenizerBase, hardware=None) -> "ReviewsDataModule":
+        """The data module of a `FineTuning` configuration; `hardware` (`pipeline.hardware.Hardware`) sets its
+        loaders (None: a process that only reads the data and tokenizes it)."""
+        loading = (hardware.num_workers, hardware.pin_memory, hardware.pad_to_multiple_of) if hardware else (0, False, None)
+        workers, pin_memory, pad_to_multiple_of = loading
+        return cls(data_dir, tokenizer, config.tokenization(), config.batch_size, workers, pin_memory,
+                   Path(config.cache_dir).expanduser(), pad_to_multiple_of)
+
     @cached_property
     def frames(self) -> dict[str, pd.DataFrame]:
         """The checked splits, read once per process."""

@@ -4,7 +4,6 @@ import hashlib
 import os
 import shutil
 import tempfile
-import time
 import uuid
 import zipfile
 from collections.abc import Callable
@@ -13,6 +12,7 @@ from typing import TypeVar
 from urllib.parse import unquote, urlparse
 
 import requests
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 from tqdm.auto import tqdm
 
 from pipeline.errors import PipelineError
@@ -30,13 +30,12 @@ def fetch(url: str, destination: Path, retries: int = 3, backoff_s: float = 1.0)
     """Copy `url` to `destination` (a file), streaming with a progress bar; retry transient HTTP failures."""
     parsed = urlparse(url)
     if parsed.scheme in ("http", "https"):
-        for attempt in range(retries + 1):
-            try:
-                return _http_get(url, destination)
-            except _Transient as error:
-                if attempt == retries:
-                    raise DownloadError(f"{url}: {error} (gave up after {retries + 1} attempts)") from None
-                time.sleep(backoff_s * 2**attempt)
+        attempts = Retrying(retry=retry_if_exception_type(_Transient), stop=stop_after_attempt(retries + 1),
+                            wait=wait_exponential(multiplier=backoff_s), reraise=True)  # waits backoff_s, 2x, 4x, ...
+        try:
+            return attempts(_http_get, url, destination)
+        except _Transient as error:
+            raise DownloadError(f"{url}: {error} (gave up after {retries + 1} attempts)") from None
     source = Path(unquote(parsed.path)) if parsed.scheme == "file" else Path(url)
     if parsed.scheme not in ("", "file") and len(parsed.scheme) > 1:
         raise DownloadError(f"{url}: unsupported URL scheme {parsed.scheme!r} (use http(s)://, file:// or a local path)")

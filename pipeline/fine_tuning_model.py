@@ -1,11 +1,10 @@
 """Entry point `fine_tuning_model`: fine-tune a Hugging Face backbone on the reviews and log the model to MLflow.
 
-Device, precision and DDP come from `pipeline.hardware`; Lightning runs the loops, keeps the best
-checkpoint (by validation macro-F1) and resumes an interrupted run from its last checkpoint.
-Under DDP every rank runs this file; rank 0 alone talks to MLflow, fetches the data and tokenizes it, and
-the other ranks, which Lightning starts with rank 0's environment, read what it prepared. With `num_nodes > 1`
-this process is the Spark driver and the training processes run on the cluster (`pipeline.multinode`). Every
-run also trains the TF-IDF baseline (`pipeline.baseline`) and logs how far the model beats it.
+This step runs once, in one process: it resolves and logs the data, tokenizes it into `cache_dir`, starts the
+training job (`pipeline.launcher`: one machine or several, CPU or GPUs, it chooses its own device and precision
+through `pipeline.hardware`), then logs what came back: the metrics, the reports, the TF-IDF baseline
+(`pipeline.baseline`) and how far the model beats it, and the model. Lightning keeps the best checkpoint (by
+validation macro-F1) and resumes an interrupted run of the same identity from its last checkpoint.
 """
 
 import os
@@ -23,11 +22,9 @@ import tempfile
 from pathlib import Path
 
 import click
-import lightning as L
 import mlflow
 import pandas as pd
 import torch
-from lightning.pytorch.utilities import rank_zero_only
 from mlflow.data.digest_utils import compute_pandas_digest
 from transformers import AutoTokenizer
 
@@ -40,17 +37,15 @@ from pipeline.data import LABEL_COLUMN
 from pipeline.datamodule import ReviewsDataModule
 from pipeline.entry import run_entry_point
 from pipeline.errors import PipelineError, reports_errors
-from pipeline.hardware import Hardware, choose_hardware
+from pipeline.hardware import choose_hardware
+from pipeline.launcher import launch, training_job
 from pipeline.model_logging import log_sentiment_model
+from pipeline.multinode import logged_metrics, shared_copy
 from pipeline.parameters import FineTuning, command_line
-from pipeline.multinode import Outcome, logged_metrics, shared_copy, train_on_spark, training_job
 from pipeline.reports import log_model_vs_baseline, log_test_report, log_training_curves
 from pipeline.reuse import run_identity, step_run_by_id
 from pipeline.tracking import download, is_artifact_uri, log_new_params, run_id_in, step_run
-from pipeline.training import MONITOR, EpochMLFlowLogger, reviews_datamodule, train
-
-DATA_DIR_VARIABLE = "PIPELINE_DATA_DIR"  # where rank 0 put the data, for the DDP ranks trainer.fit starts
-
+from pipeline.training import MONITOR
 
 @click.command(help=__doc__)
 @command_line(FineTuning)
@@ -61,81 +56,44 @@ def main(**values) -> None:
 
 def fine_tune(config: FineTuning) -> None:
     params = dataclasses.asdict(config)  # as logged, and as reuse and resume compare them
-    distributed = config.num_nodes > 1
-    if not distributed:  # several machines: each training process chooses for its own device
-        hardware = choose_hardware(config.accelerator, config.devices, config.precision, config.compile)
-        if hardware.tf32:
-            torch.set_float32_matmul_precision("high")  # TF32 tensor cores for fp32 matmuls (Ampere and later)
-    L.seed_everything(config.seed, workers=True, verbose=False)
-    is_rank_zero = rank_zero_only.rank == 0
+    if config.num_nodes == 1:  # this machine trains: refuse a device it lacks before any run starts
+        choose_hardware(config.accelerator, config.devices, config.precision, config.compile)
 
-    with (step_run(FINE_TUNING, log_system_metrics=True) if is_rank_zero else contextlib.nullcontext()) as run, \
+    with step_run(FINE_TUNING, log_system_metrics=True) as run, \
             tempfile.TemporaryDirectory(prefix="fine-tuning-") as scratch, contextlib.ExitStack() as cleanup:
-        if is_rank_zero:
-            work = Path(scratch)
-            if distributed:  # several machines read the data and write their logs in a folder they share
-                work = Path(config.cache_dir).expanduser() / "runs" / run.info.run_id
-                cleanup.callback(shutil.rmtree, work, ignore_errors=True)  # finished or failed: nothing left behind
-            data_dir, data_run_id = resolve_data(config.data_path, run.info.experiment_id, work)
-            if distributed:  # the other nodes cannot read this machine's disk
-                data_dir = shared_copy(data_dir, work / "data")
-            # The other DDP ranks, started by trainer.fit with this environment, log to this run and read this data.
-            os.environ.update({"MLFLOW_RUN_ID": run.info.run_id, DATA_DIR_VARIABLE: str(data_dir)})
-        else:
-            data_dir = Path(os.environ[DATA_DIR_VARIABLE])
-        run_id = os.environ["MLFLOW_RUN_ID"]
+        work = Path(scratch)
+        if config.num_nodes > 1:  # several machines read the data and write their logs in a folder they share
+            work = Path(config.cache_dir).expanduser() / "runs" / run.info.run_id
+            cleanup.callback(shutil.rmtree, work, ignore_errors=True)  # finished or failed: nothing left behind
+        data_dir, data_run_id = resolve_data(config.data_path, run.info.experiment_id, work)
+        if config.num_nodes > 1:  # the other nodes cannot read this machine's disk
+            data_dir = shared_copy(data_dir, work / "data")
 
         tokenizer = load_pretrained(AutoTokenizer, config.foundation_model)
-        datamodule = reviews_datamodule(config, data_dir, tokenizer, None if distributed else hardware)  # a driver only tokenizes
+        datamodule = ReviewsDataModule.for_config(config, data_dir, tokenizer)
         checkpoints = checkpoint_folder(params, data_digests(datamodule.frames))
-        resume_from = checkpoints / "last.ckpt"
+        job = training_job(config, data_dir, checkpoints, work, run.info.run_id)
+        log_new_params(params)
+        log_data_inputs(datamodule.frames, data_dir, data_run_id)
+        mlflow.set_tags({RESUMED_TAG: str(job.resume_from is not None).lower(),
+                         TOKENS_CACHED_TAG: str(datamodule.tokens_cached()).lower()})
+        datamodule.prepare_data()  # the tokens, once, where every training process reads them
 
-        if is_rank_zero:
-            log_new_params(params)
-            log_data_inputs(datamodule.frames, data_dir, data_run_id)
-            mlflow.set_tags({RESUMED_TAG: str(resume_from.exists()).lower(),
-                             TOKENS_CACHED_TAG: str(datamodule.tokens_cached()).lower()})
-
-        if distributed:
-            outcome, model = train_on_cluster(config, datamodule, checkpoints, resume_from, work)
-        else:
-            outcome, model = train_here(config, hardware, datamodule, checkpoints, resume_from, run_id, scratch)
-
-        if is_rank_zero:
-            mlflow.log_params(outcome.resolved | {"model_parameters": sum(p.numel() for p in model.parameters()),
-                                                  "train_batches_per_epoch": outcome.train_batches_per_epoch})
-            mlflow.log_metrics({f"best_{MONITOR}": outcome.best_model_score, "fit_seconds": outcome.fit_seconds})
-            mlflow.set_tag(BEST_CHECKPOINT_TAG, Path(outcome.best_model_path).name)
-            log_training_curves(run_id)
-            log_test_report(torch.tensor(outcome.confusion))
-            compare_with_baseline(datamodule.frames, run_id)
-            model_info = log_sentiment_model(model.model, tokenizer, config.tokenization())
-            mlflow.set_tag(MODEL_URI_TAG, model_info.model_uri)
-            shutil.rmtree(checkpoints, ignore_errors=True)  # finished: the model lives in MLflow now
-
-
-def train_here(config: FineTuning, hardware: Hardware, datamodule: ReviewsDataModule, checkpoints: Path, resume_from: Path, run_id: str,
-               scratch: str) -> tuple[Outcome, SentimentClassifier]:
-    """This machine's devices (DDP over its GPUs where it has several); Lightning logs to the run as it goes."""
-    return train(config, hardware, datamodule, checkpoints, EpochMLFlowLogger(run_id=run_id, tracking_uri=mlflow.get_tracking_uri()),
-                 scratch, str(resume_from) if resume_from.exists() else None)
-
-
-def train_on_cluster(config: FineTuning, datamodule: ReviewsDataModule, checkpoints: Path, resume_from: Path,
-                     work: Path) -> tuple[Outcome, SentimentClassifier]:
-    """`num_nodes` machines through Spark (`pipeline.multinode`); rank 0's metrics and best checkpoint come back here."""
-    datamodule.prepare_data()  # the tokens, once, where every training process reads them
-    processes = config.num_nodes * (1 if config.devices == "auto" else int(config.devices))
-    job = training_job(dataclasses.asdict(config), datamodule.data_dir, checkpoints, resume_from if resume_from.exists() else None, work, processes)
-    outcome = train_on_spark(processes, uses_gpus(config.accelerator), config.spark_master, work, job)
-    for step, values in logged_metrics(work / "logs"):
-        mlflow.log_metrics(values, step=step)
-    return outcome, SentimentClassifier.load_from_checkpoint(outcome.best_model_path, map_location="cpu", compile=False)
-
-
-def uses_gpus(accelerator: str) -> bool:
-    """Whether the training processes get GPUs: asked for, or (auto) the driver's node type has them."""
-    return accelerator == "cuda" or (accelerator == "auto" and torch.cuda.is_available())
+        outcome = launch(job, work)
+        if job.mlflow_run_id is None:  # several machines: rank 0 wrote its metrics to the shared folder
+            for step, values in logged_metrics(Path(job.log_dir)):
+                mlflow.log_metrics(values, step=step)
+        model = SentimentClassifier.load_from_checkpoint(outcome.best_model_path, map_location="cpu", compile=False)
+        mlflow.log_params(outcome.resolved | {"model_parameters": sum(p.numel() for p in model.parameters()),
+                                              "train_batches_per_epoch": outcome.train_batches_per_epoch})
+        mlflow.log_metrics({f"best_{MONITOR}": outcome.best_model_score, "fit_seconds": outcome.fit_seconds})
+        mlflow.set_tag(BEST_CHECKPOINT_TAG, Path(outcome.best_model_path).name)
+        log_training_curves(run.info.run_id)
+        log_test_report(torch.tensor(outcome.confusion))
+        compare_with_baseline(datamodule.frames, run.info.run_id)
+        model_info = log_sentiment_model(model.model, tokenizer, config.tokenization())
+        mlflow.set_tag(MODEL_URI_TAG, model_info.model_uri)
+        shutil.rmtree(checkpoints, ignore_errors=True)  # finished: the model lives in MLflow now
 
 
 def compare_with_baseline(frames: dict[str, pd.DataFrame], run_id: str) -> None:
@@ -178,7 +136,7 @@ def log_data_inputs(frames: dict[str, pd.DataFrame], data_dir: Path, data_run_id
 
 
 def data_digests(frames: dict[str, pd.DataFrame]) -> dict[str, str]:
-    """Each split's digest as `mlflow.log_input` records it, from the data alone: every DDP rank gets the same."""
+    """Each split's digest as `mlflow.log_input` records it, from the data alone."""
     return {split: compute_pandas_digest(frame) for split, frame in frames.items()}
 
 

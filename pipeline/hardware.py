@@ -1,7 +1,8 @@
 """The one place that decides device, precision and data-loading settings for training.
 
 The same code runs on a laptop CPU, an Apple GPU, one NVIDIA GPU (bf16 where the card has it,
-fp16 with loss scaling on older cards such as the Databricks g4dn T4) and all GPUs of a node (DDP).
+fp16 with loss scaling on older cards such as the Databricks g4dn T4), all GPUs of a node (DDP) and one
+device per process on several nodes (DDP, processes started by Spark).
 """
 
 import os
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from pipeline.errors import PipelineError
-from pipeline.parameters import ACCELERATORS, PRECISIONS, SWITCHES
+from pipeline.parameters import ACCELERATORS, PRECISIONS, SWITCHES, FineTuning
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,10 @@ def choose_hardware(
     precision: str = "auto",
     compile: str = "auto",
     capabilities: Capabilities | None = None,
+    distributed: bool = False,
 ) -> Hardware:
-    """Pick the fastest safe settings, or check and apply the ones the user asked for."""
+    """Pick the fastest safe settings, or check and apply the ones the user asked for. `distributed`: one of
+    several processes of one training (DDP even on one device)."""
     caps = capabilities or Capabilities.detect()
     if accelerator not in ACCELERATORS:
         raise PipelineError(f"accelerator={accelerator!r}: expected one of {list(ACCELERATORS)}")
@@ -108,7 +111,7 @@ def choose_hardware(
         accelerator=accelerator,
         devices=devices,
         precision=precision,
-        strategy="ddp" if devices > 1 else "auto",
+        strategy="ddp" if devices > 1 or distributed else "auto",
         # Workers only pay off when a GPU does the compute; on a CPU they steal its cores.
         num_workers=min(4, max(0, caps.cpu_count // devices - 1)) if on_cuda else 0,
         pin_memory=on_cuda,
@@ -117,3 +120,20 @@ def choose_hardware(
         # torch.compile pays back its compile time on GPUs; on a small CPU it does not (BENCHMARKS.md).
         compile=compile == "true" or (compile == "auto" and on_cuda),
     )
+
+
+def training_process_hardware(config: FineTuning, world_size: int, capabilities: Capabilities | None = None) -> Hardware:
+    """What one training process uses. `world_size` 1: this machine's `devices` (Lightning's DDP launcher starts a
+    process for each further one); otherwise one of `world_size` processes Spark started: one device, DDP."""
+    devices = config.devices if world_size == 1 else 1
+    return choose_hardware(config.accelerator, devices, config.precision, config.compile, capabilities, distributed=world_size > 1)
+
+
+def spark_processes(config: FineTuning) -> int:
+    """How many training processes Spark starts for `num_nodes > 1`: `devices` on each node ('auto': one)."""
+    return config.num_nodes * (1 if config.devices == "auto" else int(config.devices))
+
+
+def spark_uses_gpus(accelerator: str, capabilities: Capabilities | None = None) -> bool:
+    """Whether Spark's training processes get GPUs: asked for, or (auto) the driver's node type has them."""
+    return accelerator == "cuda" or (accelerator == "auto" and (capabilities or Capabilities.detect()).cuda_devices > 0)

@@ -10,12 +10,11 @@ processes never talk to MLflow: global rank 0 writes its metrics with Lightning'
 folder and the driver logs them into the run, so no credentials travel to the workers.
 """
 
-import json
+import dataclasses
 import os
 import re
 import shutil
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -23,22 +22,10 @@ import pandas as pd
 import pipeline
 from pipeline.contract import FINE_TUNING
 from pipeline.errors import PipelineError, first_line
+from pipeline.training import TrainingJob
 
 SHARED_HINT = ("with num_nodes > 1, cache_dir and checkpoint_dir must be folders every node reads "
                "(on Databricks: under /dbfs/ or /Volumes/)")
-OUTCOME_FILE = "outcome.json"  # what global rank 0 hands back, in the shared log folder
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What training hands back to the step (global rank 0's view: the best checkpoint, the test counts)."""
-
-    best_model_path: str
-    best_model_score: float
-    confusion: list[list[int]]
-    resolved: dict
-    train_batches_per_epoch: int
-    fit_seconds: float  # trainer.fit alone: the training and validation epochs, without start-up and testing
 
 
 def spark_session(master: str):
@@ -69,14 +56,12 @@ def shared_copy(source: Path, destination: Path) -> Path:
     return destination
 
 
-def training_job(params: dict, data_dir: Path, checkpoints: Path, resume_from: Path | None, work: Path, world_size: int) -> dict:
-    """What each training process receives (`pipeline/training.py <job.json>`): every path in it lies under
-    `cache_dir` or `checkpoint_dir`, the folders every node reads; a local foundation model is copied there too."""
-    model = Path(params["foundation_model"]).expanduser()
+def shared_job(job: TrainingJob, work: Path) -> TrainingJob:
+    """`job` as the training processes on other machines get it: a local foundation model copied into the shared
+    folder `work`, and every path checked to lie under `cache_dir` or `checkpoint_dir`, the folders every node reads."""
+    model = Path(job.params["foundation_model"]).expanduser()
     if model.is_dir():
-        params = params | {"foundation_model": str(shared_copy(model, work / "foundation_model"))}
-    job = {"params": params, "data_dir": str(data_dir), "checkpoints": str(checkpoints), "log_dir": str(work / "logs"),
-           "resume_from": str(resume_from) if resume_from else None, "world_size": world_size}
+        job = dataclasses.replace(job, params=job.params | {"foundation_model": str(shared_copy(model, work / "foundation_model"))})
     outside = paths_outside_shared_folders(job)
     if outside:
         raise PipelineError(f"num_nodes > 1: {', '.join(outside)} would not be readable by the other nodes; {SHARED_HINT}")
@@ -87,33 +72,31 @@ def shared_folders(params: dict) -> tuple[Path, Path]:
     return Path(params["cache_dir"]).expanduser().resolve(), Path(params["checkpoint_dir"]).expanduser().resolve()
 
 
-def paths_outside_shared_folders(job: dict) -> list[str]:
+def paths_outside_shared_folders(job: TrainingJob) -> list[str]:
     """The paths of a training job that lie outside `cache_dir` and `checkpoint_dir` (`key=path` each)."""
-    roots = shared_folders(job["params"])
-    candidates = {key: job[key] for key in ("data_dir", "checkpoints", "log_dir", "resume_from") if job[key]}
-    model = job["params"]["foundation_model"]
+    roots = shared_folders(job.params)
+    candidates = {key: getattr(job, key) for key in ("data_dir", "checkpoints", "log_dir", "resume_from") if getattr(job, key)}
+    model = job.params["foundation_model"]
     if Path(model).expanduser().exists():  # a hub id is no path: each node downloads it
         candidates["foundation_model"] = model
     return [f"{key}={value}" for key, value in candidates.items()
             if not any(Path(value).expanduser().resolve().is_relative_to(root) for root in roots)]
 
 
-def train_on_spark(processes: int, use_gpu: bool, master: str, work: Path, job: dict) -> Outcome:
-    """Run `pipeline/training.py` as `processes` training processes across the Spark cluster and return rank 0's
-    outcome. The workers do not have this project: the `pipeline` package goes to the shared folder `work` first,
-    and each process runs that copy (TorchDistributor's file mode) with the job description beside it."""
+def run_on_spark(job: TrainingJob, job_file: Path, use_gpu: bool, master: str, work: Path) -> None:
+    """Run `pipeline/training.py job_file` as `job.world_size` training processes across the Spark cluster. The
+    workers do not have this project: the `pipeline` package goes to the shared folder `work` first, and each
+    process runs that copy (TorchDistributor's file mode)."""
     spark_session(master)  # first: it says in one line when pyspark is missing
     from pyspark.ml.torch.distributor import TorchDistributor
 
     code = work / "code" / "pipeline"
     shutil.rmtree(code, ignore_errors=True)
     shutil.copytree(Path(pipeline.__file__).parent, code, ignore=shutil.ignore_patterns("__pycache__"))
-    (work / "job.json").write_text(json.dumps(job))
     try:
-        TorchDistributor(num_processes=processes, local_mode=False, use_gpu=use_gpu).run(str(code / "training.py"), str(work / "job.json"))
+        TorchDistributor(num_processes=job.world_size, local_mode=False, use_gpu=use_gpu).run(str(code / "training.py"), str(job_file))
     except Exception as error:  # noqa: BLE001 - a failed Spark task arrives as py4j/Spark errors
         raise PipelineError(f"distributed training failed: {python_error_in(error)}; {SHARED_HINT}") from None
-    return Outcome(**json.loads((Path(job["log_dir"]) / OUTCOME_FILE).read_text()))
 
 
 def python_error_in(error: Exception) -> str:

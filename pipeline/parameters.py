@@ -26,11 +26,13 @@ BOOLEANS = ("true", "false")
 
 
 def parameter(default, help: str = "", *, choices: tuple[str, ...] | None = None, min: float | None = None,
-              max: float | None = None, min_open: bool = False, tokens: bool = False):
+              max: float | None = None, min_open: bool = False, tokens: bool = False, identity: bool = True):
     """A step parameter. `tokens`: it shapes the tokens of a review (the token cache key and the served model's
-    tokenization come from exactly these fields)."""
+    tokenization come from exactly these fields). `identity=False`: it says where files go, where training runs
+    or how fast, or names data compared by content; two runs that differ only in such fields are the same run,
+    for reuse and resume alike (`pipeline.reuse.run_identity`)."""
     return field(default=default, metadata={"help": help, "choices": choices, "min": min, "max": max,
-                                            "min_open": min_open, "tokens": tokens})
+                                            "min_open": min_open, "tokens": tokens, "identity": identity})
 
 
 @dataclass(frozen=True)
@@ -54,26 +56,27 @@ class FineTuning:
     foundation_model: str = parameter("prajjwal1/bert-tiny", "Hub id or local save_pretrained folder.", tokens=True)
     fine_tuning_strategy: str = parameter("no_freeze", choices=STRATEGIES)
     data_path: str = parameter(LATEST, "Folder of CSVs, or MLflow artifact URI such as runs:/<id>/imdb; "
-                                       "'latest': the latest download_data run's data.")
+                                       "'latest': the latest download_data run's data.", identity=False)
     epochs: int = parameter(3, min=1)
     batch_size: int = parameter(32, min=1)
     learning_rate: float = parameter(1e-4, min=0, min_open=True)
+    weight_decay: float = parameter(0.01, "AdamW weight decay (not on biases and LayerNorm weights).", min=0)
     max_length: int = parameter(256, "Tokens kept per review.", min=8, tokens=True)
     truncation: str = parameter("head_tail", "Which tokens of a longer review: its head, its tail, or a quarter head + "
                                              "three quarters tail.", choices=TRUNCATIONS, tokens=True)
     seed: int = parameter(42)
     unfreeze_epoch: int = parameter(1, "freeze_unfreeze: epoch the backbone starts training.", min=0)
     patience: int = parameter(2, "Epochs without validation gain before stopping early.", min=1)
-    accelerator: str = parameter("auto", choices=ACCELERATORS)
-    devices: str = parameter("auto", "'auto' (all GPUs of the node; one per node with num_nodes > 1) or a number.")
+    accelerator: str = parameter("auto", choices=ACCELERATORS, identity=False)
+    devices: str = parameter("auto", "'auto' (all GPUs of the node; one per node with num_nodes > 1) or a number.", identity=False)
     precision: str = parameter("auto", choices=PRECISIONS)
-    compile: str = parameter("auto", "torch.compile the model ('auto': on GPUs).", choices=SWITCHES)
-    checkpoint_dir: str = parameter("./checkpoints", "Where unfinished runs keep checkpoints to resume from.")
-    cache_dir: str = parameter("~/.cache/sentiment-finetuning", "Tokenized data, reused by later runs.")
+    compile: str = parameter("auto", "torch.compile the model ('auto': on GPUs).", choices=SWITCHES, identity=False)
+    checkpoint_dir: str = parameter("./checkpoints", "Where unfinished runs keep checkpoints to resume from.", identity=False)
+    cache_dir: str = parameter("~/.cache/sentiment-finetuning", "Tokenized data, reused by later runs.", identity=False)
     num_nodes: int = parameter(1, "Machines to train on; above 1, Spark's TorchDistributor (cache_dir and checkpoint_dir: "
-                                  "folders they share).", min=1)
+                                  "folders they share).", min=1, identity=False)
     spark_master: str = parameter("auto", "num_nodes > 1: Spark master URL, e.g. local-cluster[2,1,1024]; 'auto': "
-                                          "SPARK_MASTER, else the cluster's own Spark.")
+                                          "SPARK_MASTER, else the cluster's own Spark.", identity=False)
 
     def tokenization(self) -> dict:
         """The fields that shape a review's tokens, by name."""
@@ -93,6 +96,8 @@ class RegisterModel:
 
 
 STEP_PARAMETERS = {DOWNLOAD: DownloadData, FINE_TUNING: FineTuning, REGISTER: RegisterModel}
+OUTSIDE_IDENTITY = frozenset(item.name for config_class in STEP_PARAMETERS.values() for item in dataclasses.fields(config_class)
+                             if not item.metadata["identity"])
 
 
 def click_type(item: dataclasses.Field) -> click.ParamType:

@@ -18,18 +18,16 @@ from pipeline.contract import finished_runs, latest_finished_run
 from pipeline.download_data import validators_tag
 from pipeline.errors import PipelineError, first_line
 from pipeline.fetch import source_validators
+from pipeline.parameters import OUTSIDE_IDENTITY
 from pipeline.tracking import run_id_in, shown_tracking_uri
 
-# Where files go, not what is computed: runs that differ only here did the same work.
-PLACEMENT_PARAMETERS = ("checkpoint_dir", "cache_dir")
-# Compared by content (the input data's digests), not by the reference that names it.
-DATA_REFERENCE = "data_path"
+DATA_REFERENCE = "data_path"  # compared by content (the input data's digests), not by the reference that names it
 
 
 def run_identity(params: dict, data_digests: dict[str, str] | None = None) -> dict:
-    """What makes two runs of a step "the same run", for reuse (finished) and resume (interrupted) alike:
-    the parameters but placement and data reference, plus the digests of the data read."""
-    identity = {key: str(value) for key, value in params.items() if key not in (*PLACEMENT_PARAMETERS, DATA_REFERENCE)}
+    """What makes two runs of a step "the same run", for reuse (finished) and resume (interrupted) alike: the
+    parameters declared part of it (`pipeline.parameters`, `identity`), plus the digests of the data read."""
+    identity = {key: str(value) for key, value in params.items() if key not in OUTSIDE_IDENTITY}
     return identity | ({"data": data_digests} if data_digests is not None else {})
 
 

@@ -1,15 +1,21 @@
-"""The Lightning side of one fine-tuning configuration: its Trainer, and what each training process runs when
-Spark's TorchDistributor spreads training over several machines (`pipeline.multinode` runs a copy of this file
-from the folder the machines share: `python training.py <job.json>`)."""
+"""The training job: one fine-tuning configuration fitted by Lightning, then tested at its best epoch.
 
+`pipeline.launcher` starts this file as its own process, `python pipeline/training.py <job.json>`, in the
+same way for every mode: on one machine (where Lightning's DDP launcher starts it again for each further
+device) and on each process Spark's TorchDistributor starts across several machines. The step that launched
+it never runs any of this; global rank 0 hands back an `Outcome` in `<log_dir>/outcome.json`.
+"""
+
+import ctypes
 import dataclasses
 import json
-import os
+import signal
 import sys
 import time
+import traceback
 from pathlib import Path
 
-if __name__ == "__main__":  # a training process: the copied `pipeline` package is this file's folder
+if __name__ == "__main__":  # a training process: this file's folder is the `pipeline` package it belongs to
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import lightning as L
@@ -20,80 +26,134 @@ from transformers import AutoTokenizer
 
 from pipeline.classifier import SentimentClassifier, load_pretrained
 from pipeline.datamodule import ReviewsDataModule
-from pipeline.hardware import Hardware, choose_hardware
-from pipeline.multinode import OUTCOME_FILE, Outcome
+from pipeline.errors import PipelineError, first_line
+from pipeline.hardware import training_process_hardware
 from pipeline.parameters import FineTuning
 from pipeline.strategies import strategy_callbacks
 
 MONITOR = "val_macro_f1"
+OUTCOME_FILE, ERROR_FILE = "outcome.json", "error.txt"  # what global rank 0 hands back, in the job's log_dir
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingJob:
+    """Everything a training process needs, as JSON. With `num_nodes > 1` every path lies in a folder all nodes
+    read (`pipeline.multinode.check_shared`)."""
+
+    params: dict  # the FineTuning fields
+    data_dir: str
+    checkpoints: str
+    resume_from: str | None
+    log_dir: str  # the outcome; with no run id also the metrics (CSV), which the step logs into its run
+    world_size: int  # processes Spark starts, one device each; 1: one process that starts one per device itself
+    mlflow_run_id: str | None  # log live into the step's run (one machine: it has the credentials); None: CSV
+
+    def write(self, path: Path) -> Path:
+        path.write_text(json.dumps(dataclasses.asdict(self)))
+        return path
+
+    @classmethod
+    def read(cls, path: Path) -> "TrainingJob":
+        return cls(**json.loads(Path(path).read_text()))
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What training hands back to the step (global rank 0's view: the best checkpoint, the test counts)."""
+
+    best_model_path: str
+    best_model_score: float
+    confusion: list[list[int]]
+    resolved: dict
+    train_batches_per_epoch: int
+    fit_seconds: float  # trainer.fit alone: the training and validation epochs, without start-up and testing
 
 
 class EpochMLFlowLogger(MLFlowLogger):
     """Lightning's MLflow logger, with each per-epoch value at step = its epoch (from 0) instead of the global
     batch count, so curves and resumed runs need no join: Lightning puts `epoch` in every call it makes for
-    `self.log` values. Calls without it (the learning-rate monitor's) keep their global step."""
+    `self.log` values. Calls without it (the learning-rate monitor's) keep their global step. It never ends the
+    run: the step that owns the run still logs the model, and ends it."""
 
     def log_metrics(self, metrics, step=None):
         epoch = metrics.get("epoch")
         super().log_metrics(metrics, step=int(epoch) if epoch is not None else step)
 
-
-def reviews_datamodule(config: FineTuning, data_dir: Path, tokenizer, hardware: Hardware | None) -> ReviewsDataModule:
-    """The run's data module; `hardware` sets its loaders (None: a process that only prepares the tokens)."""
-    loading = (hardware.num_workers, hardware.pin_memory, hardware.pad_to_multiple_of) if hardware else (0, False, None)
-    workers, pin_memory, pad_to_multiple_of = loading
-    return ReviewsDataModule(data_dir, tokenizer, config.tokenization(), config.batch_size, workers, pin_memory,
-                             Path(config.cache_dir).expanduser(), pad_to_multiple_of)
+    def finalize(self, status: str = "success") -> None:
+        """Nothing to close: Lightning's own would mark the step's run FINISHED before the model is logged."""
 
 
-def train(config: FineTuning, hardware: Hardware, datamodule: ReviewsDataModule, checkpoints: Path, logger: Logger, root_dir: str,
-          resume_from: str | None, num_nodes: int = 1) -> tuple[Outcome, SentimentClassifier]:
-    """Fit the configuration (from `resume_from` when given), test its best epoch; what came out, and the model."""
-    model = SentimentClassifier(config.foundation_model, config.learning_rate, compile=hardware.compile)
-    best = ModelCheckpoint(dirpath=checkpoints, filename="best-{epoch}", monitor=MONITOR, mode="max", save_top_k=1, save_last=True)
+def job_logger(job: TrainingJob) -> Logger:
+    if job.mlflow_run_id:  # the tracking URI and credentials come from the environment, as for the step
+        return EpochMLFlowLogger(run_id=job.mlflow_run_id, tracking_uri=mlflow_tracking_uri())
+    return CSVLogger(job.log_dir, name="", version="")
+
+
+def mlflow_tracking_uri() -> str:
+    import mlflow  # only a process that logs to MLflow needs it
+
+    return mlflow.get_tracking_uri()
+
+
+def train(job: TrainingJob) -> Outcome | None:
+    """Fit the configuration (from `resume_from` when given), test its best epoch; global rank 0's outcome."""
+    config = FineTuning(**job.params)
+    hardware = training_process_hardware(config, job.world_size)
+    if hardware.tf32:
+        torch.set_float32_matmul_precision("high")  # TF32 tensor cores for fp32 matmuls (Ampere and later)
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    tokenizer = load_pretrained(AutoTokenizer, config.foundation_model)
+    datamodule = ReviewsDataModule.for_config(config, Path(job.data_dir), tokenizer, hardware)
+    model = SentimentClassifier(config.foundation_model, config.learning_rate, config.weight_decay, compile=hardware.compile)
+    best = ModelCheckpoint(dirpath=job.checkpoints, filename="best-{epoch}", monitor=MONITOR, mode="max", save_top_k=1, save_last=True)
     trainer = L.Trainer(
         max_epochs=config.epochs,
-        logger=logger,
+        logger=job_logger(job),
         callbacks=[best, EarlyStopping(monitor=MONITOR, mode="max", patience=config.patience),
                    LearningRateMonitor(logging_interval="epoch"),
                    *strategy_callbacks(config.fine_tuning_strategy, config.unfreeze_epoch)],
         gradient_clip_val=1.0,
-        default_root_dir=root_dir,
+        default_root_dir=job.log_dir,
         enable_model_summary=False,
-        num_nodes=num_nodes,
+        num_nodes=job.world_size,
         **hardware.trainer_flags(),
     )
     started = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=job.resume_from)
     fit_seconds = time.perf_counter() - started
     trainer.test(model, datamodule=datamodule, ckpt_path="best")  # test metrics come from the best epoch
-    outcome = Outcome(best_model_path=best.best_model_path, best_model_score=float(best.best_model_score),
-                      confusion=model.test_confusion_matrix.tolist(),
-                      resolved={"resolved_accelerator": hardware.accelerator, "resolved_devices": hardware.devices,
-                                "resolved_num_nodes": trainer.num_nodes, "resolved_precision": hardware.precision,
-                                "resolved_strategy": hardware.strategy, "resolved_compile": hardware.compile},
-                      train_batches_per_epoch=int(trainer.num_training_batches), fit_seconds=fit_seconds)
-    return outcome, model
+    if not trainer.is_global_zero:
+        return None
+    return Outcome(best_model_path=best.best_model_path, best_model_score=float(best.best_model_score),
+                   confusion=model.test_confusion_matrix.tolist(),
+                   resolved={"resolved_accelerator": hardware.accelerator, "resolved_devices": hardware.devices,
+                             "resolved_num_nodes": trainer.num_nodes, "resolved_precision": hardware.precision,
+                             "resolved_strategy": hardware.strategy, "resolved_compile": hardware.compile},
+                   train_batches_per_epoch=int(trainer.num_training_batches), fit_seconds=fit_seconds)
 
 
-def train_process(params: dict, data_dir: str, checkpoints: str, resume_from: str | None, log_dir: str, world_size: int) -> Outcome:
-    """One of `world_size` training processes (TorchDistributor sets RANK, WORLD_SIZE and the rendezvous): one
-    device each, `num_nodes=world_size`, the same `pipeline.hardware` choices on every process. The data and the
-    tokens are where the driver put them; global rank 0 writes the metrics to `log_dir` (CSV)."""
-    config = FineTuning(**params)
-    hardware = dataclasses.replace(choose_hardware(config.accelerator, 1, config.precision, config.compile), strategy="ddp")
-    if hardware.tf32:
-        torch.set_float32_matmul_precision("high")
-    L.seed_everything(config.seed, workers=True, verbose=False)
-    tokenizer = load_pretrained(AutoTokenizer, config.foundation_model)
-    datamodule = reviews_datamodule(config, Path(data_dir), tokenizer, hardware)
-    outcome, _ = train(config, hardware, datamodule, Path(checkpoints), CSVLogger(log_dir, name="", version=""), log_dir,
-                       resume_from, num_nodes=world_size)
-    return outcome
+def die_with_launcher() -> None:
+    """On Linux, this process gets SIGKILL when the one that started it dies: a killed step leaves no training
+    behind that would go on writing the checkpoints its rerun resumes from."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def main(job_file: str) -> int:
+    """Run the job; rank 0 writes the outcome, or the one line that says why there is none."""
+    die_with_launcher()
+    job = TrainingJob.read(Path(job_file))
+    try:
+        outcome = train(job)
+    except Exception as error:  # noqa: BLE001 - the step repeats this line; a bug's traceback still goes to stderr
+        if not isinstance(error, PipelineError):
+            traceback.print_exc()
+        Path(job.log_dir, ERROR_FILE).write_text(first_line(error))
+        return 1
+    if outcome is not None:
+        Path(job.log_dir, OUTCOME_FILE).write_text(json.dumps(dataclasses.asdict(outcome)))
+    return 0
 
 
 if __name__ == "__main__":
-    job = json.loads(Path(sys.argv[1]).read_text())
-    outcome = train_process(**job)
-    if int(os.environ.get("RANK", "0")) == 0:
-        Path(job["log_dir"], OUTCOME_FILE).write_text(json.dumps(dataclasses.asdict(outcome)))
+    sys.exit(main(sys.argv[1]))

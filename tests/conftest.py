@@ -10,6 +10,7 @@ import random
 import subprocess
 import sys
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -81,6 +82,24 @@ def zip_folder(folder: Path, archive: Path, top: str = "imdb") -> Path:
 
 SECRETS = {"DATABRICKS_TOKEN": "dapi-e2e-secret-0123456789", "AWS_SECRET_ACCESS_KEY": "aws-e2e-secret-0123456789",
            "MLFLOW_TRACKING_PASSWORD": "tracking-e2e-secret-0123456789"}
+
+
+STOP_HOOK = REPO / "tests" / "stop_at_first_checkpoint"  # its sitecustomize stops training after the first epoch
+
+
+def stopping_after_first_epoch(env: dict[str, str], marker: Path) -> dict[str, str]:
+    """`env` for a command whose training processes stop themselves once epoch 0's last.ckpt is saved."""
+    return env | {"PYTHONPATH": os.pathsep.join(filter(None, [str(STOP_HOOK), env.get("PYTHONPATH")])),
+                  "PIPELINE_TEST_STOPPED": str(marker)}
+
+
+def wait_for_stop(marker: Path, process: subprocess.Popen, seconds: float = 600) -> None:
+    """Until the training under `process` has stopped itself (the marker exists); fails if `process` ends first."""
+    deadline = time.monotonic() + seconds
+    while not marker.exists():
+        assert process.poll() is None, f"the command ended (exit code {process.returncode}) before training stopped"
+        assert time.monotonic() < deadline, "training never reached its first checkpoint"
+        time.sleep(0.1)
 
 
 def client_env(tracking_uri: str, **variables: str) -> dict[str, str]:

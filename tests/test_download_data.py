@@ -63,7 +63,7 @@ def test_checksum_mismatch(tracking, easy_zip_url, tmp_path):
 def test_connection_cut_mid_body_keeps_old_data(tracking, easy_zip_url, server, tmp_path, monkeypatch):  # noqa: F811
     handler, base = server
     handler.script["/imdb.zip"] = [(200, b"PK\x03\x04 partial", 10_000_000)]
-    monkeypatch.setattr("pipeline.fetch.time.sleep", lambda seconds: None)  # the retries' back-off
+    monkeypatch.setattr("tenacity.nap.time.sleep", lambda seconds: None)  # the retries' back-off
     data = tmp_path / "data"
     assert invoke("--download-url", easy_zip_url, "--local-folder", str(data)).exit_code == 0
     before = (data / "imdb" / "train.csv").read_bytes()

@@ -2,22 +2,25 @@
 JVMs on this machine), two CPU training processes over gloo, one MLflow run and one model."""
 
 import contextlib
+import dataclasses
 import math
 import os
 import signal
 import subprocess
 import sys
-import time
 
 import mlflow
 import psutil
 import pytest
 import torch
 
-from conftest import REPO, cli_runner, client_env, easy_reviews, mlflow_run, params, runs_by_entry_point, tracking_at, write_splits
+from conftest import REPO, cli_runner, client_env, easy_reviews, mlflow_run, params, runs_by_entry_point, stopping_after_first_epoch
+from conftest import tracking_at, wait_for_stop, write_splits
 from pipeline import download_data, fine_tuning_model
 from pipeline.errors import PipelineError
-from pipeline.multinode import paths_outside_shared_folders, python_error_in, shared_copy, training_job
+from pipeline.launcher import training_job
+from pipeline.multinode import paths_outside_shared_folders, python_error_in, shared_copy
+from pipeline.parameters import FineTuning
 
 SPARK = "local-cluster[2,1,1024]"
 
@@ -33,22 +36,30 @@ def test_every_path_a_training_process_gets_lies_in_the_shared_folders(tmp_path,
     """The workers see none of the driver's disk: the data and a local foundation model are copied into the
     shared run folder, and nothing in the job points elsewhere."""
     cache, checkpoints = tmp_path / "shared" / "cache", tmp_path / "shared" / "ckpt"
-    params = {"foundation_model": str(tiny_model), "cache_dir": str(cache), "checkpoint_dir": str(checkpoints)}
+    config = FineTuning(foundation_model=str(tiny_model), cache_dir=str(cache), checkpoint_dir=str(checkpoints), num_nodes=2)
     work = cache / "runs" / "run-1"
     data = shared_copy(easy_data, work / "data")
-    job = training_job(params, data, checkpoints / "key", checkpoints / "key" / "last.ckpt", work, world_size=2)
+    job = training_job(config, data, checkpoints / "key", work, run_id="run-1")
     assert paths_outside_shared_folders(job) == []
-    assert job["data_dir"] == str(work / "data") and (work / "data" / "train.csv").is_file()
-    assert job["params"]["foundation_model"] == str(work / "foundation_model") and (work / "foundation_model" / "config.json").is_file()
-    assert params["foundation_model"] == str(tiny_model)  # the step's own parameters (its run identity) are unchanged
-    hub = training_job(params | {"foundation_model": "prajjwal1/bert-tiny"}, data, checkpoints / "key", None, work, 2)
-    assert hub["params"]["foundation_model"] == "prajjwal1/bert-tiny"  # a hub id: each node downloads it
+    assert (job.world_size, job.mlflow_run_id) == (2, None)  # no credentials travel: rank 0 writes CSV for the driver
+    assert job.data_dir == str(work / "data") and (work / "data" / "train.csv").is_file()
+    assert job.params["foundation_model"] == str(work / "foundation_model") and (work / "foundation_model" / "config.json").is_file()
+    assert config.foundation_model == str(tiny_model)  # the step's own parameters (its run identity) are unchanged
+    hub = training_job(dataclasses.replace(config, foundation_model="prajjwal1/bert-tiny"), data, checkpoints / "key", work, "run-1")
+    assert hub.params["foundation_model"] == "prajjwal1/bert-tiny"  # a hub id: each node downloads it
 
 
 def test_a_path_outside_the_shared_folders_is_refused(tmp_path, easy_data):
-    params = {"foundation_model": "prajjwal1/bert-tiny", "cache_dir": str(tmp_path / "cache"), "checkpoint_dir": str(tmp_path / "ckpt")}
+    config = FineTuning(cache_dir=str(tmp_path / "cache"), checkpoint_dir=str(tmp_path / "ckpt"), num_nodes=2)
     with pytest.raises(PipelineError, match=rf"num_nodes > 1: data_dir={easy_data} would not be readable by the other nodes; "):
-        training_job(params, easy_data, tmp_path / "ckpt" / "key", None, tmp_path / "cache" / "runs" / "r", 2)
+        training_job(config, easy_data, tmp_path / "ckpt" / "key", tmp_path / "cache" / "runs" / "r", "r")
+
+
+def test_one_machine_logs_live_into_the_steps_run(tmp_path, easy_data):
+    """On one machine the job is one process with the step's credentials, logging into the step's run."""
+    config = FineTuning(cache_dir=str(tmp_path / "cache"), checkpoint_dir=str(tmp_path / "ckpt"))
+    job = training_job(config, easy_data, tmp_path / "ckpt" / "key", tmp_path / "scratch", "run-1")
+    assert (job.world_size, job.mlflow_run_id, job.resume_from) == (1, "run-1", None)
 
 
 @pytest.mark.slow
@@ -87,12 +98,10 @@ def test_killed_multi_node_training_resumes_from_the_shared_checkpoint(tiny_mode
     command = [sys.executable, "-m", "mlflow", "run", str(REPO), "-e", "fine_tuning_model", "--experiment-name", "resume",
                *params(foundation_model=tiny_model, data_path=data, num_nodes=2, spark_master=SPARK, epochs=3, batch_size=8,
                        max_length=32, learning_rate=3e-3, checkpoint_dir=tmp_path / "ckpt", cache_dir=tmp_path / "cache")]
-    first = subprocess.Popen(command, env=client_env(uri), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
-    deadline = time.monotonic() + 300
-    while not list((tmp_path / "ckpt").glob("*/last.ckpt")) and time.monotonic() < deadline and first.poll() is None:
-        time.sleep(0.2)
-    time.sleep(1.0)  # into the next epoch
+    marker = tmp_path / "stopped"
+    first = subprocess.Popen(command, env=stopping_after_first_epoch(client_env(uri), marker), cwd=tmp_path,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    wait_for_stop(marker, first)
     children = psutil.Process(first.pid).children(recursive=True)  # the driver, Spark's JVMs, the training processes
     os.killpg(first.pid, signal.SIGKILL)
     for child in children:  # also those in sessions of their own, as a lost cluster would lose them
@@ -101,7 +110,7 @@ def test_killed_multi_node_training_resumes_from_the_shared_checkpoint(tiny_mode
     first.wait()
     (last,) = (tmp_path / "ckpt").glob("*/last.ckpt")
     finished_epochs = torch.load(last, map_location="cpu", weights_only=False)["epoch"] + 1
-    assert 1 <= finished_epochs < 3
+    assert finished_epochs == 1
 
     second = subprocess.run(command, env=client_env(uri), cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]

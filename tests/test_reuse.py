@@ -19,12 +19,15 @@ PARAMS = {"epochs": "3", "learning_rate": "0.0001", "checkpoint_dir": "./checkpo
 DIGESTS = {"train": "1", "valid": "2", "test": "3"}
 
 
-def test_placement_and_data_reference_do_not_make_another_run(tmp_path):
-    moved = PARAMS | {"checkpoint_dir": "/elsewhere", "cache_dir": "/tmp/cache", "data_path": "runs:/def/imdb"}
+def test_placement_hardware_and_data_reference_do_not_make_another_run(tmp_path):
+    moved = PARAMS | {"checkpoint_dir": "/elsewhere", "cache_dir": "/tmp/cache", "data_path": "runs:/def/imdb",
+                      "devices": "2", "accelerator": "cuda", "num_nodes": "2", "spark_master": "local[2]", "compile": "true"}
     assert run_identity(moved, DIGESTS) == run_identity(PARAMS, DIGESTS)
     assert run_identity(PARAMS | {"epochs": "4"}, DIGESTS) != run_identity(PARAMS, DIGESTS)
     assert run_identity(PARAMS, DIGESTS | {"test": "4"}) != run_identity(PARAMS, DIGESTS)
-    # Resume uses the same identity: re-downloaded identical data (another data_path) finds the same checkpoints.
+    assert run_identity(PARAMS | {"precision": "bf16-mixed"}, DIGESTS) != run_identity(PARAMS, DIGESTS)  # other numbers
+    # Resume uses the same identity: re-downloaded identical data (another data_path), or the run killed on two
+    # GPUs started again on one, finds the same checkpoints.
     for params in (PARAMS, moved):
         params["checkpoint_dir"] = str(tmp_path)
     assert fine_tuning_model.checkpoint_folder(PARAMS, DIGESTS) == fine_tuning_model.checkpoint_folder(moved, DIGESTS)
@@ -65,10 +68,10 @@ def test_values_mlflow_stored_shell_quoted_still_match(tracking):
     """`mlflow run` stores a parameter as the shell saw it: '' for an empty value, quotes around `[`, `?` or `&`."""
     with mlflow.start_run() as run:
         mlflow.set_tag(STEP_TAG, "download_data")
-        mlflow.log_params({"spark_master": "''", "download_url": "'https://example.org/imdb.zip?v=2&x=1'"})
-    wanted = {"spark_master": "", "download_url": "https://example.org/imdb.zip?v=2&x=1"}
+        mlflow.log_params({"local_folder": "''", "download_url": "'https://example.org/imdb.zip?v=2&x=1'"})
+    wanted = {"local_folder": "", "download_url": "https://example.org/imdb.zip?v=2&x=1"}
     assert find_reusable_run("download_data", "0", wanted, commit=None).info.run_id == run.info.run_id
-    assert find_reusable_run("download_data", "0", wanted | {"spark_master": "local[2]"}, commit=None) is None
+    assert find_reusable_run("download_data", "0", wanted | {"local_folder": "data[2]"}, commit=None) is None
 
 
 def test_messages_show_no_tracking_credentials(monkeypatch):
