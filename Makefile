@@ -11,7 +11,7 @@ CLUSTER_TESTS ?= tests/test_databricks.py tests/test_main.py::test_full_pipeline
 
 EXPERIMENT ?= /Shared/sentiment
 
-.PHONY: venv run databricks test test-fast test-cluster test-databricks deps mlproject ui clean
+.PHONY: venv run databricks test test-fast test-cluster test-databricks fuzz deps mlproject ui clean
 
 venv: $(VENV)/.installed
 
@@ -32,6 +32,9 @@ databricks: venv  ## the pipeline on a Databricks job cluster, waiting for it: m
 
 test: venv  ## the whole test suite, CPU and offline
 	PATH="$(abspath $(BIN)):$$PATH" python -m pytest $(PYTEST_ARGS)
+
+fuzz: venv  ## the property-based tests with a long budget (CI runs them with the `ci` profile's fixed one)
+	PATH="$(abspath $(BIN)):$$PATH" HYPOTHESIS_PROFILE=fuzz python -m pytest tests/test_download_fuzz.py tests/test_data.py $(PYTEST_ARGS)
 
 test-fast: venv  ## the tests without the slow end-to-end ones
 	PATH="$(abspath $(BIN)):$$PATH" python -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -1,5 +1,6 @@
 """Fetching the data archive (HTTP(S), file:// or a local path) and unpacking it safely and atomically."""
 
+import errno
 import hashlib
 import os
 import shutil
@@ -15,10 +16,11 @@ import requests
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 from tqdm.auto import tqdm
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, first_line
 
 T = TypeVar("T")
 TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
+DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}  # the folder, not the archive
 MAX_ARCHIVE_BYTES = 4 * 1024**3  # unpacked; IMDB is ~130 MB, so anything near this is not our data
 
 
@@ -117,22 +119,7 @@ def extract_zip(archive: Path, target: Path, source: str, check: Callable[[Path]
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        with zipfile.ZipFile(archive) as bundle:
-            members = bundle.infolist()
-            unpacked = sum(member.file_size for member in members)
-            if unpacked > MAX_ARCHIVE_BYTES:
-                raise DownloadError(f"{source}: archive unpacks to {unpacked / 1e9:.1f} GB, over the {MAX_ARCHIVE_BYTES / 1e9:.1f} GB limit")
-            for member in members:
-                name = PurePosixPath(member.filename)
-                if name.is_absolute() or ".." in name.parts:
-                    raise DownloadError(f"{source}: member {member.filename!r} would be written outside the data folder")
-            try:
-                bad = bundle.testzip()
-            except (zipfile.BadZipFile, EOFError, OSError) as error:
-                raise DownloadError(f"{source}: corrupt zip archive ({error})") from None
-            if bad is not None:
-                raise DownloadError(f"{source}: corrupt zip archive (bad CRC in {bad!r})")
-            bundle.extractall(staging)
+        _unpack(archive, staging, source)
         root = _dataset_root(staging, source)
         try:
             checked = check(root)
@@ -142,6 +129,34 @@ def extract_zip(archive: Path, target: Path, source: str, check: Callable[[Path]
         return checked
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _unpack(archive: Path, staging: Path, source: str) -> None:
+    """Every member of `archive` into `staging`, after the size and path checks. The archive is untrusted input:
+    whatever the zip module raises while reading it (a broken deflate stream is a `zlib.error`, an unknown
+    compression method a `NotImplementedError`, ...) means a corrupt archive, except the disk refusing a write."""
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            members = bundle.infolist()
+            unpacked = sum(member.file_size for member in members)
+            if unpacked > MAX_ARCHIVE_BYTES:
+                raise DownloadError(f"{source}: archive unpacks to {unpacked / 1e9:.1f} GB, over the {MAX_ARCHIVE_BYTES / 1e9:.1f} GB limit")
+            for member in members:
+                name = PurePosixPath(member.filename)
+                if name.is_absolute() or ".." in name.parts:
+                    raise DownloadError(f"{source}: member {member.filename!r} would be written outside the data folder")
+            bad = bundle.testzip()
+            if bad is not None:
+                raise DownloadError(f"{source}: corrupt zip archive (bad CRC in {bad!r})")
+            bundle.extractall(staging)
+    except DownloadError:
+        raise
+    except OSError as error:
+        if error.errno in DISK_ERRORS:
+            raise DownloadError(f"{staging.parent}: cannot unpack the archive there ({error.strerror})") from None
+        raise DownloadError(f"{source}: corrupt zip archive ({first_line(error)})") from None
+    except Exception as error:  # noqa: BLE001 - see the docstring: any failure to read untrusted bytes
+        raise DownloadError(f"{source}: corrupt zip archive ({type(error).__name__}: {first_line(error)})") from None
 
 
 def _dataset_root(staging: Path, source: str) -> Path:

@@ -18,8 +18,14 @@ import click.testing
 import mlflow
 import pandas as pd
 import pytest
+from hypothesis import settings
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Hypothesis budgets: `ci` (the default) a fixed number of examples per property, `fuzz` (`make fuzz`) many more.
+settings.register_profile("ci", max_examples=100, deadline=None, print_blob=True)
+settings.register_profile("fuzz", max_examples=1000, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 SAMPLE = REPO / "data" / "sample" / "uci-sentences"
 
 POSITIVE = ["great", "wonderful", "excellent", "superb", "delightful", "brilliant", "moving", "charming", "perfect", "beautiful"]
@@ -240,7 +246,7 @@ def mlflow_server(mlflow_server_folder):
 @pytest.fixture(scope="session")
 def served_pipeline(mlflow_server, tiny_model, easy_zip_url, tmp_path_factory):
     """`mlflow run .` of the whole pipeline against the real tracking server, over HTTP only, with local model and
-    data, in experiment `e2e`. Yields (tracking URI, the -P values, the CompletedProcess)."""
+    data, in experiment `e2e`. Yields (tracking URI, the -P values, the CompletedProcess); `pipeline_runs` holds its runs."""
     folder = tmp_path_factory.mktemp("e2e")
     values = dict(download_url=easy_zip_url, local_folder=folder / "data", foundation_model=tiny_model,
                   checkpoint_dir=folder / "checkpoints", cache_dir=folder / "cache", epochs=3, batch_size=16,

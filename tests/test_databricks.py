@@ -29,7 +29,7 @@ from servers import mlflow_server
 
 TOKEN = f"dapi{secrets.token_hex(16)}"  # made here: a literal would travel in the uploaded project
 EXPERIMENT = "/Shared/sentiment-tests"
-MODEL = "main.default.sentiment"  # Unity Catalog: catalog.schema.model
+MODEL = "main.default.sentiment"  # Unity Catalog: catalog.schema.model; each test registers under its own suffix
 pytestmark = pytest.mark.slow
 
 
@@ -87,19 +87,26 @@ def submit(workspace, uri: str, *args: str, **options) -> subprocess.CompletedPr
     return run(workspace, submit_command(uri, *args, **options), cwd=REPO)
 
 
-def pipeline_params(tiny_model, easy_zip_url) -> list[str]:
-    """The whole pipeline, registering in Unity Catalog (three-part name) whatever the model and its baseline score."""
+def pipeline_params(tiny_model, easy_zip_url, model: str) -> list[str]:
+    """The whole pipeline, registering `model` in Unity Catalog (three-part name) whatever it and its baseline score."""
     return params(download_url=easy_zip_url, foundation_model=tiny_model, epochs=1, max_length=16, batch_size=16,
-                  registered_model_name=MODEL, min_score=0, beat_baseline="false")
+                  registered_model_name=model, min_score=0, beat_baseline="false")
+
+
+def new_job(emulator, before: set[int]) -> int:
+    """The one job submitted since `before` (the job ids then)."""
+    (job_id,) = set(emulator.jobs) - before
+    return job_id
 
 
 def test_local_code_on_databricks(workspace, project, tiny_model, easy_zip_url, monkeypatch):
     emulator, server_uri, env, _ = workspace
+    model_name, before = f"{MODEL}_local", set(emulator.jobs)
     result = run(workspace, [sys.executable, "-m", "mlflow", "run", ".", "-b", "databricks", "--backend-config", "cluster_spec.json",
                              "--experiment-name", EXPERIMENT,
-                             *pipeline_params(tiny_model, easy_zip_url)], cwd=project)
+                             *pipeline_params(tiny_model, easy_zip_url, model_name)], cwd=project)
     assert result.returncode == 0, result.stderr[-3000:]
-    (job_id,) = emulator.jobs
+    job_id = new_job(emulator, before)
     assert f"Check the run's status at {emulator.host}/?o=0#job/{job_id}/run/{job_id}" in result.stderr
     job = emulator.wait(job_id)  # the CLI returned at submission; the job goes on
     assert (job.state, job.result) == ("TERMINATED", "SUCCESS"), job.log[-3000:]
@@ -121,12 +128,12 @@ def test_local_code_on_databricks(workspace, project, tiny_model, easy_zip_url, 
     assert children[2].data.tags["registered_model_version"] == "1"
 
     # Registered in Unity Catalog: READY, its files in the catalog's storage, served to a client of the workspace.
-    (version,) = emulator.unity_catalog.models[MODEL].versions.values()
+    (version,) = emulator.unity_catalog.models[model_name].versions.values()
     assert (version.status, version.run_id) == ("READY", children[1].info.run_id)
-    assert emulator.unity_catalog.models[MODEL].aliases == {"champion": 1}
+    assert emulator.unity_catalog.models[model_name].aliases == {"champion": 1}
     for variable in ("MLFLOW_TRACKING_URI", "DATABRICKS_HOST", "DATABRICKS_TOKEN"):
         monkeypatch.setenv(variable, env[variable])
-    model = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
+    model = mlflow.pyfunc.load_model(f"models:/{model_name}@champion")
     predictions = model.predict(pd.DataFrame({"review": ["A wonderful film.", "A dull, tedious mess."]}))
     assert set(predictions["label"]) <= {"positive", "negative"} and predictions["probability"].between(0.5, 1).all()
 
@@ -134,10 +141,11 @@ def test_local_code_on_databricks(workspace, project, tiny_model, easy_zip_url, 
 def test_remote_code_on_databricks_waits_with_submit(workspace, git_remote, tiny_model, easy_zip_url):
     """`pipeline.submit` with a git URI and a pinned commit: prints the run page and progress, exits 0 at SUCCESS."""
     emulator, server_uri, _, _ = workspace
+    model_name, before = f"{MODEL}_remote", set(emulator.jobs)
     result = submit(workspace, f"{git_remote['url']}/sentiment.git", "--version", git_remote["pinned"],
-                    *pipeline_params(tiny_model, easy_zip_url))
+                    *pipeline_params(tiny_model, easy_zip_url, model_name))
     assert result.returncode == 0, result.stderr[-3000:]
-    job_id = max(emulator.jobs)
+    job_id = new_job(emulator, before)
     job = emulator.jobs[job_id]
     assert (job.state, job.result) == ("TERMINATED", "SUCCESS")  # already: submit waited for it
     parent, children = job_runs(server_uri, job_id)
@@ -149,25 +157,23 @@ def test_remote_code_on_databricks_waits_with_submit(workspace, git_remote, tiny
     assert parent.data.tags["mlflow.source.git.commit"] == git_remote["pinned"]
     assert parent.data.tags["mlflow.source.git.repoURL"] == f"{git_remote['url']}/sentiment.git"
 
-    # Version 2 meets the champion (version 1) at the quality gate, which reads both versions' tags back.
-    model = emulator.unity_catalog.models[MODEL]
-    first, second = (float(model.versions[number].tags["gate_score"]) for number in (1, 2))
-    assert model.versions[2].status == "READY" and model.versions[2].run_id == children[1].info.run_id
-    assert model.aliases == ({"champion": 2} if second >= first else {"champion": 1, "challenger": 2})
+    model = emulator.unity_catalog.models[model_name]
+    assert model.versions[1].status == "READY" and model.versions[1].run_id == children[1].info.run_id
+    assert model.aliases == {"champion": 1} and model.versions[1].tags["quality_gate"] == "passed"
 
 
 def test_remote_code_on_databricks_from_the_cli(workspace, git_remote, easy_zip_url, tmp_path):
     """`mlflow run <git URI> -v <sha> -b databricks`, started outside any checkout: the job runs the pinned commit."""
     emulator, server_uri, _, _ = workspace
-    uri = f"{git_remote['url']}/monorepo.git#ml/sentiment"
+    uri, before = f"{git_remote['url']}/monorepo.git#ml/sentiment", set(emulator.jobs)
     result = run(workspace, [sys.executable, "-m", "mlflow", "run", uri, "-v", git_remote["nested"], "-b", "databricks",
                              "--backend-config", str(REPO / "cluster_spec.json"),
                              "--experiment-name", EXPERIMENT, *params(pipeline_steps="download_data", download_url=easy_zip_url)],
                  cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    job = emulator.wait(max(emulator.jobs))
+    job = emulator.wait(new_job(emulator, before))
     assert (job.state, job.result) == ("TERMINATED", "SUCCESS"), job.log[-3000:]
-    parent, (step,) = job_runs(server_uri, job.run_id)  # not reused from the local-code job: that had no commit
+    parent, (step,) = job_runs(server_uri, job.run_id)
     assert parent.info.status == step.info.status == "FINISHED"
     assert parent.data.tags["mlflow.source.name"] == uri
     # The cluster got ml/sentiment without .git; the step carries the commit MLflow recorded when it submitted.
@@ -177,9 +183,10 @@ def test_remote_code_on_databricks_from_the_cli(workspace, git_remote, easy_zip_
 def test_failing_step_fails_the_job_and_submit(workspace, project, http_root):
     emulator, server_uri, _, _ = workspace
     _, base = http_root
+    before = set(emulator.jobs)
     result = submit(workspace, str(project), *params(pipeline_steps="download_data", download_url=f"{base}/missing.zip"))
     assert result.returncode == 1
-    job_id = max(emulator.jobs)
+    job_id = new_job(emulator, before)
     assert (emulator.jobs[job_id].state, emulator.jobs[job_id].result) == ("TERMINATED", "FAILED")
     parent, (step,) = job_runs(server_uri, job_id)
     assert parent.info.status == step.info.status == "FAILED"
@@ -192,9 +199,10 @@ def test_classic_project_format_fails_on_current_runtimes(workspace, tmp_path):
     emulator, server_uri, _, _ = workspace
     (tmp_path / "MLproject").write_text("name: classic\nentry_points:\n  main:\n    command: python hello.py\n")
     (tmp_path / "hello.py").write_text("print('hello')\n")
+    before = set(emulator.jobs)
     result = submit(workspace, str(tmp_path))
     assert result.returncode == 1 and "error: remote run failed" in result.stderr
-    job = emulator.jobs[max(emulator.jobs)]
+    job = emulator.jobs[new_job(emulator, before)]
     assert "shell_command_task" in job.request and "spark_python_task" not in job.request
     assert (job.state, job.result) == ("TERMINATED", "FAILED")
     assert job.message.startswith("For Databricks Runtime 13.0 ML and above, MLflow Projects cannot successfully run")
@@ -264,7 +272,7 @@ def test_multi_node_training_runs_as_its_own_spark_job(workspace, project, tiny_
         download_url=easy_zip_url, foundation_model=tiny_model, num_nodes=2, epochs=3, max_length=16, batch_size=16,
         learning_rate=3e-3, cache_dir="/Volumes/main/default/files/cache",
         checkpoint_dir="/Volumes/main/default/files/checkpoints",
-        registered_model_name=MODEL, min_score=0, beat_baseline="false"))
+        registered_model_name=f"{MODEL}_multinode", min_score=0, beat_baseline="false"))
     assert result.returncode == 0, "\n".join(job.log[-3000:] for run_id, job in emulator.jobs.items() if run_id not in before)
     pipeline_job, training_job = (emulator.jobs[run_id] for run_id in sorted(set(emulator.jobs) - before))
     assert training_job.result == "SUCCESS", training_job.log[-3000:]
@@ -277,18 +285,22 @@ def test_multi_node_training_runs_as_its_own_spark_job(workspace, project, tiny_
     assert tuned.data.tags["mlflow.databricks.shellJobRunID"] == str(training_job.run_id)  # its own job
     assert (tuned.data.params["resolved_num_nodes"], tuned.data.params["train_batches_per_epoch"]) == ("2", "13")
     assert children[2].data.tags["source_run_id"] == tuned.info.run_id and parent.info.status == "FINISHED"
-    assert emulator.unity_catalog.models[MODEL].versions[max(emulator.unity_catalog.models[MODEL].versions)].run_id == tuned.info.run_id
+    assert emulator.unity_catalog.models[f"{MODEL}_multinode"].versions[1].run_id == tuned.info.run_id
     shared = emulator.volumes / "main" / "default" / "files"
     assert list((shared / "cache").glob("*.pt"))  # the tokens the driver made for the workers
     assert (shared / "cache" / "runs").is_dir() and not list((shared / "cache" / "runs").iterdir())  # run folder removed
 
 
-def test_token_is_never_logged(workspace):
+def test_token_is_never_logged(workspace, project, easy_zip_url):
+    """Nowhere: not in params, tags, files, outputs or job logs, of this test's own job and of any other test's."""
     emulator, server_uri, _, outputs = workspace
-    assert len(outputs) >= 6 and len(emulator.jobs) >= 5  # the submissions above
+    before = set(emulator.jobs)
+    assert submit(workspace, str(project), *params(pipeline_steps="download_data", download_url=easy_zip_url)).returncode == 0
+    parent, children = job_runs(server_uri, new_job(emulator, before))
+    assert [child.data.tags["mlflow.project.entryPoint"] for child in children] == ["download_data"]
     client = mlflow.MlflowClient(server_uri)
     runs = client.search_runs([experiment.experiment_id for experiment in client.search_experiments()])
-    assert len(runs) >= 13  # 4 + 4 + 2 + 2 + 1 parents and their steps
+    assert {parent.info.run_id, children[0].info.run_id} <= {found.info.run_id for found in runs}
     for found in runs:
         for value in [*found.data.params.values(), *found.data.tags.values()]:
             assert TOKEN not in value and emulator.cluster_token not in value
@@ -307,14 +319,14 @@ def test_ctrl_c_in_submit_cancels_the_job(workspace, project, tiny_model, easy_z
     before = set(emulator.jobs)
     # A shell without job control starts background commands with SIGINT ignored, and the child would inherit
     # that: give it the default disposition, as a terminal's Ctrl-C meets it.
-    process = subprocess.Popen(submit_command(str(project), *pipeline_params(tiny_model, easy_zip_url)), env=env, cwd=REPO,
+    process = subprocess.Popen(submit_command(str(project), *pipeline_params(tiny_model, easy_zip_url, f"{MODEL}_cancelled")), env=env, cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 180
-    while not (set(emulator.jobs) - before and job_runs(server_uri, max(emulator.jobs), must_exist=False)[1]):
+    while not (set(emulator.jobs) - before and job_runs(server_uri, new_job(emulator, before), must_exist=False)[1]):
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
-        time.sleep(0.5)  # until the first step runs: its `mlflow run` has a session of its own
-    job = emulator.jobs[max(emulator.jobs)]
+        time.sleep(0.5)  # polls until the first step runs (its `mlflow run` has a session of its own)
+    job = emulator.jobs[new_job(emulator, before)]
     processes = [job.process.pid, *(child.pid for child in psutil.Process(job.process.pid).children(recursive=True))]
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
@@ -335,27 +347,34 @@ def running(pid: int) -> bool:
 
 def test_requests_need_the_bearer_token(workspace):
     emulator, _, _, _ = workspace
-    url = f"{emulator.host}/api/2.0/jobs/runs/get?run_id=101"
+    url = f"{emulator.host}/api/2.0/dbfs/get-status?path=/no/such/file"
     assert requests.get(url, timeout=5).status_code == 401
     assert requests.get(url, headers={"Authorization": "Bearer wrong"}, timeout=5).json()["error_code"] == "UNAUTHENTICATED"
-    assert requests.get(url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5).json()["state"]["result_state"] == "SUCCESS"
+    assert requests.get(url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5).json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
 
 
 def test_model_storage_needs_a_signed_url(workspace):
-    """The registry answers only with the token; model files only through the URLs it signs, not altered ones."""
+    """The registry answers only with the token; model files go up and come back only through the URLs it signs,
+    not altered ones; a version is READY once its MLmodel is there."""
     emulator, _, _, _ = workspace
     api, bearer = f"{emulator.host}/api/2.0", {"Authorization": f"Bearer {TOKEN}"}
-    version = {"name": MODEL, "version": "1"}
+    name = f"{MODEL}_storage_{secrets.token_hex(3)}"
+    version, path = {"name": name, "version": "1"}, f"/Models/{name.replace('.', '/')}/1/MLmodel"
+    assert requests.post(f"{api}/mlflow/unity-catalog/registered-models/create", json={"name": name}, headers=bearer, timeout=5).ok
+    assert requests.post(f"{api}/mlflow/unity-catalog/model-versions/create", json={"name": name, "source": "s", "run_id": "r"},
+                         headers=bearer, timeout=5).ok
+    upload = requests.post(f"{api}/fs/create-upload-url", json={"path": path}, headers=bearer, timeout=5).json()["url"]
+    assert requests.put(upload.replace("signature=", "signature=0"), data=b"flavors: {}\n", timeout=5).status_code == 403
+    assert requests.put(upload, data=b"flavors: {}\n", timeout=5).ok
+    assert requests.post(f"{api}/mlflow/unity-catalog/model-versions/finalize", json=version, headers=bearer, timeout=5).ok
     assert requests.get(f"{api}/mlflow/unity-catalog/model-versions/get", params=version, timeout=5).status_code == 401
-    url = requests.post(f"{api}/fs/create-download-url", json={"path": f"/Models/{MODEL.replace('.', '/')}/1/MLmodel"},
-                        headers=bearer, timeout=5).json()["url"]
+    url = requests.post(f"{api}/fs/create-download-url", json={"path": path}, headers=bearer, timeout=5).json()["url"]
     answer = requests.get(url, timeout=5)
     assert answer.status_code == 200 and "flavors:" in answer.text
     for altered in (url.replace("/1/MLmodel", "/2/MLmodel"), url.replace("signature=", "signature=0")):
         assert requests.get(altered, timeout=5).status_code == 403
-    upload = requests.post(f"{api}/fs/create-upload-url", json={"path": f"/Models/{MODEL.replace('.', '/')}/1/MLmodel"},
-                           headers=bearer, timeout=5)
-    assert upload.json()["error_code"] == "INVALID_STATE"  # a READY version takes no more files
+    again = requests.post(f"{api}/fs/create-upload-url", json={"path": path}, headers=bearer, timeout=5)
+    assert again.json()["error_code"] == "INVALID_STATE"  # a READY version takes no more files
 
 
 DRIVER_PROBE = '''

@@ -55,11 +55,21 @@ def test_unreachable_tracking_server_is_one_line(monkeypatch):
                                      "check MLFLOW_TRACKING_URI")
 
 
+def pipeline_runs(uri: str, result) -> dict[str, list]:
+    """The runs of the `mlflow run` that printed `result`: its parent run (named in its output) and that run's steps,
+    whatever other tests added to the experiment since."""
+    parents = {run.info.run_id: run for run in runs_by_entry_point(uri)["main"]}
+    (parent_id,) = {run_id for run_id in parents if f"=== Run (ID '{run_id}') succeeded ===" in result.stderr}
+    children = {step: [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent_id]
+                for step, runs in runs_by_entry_point(uri).items() if step != "main"}
+    return {"main": [parents[parent_id]], **children}
+
+
 @pytest.mark.slow
 def test_full_pipeline(served_pipeline, tmp_path):
     uri, _, result = served_pipeline
     assert result.returncode == 0, result.stderr[-3000:]
-    runs = runs_by_entry_point(uri)
+    runs = pipeline_runs(uri, result)
     (parent,) = runs["main"]
     assert parent.info.status == "FINISHED"
     for step in main.STEPS:
@@ -91,21 +101,23 @@ def test_single_steps_take_the_latest_outputs(served_pipeline, tmp_path):
     before = runs_by_entry_point(uri)
     result = mlflow_run(uri, *params(**local | {"pipeline_steps": "fine_tuning_model", "epochs": 2}), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    new_tuning = runs_by_entry_point(uri)["fine_tuning_model"][-1]
+    (new_tuning,) = pipeline_runs(uri, result)["fine_tuning_model"]
     assert new_tuning.data.params["epochs"] == "2"
-    assert new_tuning.data.tags["pipeline.data_run_id"] == before["download_data"][0].info.run_id
-    assert len(runs_by_entry_point(uri)["download_data"]) == 1  # not downloaded again
+    assert new_tuning.data.tags["pipeline.data_run_id"] == before["download_data"][-1].info.run_id  # the latest download
+    assert len(runs_by_entry_point(uri)["download_data"]) == len(before["download_data"])  # not downloaded again
 
+    client = mlflow.MlflowClient(uri)
+    champion = client.get_model_version_by_alias("e2e_sentiment", "champion")
     result = mlflow_run(uri, *params(pipeline_steps="register_model", registered_model_name="e2e_sentiment", beat_baseline="false"),
                         cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    client = mlflow.MlflowClient(uri)
-    version = client.get_model_version("e2e_sentiment", "2")
-    assert version.run_id == new_tuning.info.run_id
-    # The quality gate: version 2 serves only if it is at least as good as version 1 on the same test data.
-    old, new = before["fine_tuning_model"][0].data.metrics["test_macro_f1"], new_tuning.data.metrics["test_macro_f1"]
-    expected_alias = "champion" if new >= old else "challenger"
-    assert str(client.get_model_version_by_alias("e2e_sentiment", expected_alias).version) == "2"
+    (registered,) = pipeline_runs(uri, result)["register_model"]
+    version = client.get_model_version("e2e_sentiment", registered.data.tags["registered_model_version"])
+    assert version.run_id == new_tuning.info.run_id  # the latest fine-tuning run
+    # The quality gate: the new version serves only if it is at least as good as the champion on the same test data.
+    old = client.get_run(champion.run_id).data.metrics["test_macro_f1"]
+    expected_alias = "champion" if new_tuning.data.metrics["test_macro_f1"] >= old else "challenger"
+    assert client.get_model_version_by_alias("e2e_sentiment", expected_alias).version == version.version
 
 
 @pytest.mark.slow
@@ -120,7 +132,7 @@ def test_rerun_reuses_finished_steps(served_pipeline, tmp_path):
     assert parent.data.tags["pipeline.reused"] == "download_data,fine_tuning_model,register_model"
     for step in main.STEPS:
         assert len(after[step]) == len(before[step]), step  # nothing ran again
-        assert parent.data.tags[f"pipeline.{step}.run_id"] == before[step][0].info.run_id  # the first pipeline's runs
+        assert parent.data.tags[f"pipeline.{step}.run_id"] == pipeline_runs(uri, first)[step][0].info.run_id  # the fixture's
     assert "reusing finished fine_tuning_model run" in result.stdout + result.stderr
 
     result = mlflow_run(uri, *params(**local | {"pipeline_steps": "download_data", "reuse_completed": "false"}), cwd=tmp_path)
