@@ -1,9 +1,12 @@
 """Status lines go through `logging` (the logger `pipeline`), to standard output: `PIPELINE_LOG_LEVEL=WARNING`
-quiets them, `DEBUG` adds detail. The one error line and each step's verdict stay plain output."""
+quiets them, `DEBUG` adds detail. The one error line and each step's verdict stay plain output. MLflow's own
+log lines lose the credentials a tracking URI carries (its warnings repeat the URI as given)."""
 
 import logging
 import os
 import sys
+
+from pipeline.errors import without_credentials
 
 LOGGER = logging.getLogger("pipeline")
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -19,3 +22,14 @@ def configure() -> None:
     LOGGER.handlers[:] = [handler]
     LOGGER.setLevel(level)
     LOGGER.propagate = False
+    for mlflow_handler in logging.getLogger("mlflow").handlers:
+        if not any(isinstance(found, WithoutCredentials) for found in mlflow_handler.filters):
+            mlflow_handler.addFilter(WithoutCredentials())
+
+
+class WithoutCredentials(logging.Filter):
+    """Rewrites each record's message `without_credentials`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = without_credentials(record.getMessage()), None
+        return True

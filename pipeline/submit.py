@@ -24,7 +24,7 @@ from pathlib import Path
 import click
 import mlflow
 from mlflow.exceptions import ExecutionException, MlflowException
-from mlflow.utils.mlflow_tags import MLFLOW_DATABRICKS_RUN_URL, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+from mlflow.utils.mlflow_tags import MLFLOW_DATABRICKS_RUN_URL, MLFLOW_PARENT_RUN_ID, MLFLOW_PROJECT_BACKEND, MLFLOW_RUN_NAME
 
 from pipeline.errors import PipelineError, first_line, reports_errors
 from pipeline.logs import LOGGER, configure
@@ -108,7 +108,7 @@ def fail_unsubmitted_runs(experiment: str, since_ms: int) -> None:
     """MLflow creates the run before Databricks accepts the job: when the job is refused, that run is FAILED, not RUNNING."""
     client = mlflow.MlflowClient()
     for run in client.search_runs([experiment], f"attributes.start_time >= {since_ms} and attributes.status = 'RUNNING'"):
-        if run.data.tags.get("mlflow.project.backend") == "databricks" and MLFLOW_DATABRICKS_RUN_URL not in run.data.tags:
+        if run.data.tags.get(MLFLOW_PROJECT_BACKEND) == "databricks" and MLFLOW_DATABRICKS_RUN_URL not in run.data.tags:
             client.set_terminated(run.info.run_id, "FAILED")
 
 

@@ -6,27 +6,36 @@ from urllib.parse import urlparse
 
 import mlflow
 import requests
+from mlflow.exceptions import MlflowException
 from mlflow.environment_variables import (MLFLOW_TRACKING_INSECURE_TLS, MLFLOW_TRACKING_PASSWORD, MLFLOW_TRACKING_SERVER_CERT_PATH,
                                           MLFLOW_TRACKING_TOKEN, MLFLOW_TRACKING_USERNAME)
 
 from pipeline.contract import ERROR_TAG, STEP_TAG
-from pipeline.errors import PipelineError, first_line
+from pipeline.errors import PipelineError, first_line, without_credentials
 
 
 @contextlib.contextmanager
 def step_run(step: str, log_system_metrics: bool = False):
     """Start (or, under `mlflow run`, resume) the step's run, tagged with its name.
 
-    A PipelineError is also written to the run as a tag, so `main` can repeat the step's message.
+    A PipelineError is also written to the run as a tag, so `main` can repeat the step's message. A tracking
+    store that stops answering while the step runs (after MLflow's own bounded retries:
+    MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT) ends it in one line too.
     """
     check_tracking_server()
-    with mlflow.start_run(run_name=step, log_system_metrics=log_system_metrics) as run:
-        mlflow.set_tag(STEP_TAG, step)
-        try:
-            yield run
-        except PipelineError as error:
-            mlflow.set_tag(ERROR_TAG, str(error)[:5000])
-            raise
+    try:
+        with mlflow.start_run(run_name=step, log_system_metrics=log_system_metrics) as run:
+            mlflow.set_tag(STEP_TAG, step)
+            try:
+                yield run
+            except PipelineError as error:
+                with contextlib.suppress(MlflowException):  # an unreachable store cannot take it; the line still says it
+                    mlflow.set_tag(ERROR_TAG, without_credentials(str(error))[:5000])
+                raise
+    except MlflowException as error:
+        raise PipelineError(f"tracking store {shown_tracking_uri()} failed during {step} ({first_line(error)[:300]}); "
+                            "run the same command again once it answers: finished steps are reused, "
+                            "fine-tuning resumes from its checkpoints") from None
 
 
 def log_new_params(params: dict) -> None:

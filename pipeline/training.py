@@ -26,7 +26,7 @@ from transformers import AutoTokenizer
 
 from pipeline.classifier import SentimentClassifier, load_pretrained
 from pipeline.datamodule import ReviewsDataModule
-from pipeline.errors import PipelineError, first_line
+from pipeline.errors import PipelineError, first_line, without_credentials
 from pipeline.hardware import training_process_hardware
 from pipeline.parameters import FineTuning
 from pipeline.strategies import strategy_callbacks
@@ -132,6 +132,12 @@ def train(job: TrainingJob) -> Outcome | None:
                    train_batches_per_epoch=int(trainer.num_training_batches), fit_seconds=fit_seconds)
 
 
+def from_mlflow_client(error: Exception) -> bool:
+    """An MlflowException (the tracking store failed), told by its class name: processes that never talk to MLflow
+    (several machines) never import it."""
+    return any(cls.__name__ == "MlflowException" and cls.__module__.startswith("mlflow") for cls in type(error).__mro__)
+
+
 def die_with_launcher() -> None:
     """On Linux, this process gets SIGKILL when the one that started it dies: a killed step leaves no training
     behind that would go on writing the checkpoints its rerun resumes from."""
@@ -146,8 +152,8 @@ def main(job_file: str) -> int:
     try:
         outcome = train(job)
     except Exception as error:  # noqa: BLE001 - the step repeats this line; a bug's traceback still goes to stderr
-        if not isinstance(error, PipelineError):
-            traceback.print_exc()
+        if not isinstance(error, PipelineError) and not from_mlflow_client(error):  # a bug, not bad input or a lost store
+            sys.stderr.write(without_credentials(traceback.format_exc()))
         Path(job.log_dir, ERROR_FILE).write_text(first_line(error))
         return 1
     if outcome is not None:

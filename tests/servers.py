@@ -58,14 +58,14 @@ def http_ok(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def mlflow_server(folder: Path, proxied: bool = True):
-    """`mlflow server` with a SQLite store in `folder`; yields its http URI.
+def mlflow_server(folder: Path, proxied: bool = True, port: int | None = None):
+    """`mlflow server` with a SQLite store in `folder`, on `port` (default: a free one); yields its http URI.
 
     proxied: artifacts go through the server (`--artifacts-destination`), as a team server does.
     Otherwise they go straight to `folder/artifacts` (`--default-artifact-root`), which is what a server
     behind the Databricks emulator needs: with tracking URI `databricks` MLflow refuses `mlflow-artifacts:` URIs.
     """
-    port = free_port()
+    port = port or free_port()
     artifacts = folder / "artifacts"
     storage = (["--artifacts-destination", str(artifacts)] if proxied
                else ["--no-serve-artifacts", "--default-artifact-root", artifacts.as_uri()])

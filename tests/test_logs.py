@@ -1,5 +1,6 @@
 """pipeline/logs.py: status lines at a level the user picks with PIPELINE_LOG_LEVEL."""
 
+import logging
 import os
 import subprocess
 import sys
@@ -7,6 +8,7 @@ import sys
 import pytest
 
 from conftest import REPO
+from pipeline import logs
 
 SAY = "from pipeline.logs import LOGGER, configure; configure(); LOGGER.info('status'); LOGGER.warning('warned')"
 
@@ -25,3 +27,18 @@ def test_the_level_picks_the_lines(level, shown):
 def test_an_unknown_level_is_one_line():
     result = run_with("loud")
     assert result.returncode == 1 and result.stderr.strip() == "error: PIPELINE_LOG_LEVEL='LOUD': expected one of DEBUG, INFO, WARNING, ERROR"
+
+
+def test_mlflow_log_lines_lose_credentials(capfd):
+    """MLflow's warnings repeat the tracking URI as given, password included."""
+    import mlflow  # noqa: F401 - MLflow sets up its logger's handler when imported
+
+    logs.configure()
+    logs.configure()  # once more: still one filter
+    logging.getLogger("mlflow.system_metrics.system_metrics_monitor").warning(
+        "Failed to get mlflow run: API request to %s failed", "http://alice:hunter2@127.0.0.1:5000/api/2.0/mlflow/runs/get")
+    written = capfd.readouterr()
+    assert "Failed to get mlflow run: API request to http://127.0.0.1:5000/api/2.0/mlflow/runs/get failed" in written.err
+    assert "hunter2" not in written.err + written.out
+    assert all(len([f for f in handler.filters if isinstance(f, logs.WithoutCredentials)]) == 1
+               for handler in logging.getLogger("mlflow").handlers)

@@ -1,4 +1,5 @@
-"""A real tracking server: the pipeline over HTTP, the registered model loaded back, and served by `mlflow models serve`."""
+"""A real tracking server: the pipeline over HTTP, the registered model loaded back, served by `mlflow models serve`,
+and a server that dies while a step runs."""
 
 import subprocess
 import sys
@@ -6,11 +7,13 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+import psutil
 import pytest
 import requests
+import torch
 
-from conftest import REPO, client_env, tracking_at
-from servers import free_port, server_process
+from conftest import REPO, client_env, easy_reviews, stopping_after_first_epoch, tracking_at, wait_for_stop, write_splits
+from servers import free_port, mlflow_server, server_process
 
 BIN = Path(sys.executable).parent
 MODEL = "e2e_sentiment"  # registered by the session fixture `served_pipeline`
@@ -80,3 +83,43 @@ def test_concurrent_registrations_leave_the_alias_on_the_better_model(served_pip
     assert sorted(version.run_id for version in versions) == sorted([weak.info.run_id, strong.info.run_id])
     assert client.get_model_version_by_alias("concurrent", "champion").run_id == strong.info.run_id
 
+
+
+def test_a_server_that_dies_mid_training_is_one_line_and_the_rerun_resumes(tiny_model, tmp_path):
+    """The server goes away after the first epoch's checkpoint: the step ends in one line naming the server (no
+    traceback, no credentials), the checkpoints stay, and the same command, once the server is back, resumes from
+    the last finished epoch and finishes the run."""
+    data = write_splits(tmp_path / "data", {"train": easy_reviews(600, 31), "valid": easy_reviews(100, 32),
+                                            "test": easy_reviews(100, 33)})
+    store, port = tmp_path / "server", free_port()
+    store.mkdir()
+    command = [sys.executable, "-m", "pipeline.fine_tuning_model", "--foundation-model", str(tiny_model), "--data-path", str(data),
+               "--epochs", "3", "--batch-size", "8", "--max-length", "32", "--learning-rate", "3e-3",
+               "--checkpoint-dir", str(tmp_path / "ckpt"), "--cache-dir", str(tmp_path / "cache")]
+    env = client_env(f"http://alice:hunter2@127.0.0.1:{port}", MLFLOW_HTTP_REQUEST_MAX_RETRIES="1",
+                     MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="1", MLFLOW_HTTP_REQUEST_TIMEOUT="5")
+    marker = tmp_path / "stopped"
+    with mlflow_server(store, port=port):
+        step = subprocess.Popen(command, env=stopping_after_first_epoch(env, marker), cwd=REPO, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        wait_for_stop(marker, step)
+    for process in psutil.Process(step.pid).children(recursive=True):  # the server is gone: training goes on
+        process.resume()
+    stdout, stderr = step.communicate(timeout=600)
+
+    assert step.returncode == 1, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1].startswith(f"error: tracking store http://127.0.0.1:{port} failed during fine_tuning_model (")
+    assert "Traceback" not in stderr and "hunter2" not in stdout + stderr
+    (last,) = (tmp_path / "ckpt").glob("*/last.ckpt")  # kept for the rerun
+    finished_epochs = torch.load(last, map_location="cpu", weights_only=False)["epoch"] + 1
+
+    with mlflow_server(store, port=port) as uri:
+        rerun = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        client = mlflow.MlflowClient(uri)
+        interrupted, resumed = client.search_runs(["0"], order_by=["attributes.start_time ASC"])
+        epochs = {int(point.value) for point in client.get_metric_history(resumed.info.run_id, "epoch")}
+        validated = client.get_metric_history(resumed.info.run_id, "val_macro_f1")
+    assert interrupted.info.status == "RUNNING"  # nobody could reach the server to close it
+    assert resumed.info.status == "FINISHED" and resumed.data.tags["pipeline.resumed"] == "true"
+    assert min(epochs) == finished_epochs and len(validated) == 3 - finished_epochs  # only the epochs left
