@@ -90,17 +90,22 @@ SECRETS = {"DATABRICKS_TOKEN": "dapi-e2e-secret-0123456789", "AWS_SECRET_ACCESS_
            "MLFLOW_TRACKING_PASSWORD": "tracking-e2e-secret-0123456789"}
 
 
-STOP_HOOK = REPO / "tests" / "stop_at_first_checkpoint"  # its sitecustomize stops training after the first epoch
+STOP_HOOKS = REPO / "tests" / "stop_hooks"  # its sitecustomize stops a process at a named point
+
+
+def stopping_at(point: str, env: dict[str, str], marker: Path) -> dict[str, str]:
+    """`env` for a command that stops itself at `point` (tests/stop_hooks) and then writes `marker`."""
+    return env | {"PYTHONPATH": os.pathsep.join(filter(None, [str(STOP_HOOKS), env.get("PYTHONPATH")])),
+                  "PIPELINE_TEST_STOP_AT": point, "PIPELINE_TEST_STOPPED": str(marker)}
 
 
 def stopping_after_first_epoch(env: dict[str, str], marker: Path) -> dict[str, str]:
     """`env` for a command whose training processes stop themselves once epoch 0's last.ckpt is saved."""
-    return env | {"PYTHONPATH": os.pathsep.join(filter(None, [str(STOP_HOOK), env.get("PYTHONPATH")])),
-                  "PIPELINE_TEST_STOPPED": str(marker)}
+    return stopping_at("first_checkpoint", env, marker)
 
 
 def wait_for_stop(marker: Path, process: subprocess.Popen, seconds: float = 600) -> None:
-    """Until the training under `process` has stopped itself (the marker exists); fails if `process` ends first."""
+    """Until `process` (or a process under it) has stopped itself (the marker exists); fails if it ends first."""
     deadline = time.monotonic() + seconds
     while not marker.exists():
         assert process.poll() is None, f"the command ended (exit code {process.returncode}) before training stopped"

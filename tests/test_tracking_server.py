@@ -1,6 +1,7 @@
 """A real tracking server: the pipeline over HTTP, the registered model loaded back, served by `mlflow models serve`,
 and a server that dies while a step runs."""
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,8 @@ import pytest
 import requests
 import torch
 
-from conftest import REPO, client_env, easy_reviews, stopping_after_first_epoch, tracking_at, wait_for_stop, write_splits
+from conftest import REPO, client_env, easy_reviews, stopping_after_first_epoch, stopping_at, tracking_at, wait_for_stop
+from conftest import write_splits
 from servers import free_port, mlflow_server, server_process
 
 BIN = Path(sys.executable).parent
@@ -123,3 +125,38 @@ def test_a_server_that_dies_mid_training_is_one_line_and_the_rerun_resumes(tiny_
     assert interrupted.info.status == "RUNNING"  # nobody could reach the server to close it
     assert resumed.info.status == "FINISHED" and resumed.data.tags["pipeline.resumed"] == "true"
     assert min(epochs) == finished_epochs and len(validated) == 3 - finished_epochs  # only the epochs left
+
+
+def test_a_server_that_dies_while_registering_leaves_the_alias_where_it_was(tiny_model, easy_data, tmp_path):
+    """The server goes away right before register_model moves @champion: one line naming the server, and once it
+    is back the registry holds complete versions only (the new one with its gate tags) and @champion unmoved."""
+    store, port = tmp_path / "server", free_port()
+    store.mkdir()
+    env = client_env(f"http://127.0.0.1:{port}", MLFLOW_HTTP_REQUEST_MAX_RETRIES="1", MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="1",
+                     MLFLOW_HTTP_REQUEST_TIMEOUT="5")
+    step = [sys.executable, "-m"]
+    register = [*step, "pipeline.register_model", "--registered-model-name", "dying", "--min-score", "0", "--beat-baseline", "false"]
+    marker = tmp_path / "stopped"
+    with mlflow_server(store, port=port):
+        trained = subprocess.run([*step, "pipeline.fine_tuning_model", "--foundation-model", str(tiny_model), "--data-path",
+                                  str(easy_data), "--epochs", "1", "--max-length", "16", "--checkpoint-dir", str(tmp_path / "ckpt"),
+                                  "--cache-dir", str(tmp_path / "cache")], env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert trained.returncode == 0, trained.stderr[-3000:]
+        first = subprocess.run(register, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert first.returncode == 0 and "@champion -> version 1" in first.stdout, first.stderr[-3000:]
+        second = subprocess.Popen(register, env=stopping_at("alias", env, marker), cwd=REPO, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        wait_for_stop(marker, second)
+    second.send_signal(signal.SIGCONT)  # the server is gone: it goes on to move the alias
+    _, stderr = second.communicate(timeout=600)
+    assert second.returncode == 1
+    assert stderr.strip().splitlines()[-1].startswith(f"error: tracking store http://127.0.0.1:{port} failed during register_model (")
+    assert "Traceback" not in stderr
+
+    with mlflow_server(store, port=port) as uri:
+        client = mlflow.MlflowClient(uri)
+        versions = {int(version.version): version for version in client.search_model_versions("name = 'dying'")}
+        champion = client.get_model_version_by_alias("dying", "champion")
+    assert sorted(versions) == [1, 2] and all(version.status == "READY" for version in versions.values())
+    assert versions[2].tags["quality_gate"] == "passed"  # complete: registered with its gate tags in one call
+    assert champion.version == "1"  # unmoved
