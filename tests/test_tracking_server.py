@@ -1,9 +1,11 @@
 """A real tracking server: the pipeline over HTTP, the registered model loaded back, served by `mlflow models serve`,
 and a server that dies while a step runs."""
 
+import http.server
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import mlflow
@@ -14,7 +16,8 @@ import requests
 import torch
 
 from conftest import REPO, client_env, easy_reviews, stopping_after_first_epoch, stopping_at, tracking_at, wait_for_stop
-from conftest import write_splits
+from conftest import leftovers, write_splits, zip_folder
+from pipeline.data import read_dataset
 from servers import free_port, mlflow_server, server_process
 
 BIN = Path(sys.executable).parent
@@ -160,3 +163,52 @@ def test_a_server_that_dies_while_registering_leaves_the_alias_where_it_was(tiny
     assert sorted(versions) == [1, 2] and all(version.status == "READY" for version in versions.values())
     assert versions[2].tags["quality_gate"] == "passed"  # complete: registered with its gate tags in one call
     assert champion.version == "1"  # unmoved
+
+
+def test_a_server_that_dies_during_a_download_is_one_line_and_the_data_stay_whole(easy_data, tmp_path):
+    """The tracking server goes away while the archive downloads (the data server holds the answer until then):
+    one line naming the tracking server, a data folder that is the old data or the new, checked, never a mix, and
+    a rerun that succeeds once the server is back."""
+    archive = zip_folder(easy_data, tmp_path / "imdb.zip").read_bytes()
+    requested, release = threading.Event(), threading.Event()
+
+    class HeldAnswer(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(archive)))
+            self.end_headers()
+
+        def do_GET(self):
+            requested.set()
+            release.wait(timeout=300)
+            self.do_HEAD()
+            self.wfile.write(archive)
+
+        def log_message(self, *args):
+            pass
+
+    data_server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HeldAnswer)
+    threading.Thread(target=data_server.serve_forever, daemon=True).start()
+    store, port = tmp_path / "server", free_port()
+    store.mkdir()
+    env = client_env(f"http://127.0.0.1:{port}", MLFLOW_HTTP_REQUEST_MAX_RETRIES="1", MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="1",
+                     MLFLOW_HTTP_REQUEST_TIMEOUT="5")
+    command = [sys.executable, "-m", "pipeline.download_data", "--download-url", f"http://127.0.0.1:{data_server.server_port}/imdb.zip",
+               "--local-folder", str(tmp_path / "data")]
+    try:
+        with mlflow_server(store, port=port):
+            step = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            assert requested.wait(timeout=300), "the download never started"
+        release.set()  # the tracking server is gone: the archive arrives
+        _, stderr = step.communicate(timeout=600)
+        assert step.returncode == 1
+        assert stderr.strip().splitlines()[-1].startswith(f"error: tracking store http://127.0.0.1:{port} failed during download_data (")
+        assert "Traceback" not in stderr
+        assert set(read_dataset(tmp_path / "data" / "imdb")) == {"train", "valid", "test"} and leftovers(tmp_path / "data") == []
+
+        with mlflow_server(store, port=port):
+            rerun = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+    finally:
+        data_server.shutdown()
+        data_server.server_close()
