@@ -1,6 +1,8 @@
 """The contract between the steps: their names, what one step leaves in MLflow for the next (tags, artifacts),
 and the one query that finds a step's finished runs. Every other module names these through here."""
 
+import json
+
 from pipeline.errors import PipelineError
 
 DOWNLOAD, FINE_TUNING, REGISTER = STEPS = ("download_data", "fine_tuning_model", "register_model")
@@ -32,6 +34,12 @@ GATE_TAG, METRIC_TAG, SCORE_TAG, DIGEST_TAG = "quality_gate", "gate_metric", "ga
 
 # main (the parent run)
 STEPS_TAG, REUSED_TAG = "pipeline.steps", "pipeline.reused"
+
+
+def validators_tag(validators: dict[str, str] | None) -> str:
+    """SOURCE_TAG's value for what a source said of its version; "unknown" never matches, so such a download is
+    never reused."""
+    return json.dumps(validators, sort_keys=True) if validators else "unknown"
 
 
 def step_run_id_tag(step: str) -> str:

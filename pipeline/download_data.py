@@ -11,25 +11,19 @@ if __name__ == "__main__":  # the project folder, also where Databricks runs thi
     sys.path.insert(0, os.getcwd())
 
 import dataclasses
-import json
 import tempfile
 from pathlib import Path
 
 import click
 import mlflow
 
-from pipeline.contract import DATA_ARTIFACT, DOWNLOAD, SHA256_TAG, SOURCE_TAG
+from pipeline.contract import DATA_ARTIFACT, DOWNLOAD, SHA256_TAG, SOURCE_TAG, validators_tag
 from pipeline.data import LABEL_COLUMN, SPLITS, read_dataset
 from pipeline.entry import run_entry_point
 from pipeline.errors import PipelineError, reports_errors
 from pipeline.fetch import extract_zip, fetch, sha256_of, source_validators
 from pipeline.parameters import DownloadData, command_line
 from pipeline.tracking import log_new_params, step_run
-
-
-def validators_tag(validators: dict[str, str] | None) -> str:
-    """The tag value for `source_validators`; "unknown" never matches, so such a download is never reused."""
-    return json.dumps(validators, sort_keys=True) if validators else "unknown"
 
 
 @click.command(help=__doc__)

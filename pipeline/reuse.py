@@ -14,8 +14,7 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
 from pipeline.contract import COMMIT_TAG, DOWNLOAD, FINE_TUNING, LATEST, REGISTER, SOURCE_RUN_TAG, SOURCE_TAG, STEP_TAG
-from pipeline.contract import finished_runs, latest_finished_run
-from pipeline.download_data import validators_tag
+from pipeline.contract import finished_runs, latest_finished_run, validators_tag
 from pipeline.errors import PipelineError, first_line
 from pipeline.fetch import source_validators
 from pipeline.parameters import OUTSIDE_IDENTITY
