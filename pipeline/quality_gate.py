@@ -113,7 +113,7 @@ def all_versions(client: MlflowClient, name: str) -> list:
 
 def promote(client: MlflowClient, name: str, alias: str, metric: str, test_digest: str) -> str:
     """Point `alias` at the best passing version on this test data; repeat until no concurrent writer changed it."""
-    for _ in range(10):
+    for attempt in range(10):
         # Unity Catalog's search leaves tags out of its answers: read each version for them.
         versions = [client.get_model_version(name, found.version) for found in all_versions(client, name)]
         passing = [version for version in versions
@@ -123,5 +123,11 @@ def promote(client: MlflowClient, name: str, alias: str, metric: str, test_diges
         current = alias_version(client, name, alias)
         if current is not None and str(current.version) == str(best.version):
             return str(best.version)
-        client.set_registered_model_alias(name, alias, best.version)
+        try:
+            client.set_registered_model_alias(name, alias, best.version)
+        except MlflowException:
+            # A concurrent writer set it at the same moment (two first-time sets collide in SQL stores as a
+            # unique-key error): read again and compare, as for any other change.
+            if attempt == 9:
+                raise
     return str(best.version)

@@ -8,9 +8,12 @@ import threading
 import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Run, RunData, RunInfo
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from pipeline.errors import PipelineError
-from pipeline.quality_gate import alias_version, judge
+from pipeline.contract import DIGEST_TAG, GATE_TAG, METRIC_TAG, SCORE_TAG
+from pipeline.quality_gate import alias_version, judge, promote
 
 
 class RegistryAnswering(http.server.BaseHTTPRequestHandler):
@@ -83,3 +86,27 @@ def test_other_registry_errors_fail_the_gate(registry, status, code):
     with pytest.raises(PipelineError, match=r"^cannot read @champion of 'sentiment' from the model registry: ") as raised:
         judge(client, "sentiment", "champion", candidate(0.9), "test_macro_f1", 0.7)
     assert "\n" not in str(raised.value)
+
+
+def test_promotion_that_collides_with_a_concurrent_writer_reads_again_and_settles_on_the_best(tracking):
+    """Two first-time sets of one alias collide in SQL stores (a unique-key error, HTTP 400 over a server): the
+    loser reads the registry again and compares, as for any other concurrent change."""
+    client = MlflowClient()
+    client.create_registered_model("raced")
+    for score in ("0.6", "0.9"):
+        client.create_model_version("raced", "file:///m", tags={GATE_TAG: "passed", DIGEST_TAG: "d", METRIC_TAG: "test_macro_f1",
+                                                                SCORE_TAG: score})
+
+    class CollidingClient(MlflowClient):
+        collisions = 0
+
+        def set_registered_model_alias(self, name, alias, version):
+            if not self.collisions:  # the other writer got there first, with its own (worse) version
+                self.collisions += 1
+                MlflowClient().set_registered_model_alias(name, alias, "1")
+                raise MlflowException("UNIQUE constraint failed: registered_model_aliases", INVALID_PARAMETER_VALUE)
+            return super().set_registered_model_alias(name, alias, version)
+
+    colliding = CollidingClient()
+    assert promote(colliding, "raced", "champion", "test_macro_f1", "d") == "2"
+    assert colliding.collisions == 1 and str(client.get_model_version_by_alias("raced", "champion").version) == "2"
