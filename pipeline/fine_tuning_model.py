@@ -105,7 +105,7 @@ def compare_with_baseline(frames: dict[str, pd.DataFrame], run_id: str) -> None:
     mlflow.log_param("baseline_c", baseline.regularisation_c)
     log_model_vs_baseline(model_metrics, baseline.metrics())
     lift = lifts["lift_test_macro_f1"]
-    verdict = "the model wins" if lift > 0 else "the baseline wins: see README, 'Beating the baseline'"
+    verdict = "the model wins" if lift > 0 else "the baseline wins: see docs/design.md, 'Beating the baseline'"
     click.echo(f"test macro-F1: model {model_metrics['test_macro_f1']:.4f}, {BASELINE_NAME} baseline "
                f"{baseline.test_macro_f1:.4f} (lift {lift:+.4f}; baseline fit in {baseline.fit_seconds:.1f} s): {verdict}")
 
