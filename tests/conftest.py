@@ -148,13 +148,25 @@ def params(**values) -> list[str]:
 
 
 def runs_by_entry_point(uri: str, experiment: str = "e2e") -> dict[str, list]:
-    """Runs of the experiment by MLproject entry point (the parent is `main`), oldest first."""
+    """Runs of the experiment by MLproject entry point (the parent is `main`), oldest first; runs no `mlflow run`
+    started (a step run as a plain command) are left out."""
     client = mlflow.MlflowClient(uri)
     found: dict[str, list] = {}
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id], order_by=["attributes.start_time ASC"])
     for run in runs:
-        found.setdefault(run.data.tags["mlflow.project.entryPoint"], []).append(run)
+        if "mlflow.project.entryPoint" in run.data.tags:
+            found.setdefault(run.data.tags["mlflow.project.entryPoint"], []).append(run)
     return found
+
+
+def pipeline_runs(uri: str, result) -> dict[str, list]:
+    """The runs of the `mlflow run` that printed `result`: its parent run (named in its output) and that run's steps,
+    whatever other tests added to the experiment since."""
+    parents = {run.info.run_id: run for run in runs_by_entry_point(uri)["main"]}
+    (parent_id,) = {run_id for run_id in parents if f"=== Run (ID '{run_id}') succeeded ===" in result.stderr}
+    children = {step: [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent_id]
+                for step, runs in runs_by_entry_point(uri).items() if step != "main"}
+    return {"main": [parents[parent_id]], **children}
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ def fine_tune(*args):
 
 
 @pytest.fixture(scope="module")
-def finished_run(tiny_model, easy_data, tmp_path_factory):
+def module_run(tiny_model, easy_data, tmp_path_factory):
     """One fine-tuning run in its own store, shared by the tests that only read it."""
     folder = tmp_path_factory.mktemp("fine-tuned")
     with pytest.MonkeyPatch.context() as patch:
@@ -39,6 +39,16 @@ def finished_run(tiny_model, easy_data, tmp_path_factory):
         assert result.exit_code == 0, result.output
         (run,) = mlflow.search_runs(experiment_names=["Default"], output_format="list")
         yield run, folder
+    mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture
+def finished_run(module_run, monkeypatch):
+    """The module's run, with its store as this test's tracking URI (other tests reset the URI when they end)."""
+    run, folder = module_run
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
+    yield run, folder
     mlflow.set_tracking_uri(None)
 
 
@@ -67,7 +77,6 @@ def test_learns_far_above_chance(finished_run):
 
 def test_logged_model_predicts_from_raw_text(finished_run):
     run, folder = finished_run
-    mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
     model = mlflow.pyfunc.load_model(run.data.tags["pipeline.model_uri"])
     reviews = ["the film was wonderful and the cast felt superb", "the plot was awful and the ending felt boring"]
     predictions = model.predict(pd.DataFrame({"review": reviews}))
@@ -117,7 +126,6 @@ def test_logs_the_baseline_and_the_lift(finished_run):
     assert metrics["lift_test_macro_f1"] == pytest.approx(metrics["test_macro_f1"] - metrics["baseline_test_macro_f1"])
     assert metrics["lift_test_accuracy"] == pytest.approx(metrics["test_accuracy"] - metrics["baseline_test_accuracy"])
     assert 0 < metrics["baseline_fit_seconds"] < 60 and float(run.data.params["baseline_c"]) > 0
-    mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
     side_by_side = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/reports/model_vs_baseline.json")
     assert side_by_side["test_macro_f1"] == {"model": metrics["test_macro_f1"], "baseline": metrics["baseline_test_macro_f1"]}
     table = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/reports/model_vs_baseline.md")
@@ -126,7 +134,6 @@ def test_logs_the_baseline_and_the_lift(finished_run):
 
 def test_logs_reports_and_system_metrics(finished_run):
     run, folder = finished_run
-    mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
     client = mlflow.MlflowClient()
     reports = sorted(a.path for a in client.list_artifacts(run.info.run_id, "reports"))
     assert reports == ["reports/classification_report.txt", "reports/confusion_matrix.json", "reports/confusion_matrix.png",

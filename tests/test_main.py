@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 import main
-from conftest import REPO, SECRETS, cli_runner, mlflow_run, params, runs_by_entry_point, tracking_at
+from conftest import REPO, SECRETS, cli_runner, mlflow_run, params, pipeline_runs, runs_by_entry_point, tracking_at
 from pipeline.errors import PipelineError
 
 
@@ -55,16 +55,6 @@ def test_unreachable_tracking_server_is_one_line(monkeypatch):
                                      "check MLFLOW_TRACKING_URI")
 
 
-def pipeline_runs(uri: str, result) -> dict[str, list]:
-    """The runs of the `mlflow run` that printed `result`: its parent run (named in its output) and that run's steps,
-    whatever other tests added to the experiment since."""
-    parents = {run.info.run_id: run for run in runs_by_entry_point(uri)["main"]}
-    (parent_id,) = {run_id for run_id in parents if f"=== Run (ID '{run_id}') succeeded ===" in result.stderr}
-    children = {step: [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent_id]
-                for step, runs in runs_by_entry_point(uri).items() if step != "main"}
-    return {"main": [parents[parent_id]], **children}
-
-
 @pytest.mark.slow
 def test_full_pipeline(served_pipeline, tmp_path):
     uri, _, result = served_pipeline
@@ -85,10 +75,10 @@ def test_full_pipeline(served_pipeline, tmp_path):
     assert registered.data.params["mlflow_run_id"] == tuned.info.run_id
     assert registered.data.tags["pipeline.quality_gate"] == "passed"
 
-    version = mlflow.MlflowClient(uri).get_model_version_by_alias("e2e_sentiment", "champion")
-    assert version.run_id == tuned.info.run_id
+    version = mlflow.MlflowClient(uri).get_model_version("e2e_sentiment", registered.data.tags["registered_model_version"])
+    assert version.run_id == tuned.info.run_id and f"@champion -> version {version.version}" in result.stdout + result.stderr
     with tracking_at(uri):
-        model = mlflow.pyfunc.load_model("models:/e2e_sentiment@champion", dst_path=str(tmp_path))
+        model = mlflow.pyfunc.load_model(f"models:/e2e_sentiment/{version.version}", dst_path=str(tmp_path))
     answer = model.predict(pd.DataFrame({"review": ["the acting was superb and the film felt wonderful",
                                                     "the script was dreadful and the music felt dull"]}))
     assert answer["label"].tolist() == ["positive", "negative"]

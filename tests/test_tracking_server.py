@@ -15,7 +15,8 @@ import pytest
 import requests
 import torch
 
-from conftest import REPO, client_env, easy_reviews, stopping_after_first_epoch, stopping_at, tracking_at, wait_for_stop
+from conftest import REPO, client_env, easy_reviews, pipeline_runs, stopping_after_first_epoch, stopping_at, tracking_at
+from conftest import wait_for_stop
 from conftest import leftovers, write_splits, zip_folder
 from pipeline.data import read_dataset
 from servers import free_port, mlflow_server, server_process
@@ -29,14 +30,15 @@ pytestmark = pytest.mark.slow
 def test_pipeline_tracks_into_the_server(served_pipeline, mlflow_server, tmp_path):
     _, _, result = served_pipeline
     assert result.returncode == 0, result.stderr[-3000:]
-    client = mlflow.MlflowClient(mlflow_server)
-    runs = client.search_runs([client.get_experiment_by_name("e2e").experiment_id])
-    assert {"download_data", "fine_tuning_model", "main", "register_model"} <= {run.data.tags["mlflow.project.entryPoint"] for run in runs}
+    runs = [run for step_runs in pipeline_runs(mlflow_server, result).values() for run in step_runs]
+    assert sorted(run.data.tags["mlflow.project.entryPoint"] for run in runs) == ["download_data", "fine_tuning_model", "main",
+                                                                                  "register_model"]
     assert all(run.info.status == "FINISHED" for run in runs)
     assert all(run.info.artifact_uri.startswith("mlflow-artifacts:/") for run in runs)  # proxied: the server stores them
-    version = client.get_model_version_by_alias(MODEL, "champion")
+    (registered,) = [run for run in runs if run.data.tags["mlflow.project.entryPoint"] == "register_model"]
+    version = mlflow.MlflowClient(mlflow_server).get_model_version(MODEL, registered.data.tags["registered_model_version"])
     with tracking_at(mlflow_server):
-        model = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion", dst_path=str(tmp_path))
+        model = mlflow.pyfunc.load_model(f"models:/{MODEL}/{version.version}", dst_path=str(tmp_path))
     assert model.metadata.run_id == version.run_id
     assert model.predict(pd.DataFrame({"review": REVIEWS}))["label"].tolist() == ["positive", "negative"]
 
