@@ -29,10 +29,23 @@ def test_an_unknown_level_is_one_line():
     assert result.returncode == 1 and result.stderr.strip() == "error: PIPELINE_LOG_LEVEL='LOUD': expected one of DEBUG, INFO, WARNING, ERROR"
 
 
-def test_mlflow_log_lines_lose_credentials(capfd):
-    """MLflow's warnings repeat the tracking URI as given, password included."""
+@pytest.fixture
+def configured_here():
+    """`logs.configure()` in this process, undone afterwards: its handler would keep this test's captured stdout."""
     import mlflow  # noqa: F401 - MLflow sets up its logger's handler when imported
 
+    saved = logs.LOGGER.handlers[:], logs.LOGGER.level, logs.LOGGER.propagate
+    mlflow_handlers = {handler: handler.filters[:] for handler in logging.getLogger("mlflow").handlers}
+    yield
+    logs.LOGGER.handlers[:], (level, propagate) = saved[0], saved[1:]
+    logs.LOGGER.setLevel(level)
+    logs.LOGGER.propagate = propagate
+    for handler, filters in mlflow_handlers.items():
+        handler.filters[:] = filters
+
+
+def test_mlflow_log_lines_lose_credentials(configured_here, capfd):
+    """MLflow's warnings repeat the tracking URI as given, password included."""
     logs.configure()
     logs.configure()  # once more: still one filter
     logging.getLogger("mlflow.system_metrics.system_metrics_monitor").warning(
