@@ -37,7 +37,7 @@ from pipeline.data import LABEL_COLUMN
 from pipeline.datamodule import ReviewsDataModule
 from pipeline.entry import run_entry_point
 from pipeline.errors import PipelineError, reports_errors
-from pipeline.hardware import choose_hardware
+from pipeline.hardware import training_process_hardware
 from pipeline.launcher import launch, training_job
 from pipeline.model_logging import log_sentiment_model
 from pipeline.multinode import logged_metrics, shared_copy
@@ -57,7 +57,7 @@ def main(**values) -> None:
 def fine_tune(config: FineTuning) -> None:
     params = dataclasses.asdict(config)  # as logged, and as reuse and resume compare them
     if config.num_nodes == 1:  # this machine trains: refuse a device it lacks before any run starts
-        choose_hardware(config.accelerator, config.devices, config.precision, config.compile)
+        training_process_hardware(config, world_size=1)
 
     with step_run(FINE_TUNING, log_system_metrics=True) as run, \
             tempfile.TemporaryDirectory(prefix="fine-tuning-") as scratch, contextlib.ExitStack() as cleanup:

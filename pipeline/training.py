@@ -9,6 +9,7 @@ it never runs any of this; global rank 0 hands back an `Outcome` in `<log_dir>/o
 import ctypes
 import dataclasses
 import json
+import os
 import signal
 import sys
 import time
@@ -84,15 +85,9 @@ class EpochMLFlowLogger(MLFlowLogger):
 
 
 def job_logger(job: TrainingJob) -> Logger:
-    if job.mlflow_run_id:  # the tracking URI and credentials come from the environment, as for the step
-        return EpochMLFlowLogger(run_id=job.mlflow_run_id, tracking_uri=mlflow_tracking_uri())
+    if job.mlflow_run_id:  # the launcher puts the step's tracking URI in the environment, its credentials too
+        return EpochMLFlowLogger(run_id=job.mlflow_run_id, tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
     return CSVLogger(job.log_dir, name="", version="")
-
-
-def mlflow_tracking_uri() -> str:
-    import mlflow  # only a process that logs to MLflow needs it
-
-    return mlflow.get_tracking_uri()
 
 
 def train(job: TrainingJob) -> Outcome | None:
