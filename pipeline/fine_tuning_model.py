@@ -3,7 +3,8 @@
 This step runs once, in one process: it resolves and logs the data, tokenizes it into `cache_dir`, starts the
 training job (`pipeline.launcher`: one machine or several, CPU or GPUs, it chooses its own device and precision
 through `pipeline.hardware`), then logs what came back: the metrics, the reports, the TF-IDF baseline
-(`pipeline.baseline`) and how far the model beats it, and the model. Lightning keeps the best checkpoint (by
+(`pipeline.baseline`), what is served (the transformer, or its blend with the baseline:
+`pipeline.serving_choice`) and how far each beats the baseline, and the served model. Lightning keeps the best checkpoint (by
 validation macro-F1) and resumes an interrupted run of the same identity from its last checkpoint.
 """
 
@@ -29,11 +30,11 @@ from mlflow.data.digest_utils import compute_pandas_digest
 from transformers import AutoTokenizer
 
 from pipeline.baseline import NAME as BASELINE_NAME
-from pipeline.baseline import fit_baseline
+from pipeline.baseline import Baseline, fit_baseline
 from pipeline.classifier import SentimentClassifier, load_pretrained
 from pipeline.contract import BEST_CHECKPOINT_TAG, DATA_RUN_TAG, DOWNLOAD, FINE_TUNING, LATEST, MODEL_URI_TAG
 from pipeline.contract import RESUMED_TAG, TOKENS_CACHED_TAG, data_uri, latest_finished_run
-from pipeline.data import LABEL_COLUMN
+from pipeline.data import LABEL_COLUMN, TEXT_COLUMN
 from pipeline.datamodule import ReviewsDataModule
 from pipeline.entry import run_entry_point
 from pipeline.errors import PipelineError, reports_errors
@@ -44,8 +45,12 @@ from pipeline.multinode import logged_metrics, shared_copy
 from pipeline.parameters import FineTuning, command_line
 from pipeline.reports import log_model_vs_baseline, log_test_report, log_training_curves
 from pipeline.reuse import run_identity, step_run_by_id
+from pipeline.scoring import class_probabilities
+from pipeline.serving_choice import ServingChoice, choose, scores
 from pipeline.tracking import download, is_artifact_uri, log_new_params, run_id_in, step_run
 from pipeline.training import MONITOR
+
+TEST_METRICS = ("test_accuracy", "test_macro_f1")
 
 @click.command(help=__doc__)
 @command_line(FineTuning)
@@ -90,24 +95,45 @@ def fine_tune(config: FineTuning) -> None:
         mlflow.set_tag(BEST_CHECKPOINT_TAG, Path(outcome.best_model_path).name)
         log_training_curves(run.info.run_id)
         log_test_report(torch.tensor(outcome.confusion))
-        compare_with_baseline(datamodule.frames, run.info.run_id)
-        model_info = log_sentiment_model(model.model, tokenizer, config.tokenization())
+        choice, baseline = choose_served_model(config, datamodule.frames, model.model, tokenizer, run.info.run_id)
+        model_info = log_sentiment_model(model.model, tokenizer, config.tokenization(),
+                                         **({"baseline": baseline.pipeline, "blend_weight": choice.weight}
+                                            if choice.served == "blend" else {}))
         mlflow.set_tag(MODEL_URI_TAG, model_info.model_uri)
         shutil.rmtree(checkpoints, ignore_errors=True)  # finished: the model lives in MLflow now
 
 
-def compare_with_baseline(frames: dict[str, pd.DataFrame], run_id: str) -> None:
-    """Train the TF-IDF baseline on the same splits, log its scores and the model's lift, and say who won."""
+def choose_served_model(config: FineTuning, frames: dict[str, pd.DataFrame], network, tokenizer,
+                        run_id: str) -> tuple[ServingChoice, Baseline]:
+    """Train the TF-IDF baseline on the same splits, score both models on validation and test as the served model
+    scores, choose what to serve on validation (`pipeline.serving_choice`), log the test metrics of all three and
+    the lifts over the baseline, and say what is served and why."""
     baseline = fit_baseline(frames)
-    model_metrics = mlflow.get_run(run_id).data.metrics
-    lifts = {f"lift_{name}": model_metrics[name] - baseline.metrics()[f"baseline_{name}"] for name in ("test_accuracy", "test_macro_f1")}
-    mlflow.log_metrics(baseline.metrics() | lifts)
-    mlflow.log_param("baseline_c", baseline.regularisation_c)
-    log_model_vs_baseline(model_metrics, baseline.metrics())
-    lift = lifts["lift_test_macro_f1"]
-    verdict = "the model wins" if lift > 0 else "the baseline wins: see docs/design.md, 'Beating the baseline'"
-    click.echo(f"test macro-F1: model {model_metrics['test_macro_f1']:.4f}, {BASELINE_NAME} baseline "
-               f"{baseline.test_macro_f1:.4f} (lift {lift:+.4f}; baseline fit in {baseline.fit_seconds:.1f} s): {verdict}")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    transformer = {split: class_probabilities(tokenizer, network.to(device), frames[split][TEXT_COLUMN].tolist(),
+                                              config.max_length, config.truncation)[:, 1] for split in ("valid", "test")}
+    network.cpu()
+    choice = choose(config.serve, frames["valid"][LABEL_COLUMN], transformer["valid"], baseline.positive["valid"])
+    truth = frames["test"][LABEL_COLUMN]
+    tested = {"model": {name: value for name, value in mlflow.get_run(run_id).data.metrics.items() if name in TEST_METRICS},
+              "baseline": prefixed(scores(truth, baseline.positive["test"])),
+              "served": prefixed(scores(truth, choice.positive(transformer["test"], baseline.positive["test"])))}
+    mlflow.log_metrics({f"baseline_{name}": value for name, value in tested["baseline"].items()}
+                       | {f"served_{name}": value for name, value in tested["served"].items()}
+                       | {f"lift_{name}": tested["model"][name] - tested["baseline"][name] for name in TEST_METRICS}
+                       | {f"lift_served_{name}": tested["served"][name] - tested["baseline"][name] for name in TEST_METRICS}
+                       | {"baseline_fit_seconds": baseline.fit_seconds})
+    mlflow.log_params({"baseline_c": baseline.regularisation_c, "served_model": choice.served, "blend_weight": choice.weight})
+    log_model_vs_baseline(tested, choice, baseline.fit_seconds)
+    f1 = {part: tested[part]["test_macro_f1"] for part in tested}
+    click.echo(f"test macro-F1: transformer {f1['model']:.4f}, {BASELINE_NAME} baseline {f1['baseline']:.4f} (fit in "
+               f"{baseline.fit_seconds:.1f} s), served {f1['served']:.4f} (lift {f1['served'] - f1['baseline']:+.4f}); "
+               f"serving the {choice.served}: {choice.reason}")
+    return choice, baseline
+
+
+def prefixed(split_scores: dict[str, float]) -> dict[str, float]:
+    return {f"test_{name}": value for name, value in split_scores.items()}
 
 
 def resolve_data(data_path: str, experiment_id: str, scratch: Path) -> tuple[Path, str | None]:

@@ -18,6 +18,7 @@ from pipeline.truncation import TRUNCATIONS
 
 IMDB_URL = "https://pl-flash-data.s3.amazonaws.com/imdb.zip"
 STRATEGIES = ("no_freeze", "freeze", "freeze_unfreeze")
+SERVES = ("auto", "transformer", "blend")  # pipeline.serving_choice
 ACCELERATORS = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
 SWITCHES = ("auto", "true", "false")
@@ -64,6 +65,9 @@ class FineTuning:
     max_length: int = parameter(256, "Tokens kept per review.", min=8, tokens=True)
     truncation: str = parameter("head_tail", "Which tokens of a longer review: its head, its tail, or a quarter head + "
                                              "three quarters tail.", choices=TRUNCATIONS, tokens=True)
+    serve: str = parameter("auto", "What the logged model serves: the fine-tuned transformer, or its blend with the TF-IDF "
+                                   "baseline (weight chosen on validation); 'auto': the blend when it beats the transformer "
+                                   "alone on validation.", choices=SERVES)
     seed: int = parameter(42)
     unfreeze_epoch: int = parameter(1, "freeze_unfreeze: epoch the backbone starts training.", min=0)
     patience: int = parameter(2, "Epochs without validation gain before stopping early.", min=1)

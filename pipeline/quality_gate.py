@@ -1,6 +1,7 @@
 """The regression test before deploying: a new model version takes the serving alias only if it is good enough.
 
-A candidate passes when its test metric reaches `min_score`, beats the TF-IDF + logistic regression baseline
+The gate judges the served model (`served_<metric>`: the transformer alone, or its blend with the baseline;
+runs logged before blends existed have only `<metric>`). A candidate passes when that test metric reaches `min_score`, beats the TF-IDF + logistic regression baseline
 trained on the same splits (`pipeline.baseline`; a switch) and is not below the current champion's on the
 same test data (the champion's logged metric when the test data digests match, otherwise the champion model
 is scored on the candidate's test split). Passing versions are tagged; the alias then goes to the best
@@ -39,7 +40,7 @@ def judge(client: MlflowClient, name: str, alias: str, candidate: Run, metric: s
     """Does the candidate run's model deserve `alias`?"""
     if metric not in SCORERS:
         raise PipelineError(f"gate_metric={metric!r}: expected one of {list(SCORERS)}")
-    score = candidate.data.metrics.get(metric)
+    score = served_score(candidate, metric)
     if score is None:
         raise PipelineError(f"run {candidate.info.run_id} logged no {metric!r}")
     if score < min_score:
@@ -63,6 +64,11 @@ def judge(client: MlflowClient, name: str, alias: str, candidate: Run, metric: s
                                 f"and >= min_score={min_score}")
 
 
+def served_score(run: Run, metric: str) -> float | None:
+    """The test metric of what the run's model serves."""
+    return run.data.metrics.get(f"served_{metric}", run.data.metrics.get(metric))
+
+
 def alias_version(client: MlflowClient, name: str, alias: str):
     """The version holding `alias`, or None when the model or the alias does not exist yet.
 
@@ -80,8 +86,8 @@ def alias_version(client: MlflowClient, name: str, alias: str):
 def score_on_candidate_data(client: MlflowClient, champion, candidate: Run, metric: str) -> float:
     test_digest = input_digests(candidate).get("test")
     source = client.get_run(champion.run_id)
-    if test_digest and input_digests(source).get("test") == test_digest and metric in source.data.metrics:
-        return source.data.metrics[metric]
+    if test_digest and input_digests(source).get("test") == test_digest and served_score(source, metric) is not None:
+        return served_score(source, metric)
     with tempfile.TemporaryDirectory(prefix="gate-") as scratch:
         frame = read_split(candidate_test_csv(candidate, Path(scratch)))
         model = mlflow.pyfunc.load_model(f"models:/{champion.name}/{champion.version}")

@@ -60,12 +60,16 @@ def log_test_report(confusion: torch.Tensor) -> None:
     plt.close(figure)
 
 
-def log_model_vs_baseline(model_metrics: dict[str, float], baseline_metrics: dict[str, float]) -> None:
-    """`reports/model_vs_baseline.md` (and `.json`): the model's test scores beside the TF-IDF baseline's."""
-    rows = {name: {"model": model_metrics[name], "baseline": baseline_metrics[f"baseline_{name}"]}
+def log_model_vs_baseline(tested: dict[str, dict[str, float]], choice, baseline_fit_seconds: float) -> None:
+    """`reports/model_vs_baseline.md` (and `.json`): the test scores of the fine-tuned transformer ("model"), the
+    TF-IDF baseline and the served model (`choice`: a `pipeline.serving_choice.ServingChoice`), and why it is served."""
+    rows = {name: {part: tested[part][name] for part in ("model", "baseline", "served")}
             for name in ("test_accuracy", "test_macro_f1")}
-    table = ["| test metric | fine-tuned model | TF-IDF + logistic regression | lift |", "|---|---|---|---|"]
-    table += [f"| {name} | {row['model']:.4f} | {row['baseline']:.4f} | {row['model'] - row['baseline']:+.4f} |"
+    table = ["| test metric | fine-tuned transformer | TF-IDF + logistic regression | served model | lift of the served model |",
+             "|---|---|---|---|---|"]
+    table += [f"| {name} | {row['model']:.4f} | {row['baseline']:.4f} | {row['served']:.4f} | {row['served'] - row['baseline']:+.4f} |"
               for name, row in rows.items()]
+    table += ["", f"Served: the {choice.served} (transformer weight {choice.weight:.2f}): {choice.reason}."]
     mlflow.log_text("\n".join(table) + "\n", "reports/model_vs_baseline.md")
-    mlflow.log_dict(rows | {"baseline_fit_seconds": baseline_metrics["baseline_fit_seconds"]}, "reports/model_vs_baseline.json")
+    mlflow.log_dict(rows | {"served_model": choice.served, "blend_weight": choice.weight, "reason": choice.reason,
+                            "baseline_fit_seconds": baseline_fit_seconds}, "reports/model_vs_baseline.json")

@@ -4,24 +4,24 @@ Takes what a user reaches for first: a list of strings, one string, a pandas Ser
 `review` column (`mlflow models serve`: `{"inputs": [...]}` or `{"dataframe_records": [{"review": ...}]}`).
 
 Logged as a model from code (`mlflow.pyfunc.log_model(python_model=<this file>)`), so loading it needs only
-MLflow, torch and transformers, not this repository: `pipeline/truncation.py` travels with it, so the served model
-keeps the same tokens of a long review as training did. The fine-tuned network and its tokenizer travel as
-the artifact `classifier` (a `save_pretrained` folder).
+MLflow, torch, transformers (and scikit-learn for a blend), not this repository: `pipeline/scoring.py` and
+`pipeline/truncation.py` travel with it, so the served model keeps the same tokens of a long review as training
+did. The fine-tuned network and its tokenizer travel as the artifact `classifier` (a `save_pretrained` folder).
+A blend (`pipeline.serving_choice`) also carries the fitted TF-IDF baseline as the artifact `baseline` (an MLflow
+sklearn model in skops format) and its weight in the model config, and adds each part's positive probability.
 """
 
 import mlflow
+import mlflow.sklearn
+import numpy as np
 import pandas as pd
-import torch
 from mlflow.models import set_model
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-try:  # pipeline/truncation.py, which the model carries (code_paths): MLflow puts it on sys.path when loading
-    from truncation import encode
+try:  # pipeline/scoring.py, which the model carries (code_paths): MLflow puts it on sys.path when loading
+    from scoring import blend, class_probabilities
 except ModuleNotFoundError:  # MLflow also runs this file while logging, from this repository
-    from pipeline.truncation import encode
-
-
-BATCH_SIZE = 64  # reviews per forward pass when serving
+    from pipeline.scoring import blend, class_probabilities
 
 
 class SentimentModel(mlflow.pyfunc.PythonModel):
@@ -32,19 +32,22 @@ class SentimentModel(mlflow.pyfunc.PythonModel):
         # The tokenization the run trained with, all of it logged with the model: no defaults to drift from it.
         self.max_length = int(context.model_config["max_length"])
         self.truncation = context.model_config["truncation"]
+        self.weight = context.model_config.get("blend_weight")  # None: the transformer alone
+        self.baseline = mlflow.sklearn.load_model(context.artifacts["baseline"]) if self.weight is not None else None
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         texts = review_texts(model_input)
-        labels, probabilities = [], []
-        with torch.inference_mode():
-            for start in range(0, len(texts), BATCH_SIZE):
-                ids = encode(self.tokenizer, texts[start : start + BATCH_SIZE], self.max_length, self.truncation)
-                batch = self.tokenizer.pad({"input_ids": ids}, return_tensors="pt")  # as training's collator pads
-                scores = self.model(**batch).logits.softmax(dim=-1)
-                best = scores.max(dim=-1)
-                labels += [self.model.config.id2label[int(index)] for index in best.indices]
-                probabilities += best.values.tolist()
-        return pd.DataFrame({"label": labels, "probability": probabilities})
+        labels = [self.model.config.id2label[index] for index in range(self.model.config.num_labels)]
+        transformer = class_probabilities(self.tokenizer, self.model, texts, self.max_length, self.truncation)
+        if self.baseline is None:
+            best = transformer.argmax(axis=1)
+            return pd.DataFrame({"label": [labels[index] for index in best], "probability": transformer.max(axis=1)})
+        positive_column = list(self.baseline.classes_).index(labels[1])
+        parts = {"transformer_positive_probability": transformer[:, 1],
+                 "baseline_positive_probability": self.baseline.predict_proba(texts)[:, positive_column]}
+        positive = blend(*parts.values(), self.weight)
+        return pd.DataFrame({"label": np.where(positive >= 0.5, labels[1], labels[0]),
+                             "probability": np.maximum(positive, 1 - positive)} | parts)
 
 
 def review_texts(model_input: pd.DataFrame) -> list[str]:

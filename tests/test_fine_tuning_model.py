@@ -37,6 +37,7 @@ def module_run(tiny_model, easy_data, tmp_path_factory):
         result = fine_tune("--foundation-model", str(tiny_model), "--data-path", str(easy_data),
                            "--checkpoint-dir", str(folder / "checkpoints"))
         assert result.exit_code == 0, result.output
+        (folder / "output.txt").write_text(result.output)
         (run,) = mlflow.search_runs(experiment_names=["Default"], output_format="list")
         yield run, folder
     mlflow.set_tracking_uri(None)
@@ -118,18 +119,50 @@ def test_bad_parameter_types_are_rejected(tracking):
     assert result.exit_code == 2 and "'partial' is not one of 'no_freeze', 'freeze', 'freeze_unfreeze'" in result.stderr
 
 
-def test_logs_the_baseline_and_the_lift(finished_run):
-    """Every run trains the TF-IDF baseline on its splits and logs it beside the model, with the lift."""
+def test_logs_the_baseline_the_served_model_and_the_lifts(finished_run):
+    """Every run trains the TF-IDF baseline on its splits and logs it beside the transformer and the served model,
+    with the lifts over the baseline, the served model's weight, and a verdict line that names what is served."""
     run, folder = finished_run
-    metrics = run.data.metrics
+    metrics, params = run.data.metrics, run.data.params
     assert 0.5 < metrics["baseline_test_macro_f1"] <= 1 and 0.5 < metrics["baseline_test_accuracy"] <= 1  # easy data
-    assert metrics["lift_test_macro_f1"] == pytest.approx(metrics["test_macro_f1"] - metrics["baseline_test_macro_f1"])
-    assert metrics["lift_test_accuracy"] == pytest.approx(metrics["test_accuracy"] - metrics["baseline_test_accuracy"])
-    assert 0 < metrics["baseline_fit_seconds"] < 60 and float(run.data.params["baseline_c"]) > 0
+    for name in ("test_accuracy", "test_macro_f1"):
+        assert metrics[f"lift_{name}"] == pytest.approx(metrics[name] - metrics[f"baseline_{name}"])
+        assert metrics[f"lift_served_{name}"] == pytest.approx(metrics[f"served_{name}"] - metrics[f"baseline_{name}"])
+    assert 0 < metrics["baseline_fit_seconds"] < 60 and float(params["baseline_c"]) > 0
+    assert params["serve"] == "auto" and params["served_model"] in ("transformer", "blend")
+    assert 0 <= float(params["blend_weight"]) <= 1 and (params["served_model"] == "blend" or params["blend_weight"] == "1.0")
     side_by_side = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/reports/model_vs_baseline.json")
-    assert side_by_side["test_macro_f1"] == {"model": metrics["test_macro_f1"], "baseline": metrics["baseline_test_macro_f1"]}
+    assert side_by_side["test_macro_f1"] == {"model": metrics["test_macro_f1"], "baseline": metrics["baseline_test_macro_f1"],
+                                             "served": metrics["served_test_macro_f1"]}
+    assert side_by_side["served_model"] == params["served_model"]
     table = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/reports/model_vs_baseline.md")
-    assert f"| test_macro_f1 | {metrics['test_macro_f1']:.4f} | {metrics['baseline_test_macro_f1']:.4f} |" in table
+    assert (f"| test_macro_f1 | {metrics['test_macro_f1']:.4f} | {metrics['baseline_test_macro_f1']:.4f} | "
+            f"{metrics['served_test_macro_f1']:.4f} |") in table
+    verdict = (folder / "output.txt").read_text()
+    assert f"served {metrics['served_test_macro_f1']:.4f}" in verdict and f"serving the {params['served_model']}: " in verdict
+
+
+def test_the_served_metrics_are_the_logged_models_own(finished_run, easy_data):
+    """The test metrics logged as served_* are what the logged model itself answers on the test split."""
+    run, folder = finished_run
+    test = pd.read_csv(easy_data / "test.csv")
+    answer = mlflow.pyfunc.load_model(run.data.tags["pipeline.model_uri"]).predict(test[["review"]])
+    accuracy = float((answer["label"] == test["sentiment"]).mean())
+    assert accuracy == pytest.approx(run.data.metrics["served_test_accuracy"])
+    blended = run.data.params["served_model"] == "blend"
+    assert ("baseline_positive_probability" in answer.columns) == blended
+
+
+def test_serve_blend_logs_a_blend_and_serve_transformer_the_transformer(tracking, tiny_model, easy_data, tmp_path):
+    common = ["--foundation-model", str(tiny_model), "--data-path", str(easy_data), "--epochs", "1",
+              "--checkpoint-dir", str(tmp_path / "ckpt"), "--cache-dir", str(tmp_path / "cache")]
+    for serve in ("blend", "transformer"):
+        result = fine_tune(*common, "--serve", serve)
+        assert result.exit_code == 0, result.output
+        run = mlflow.search_runs(experiment_names=["Default"], output_format="list", order_by=["attributes.start_time DESC"])[0]
+        assert run.data.params["served_model"] == serve and f"serving the {serve}: serve={serve}" in result.output
+        columns = mlflow.pyfunc.load_model(run.data.tags["pipeline.model_uri"]).metadata.signature.outputs.input_names()
+        assert ("baseline_positive_probability" in columns) == (serve == "blend")
 
 
 def test_logs_reports_and_system_metrics(finished_run):

@@ -105,8 +105,8 @@ def test_single_steps_take_the_latest_outputs(served_pipeline, tmp_path):
     version = client.get_model_version("e2e_sentiment", registered.data.tags["registered_model_version"])
     assert version.run_id == new_tuning.info.run_id  # the latest fine-tuning run
     # The quality gate: the new version serves only if it is at least as good as the champion on the same test data.
-    old = client.get_run(champion.run_id).data.metrics["test_macro_f1"]
-    expected_alias = "champion" if new_tuning.data.metrics["test_macro_f1"] >= old else "challenger"
+    old = client.get_run(champion.run_id).data.metrics["served_test_macro_f1"]  # the gate judges the served models
+    expected_alias = "champion" if new_tuning.data.metrics["served_test_macro_f1"] >= old else "challenger"
     assert client.get_model_version_by_alias("e2e_sentiment", expected_alias).version == version.version
 
 

@@ -53,11 +53,12 @@ def registry(monkeypatch):
         server.server_close()
 
 
-def candidate(score: float, baseline: float | None = 0.8) -> Run:
-    """A finished fine-tuning run with its test macro-F1 and, unless None, its baseline's."""
+def candidate(score: float, baseline: float | None = 0.8, served: float | None = None) -> Run:
+    """A finished fine-tuning run with its transformer's test macro-F1 and, unless None, its baseline's and its
+    served model's (a blend)."""
     info = RunInfo(run_id="r1", experiment_id="0", user_id="", status="FINISHED", start_time=0, end_time=1, lifecycle_stage="active")
-    metrics = [Metric("test_macro_f1", score, 0, 0)] + ([Metric("baseline_test_macro_f1", baseline, 0, 0)] if baseline is not None else [])
-    return Run(info, RunData(metrics=metrics))
+    values = {"test_macro_f1": score, "baseline_test_macro_f1": baseline, "served_test_macro_f1": served}
+    return Run(info, RunData(metrics=[Metric(name, value, 0, 0) for name, value in values.items() if value is not None]))
 
 
 @pytest.mark.parametrize(("score", "baseline", "reason"), [
@@ -71,6 +72,15 @@ def test_a_model_must_beat_its_baseline(registry, score, baseline, reason):
     verdict = judge(client, "sentiment", "champion", candidate(score, baseline), "test_macro_f1", 0.7)
     assert verdict.passed == (reason is None) and (reason is None or verdict.reason == reason)
     assert judge(client, "sentiment", "champion", candidate(score, baseline), "test_macro_f1", 0.7, beat_baseline=False).passed
+
+
+def test_the_gate_judges_the_served_model(registry):
+    """A transformer below its baseline, blended into a served model above it, passes, and says the served score."""
+    client = MlflowClient(tracking_uri="sqlite://", registry_uri=registry(404, "RESOURCE_DOES_NOT_EXIST"))
+    verdict = judge(client, "sentiment", "champion", candidate(0.78, 0.80, served=0.86), "test_macro_f1", 0.7)
+    assert verdict.passed and verdict.score == 0.86
+    refused = judge(client, "sentiment", "champion", candidate(0.90, 0.80, served=0.79), "test_macro_f1", 0.7)
+    assert not refused.passed and refused.reason.startswith("test_macro_f1=0.7900 does not beat")
 
 
 def test_a_missing_model_or_alias_means_no_champion(registry):

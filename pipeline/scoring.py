@@ -1,0 +1,39 @@
+"""Class probabilities of raw texts, as the served model computes them, and the blend of two models' probabilities.
+
+Fast the way serving needs: one batched tokenizer call, reviews sorted by length so that each forward pass
+pads only to its own longest review, `torch.inference_mode`, results put back in the caller's order. The
+fine-tuning step scores its validation and test splits through the same function, so the blend weight it
+chooses and the test metrics it logs are the served model's. Like `truncation.py`, this module travels with
+the logged model and imports nothing from the project.
+"""
+
+import numpy as np
+import torch
+
+try:  # beside this file in the logged model (code_paths), or in this repository
+    from truncation import encode
+except ModuleNotFoundError:
+    from pipeline.truncation import encode
+
+BATCH_SIZE = 64  # reviews per forward pass
+
+
+def class_probabilities(tokenizer, network, texts: list[str], max_length: int, truncation: str,
+                        batch_size: int = BATCH_SIZE) -> np.ndarray:
+    """(len(texts), classes) softmax probabilities of `network`, on the device its parameters are on."""
+    device = next(network.parameters()).device
+    ids = encode(tokenizer, texts, max_length, truncation)
+    order = sorted(range(len(ids)), key=lambda index: len(ids[index]))
+    probabilities = np.empty((len(ids), network.config.num_labels), dtype=np.float64)
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            chosen = order[start:start + batch_size]
+            batch = tokenizer.pad({"input_ids": [ids[index] for index in chosen]}, return_tensors="pt")  # as training pads
+            logits = network(**{name: tensor.to(device) for name, tensor in batch.items()}).logits
+            probabilities[chosen] = logits.float().softmax(dim=-1).cpu().numpy()
+    return probabilities
+
+
+def blend(transformer_positive: np.ndarray, baseline_positive: np.ndarray, weight: float) -> np.ndarray:
+    """The served positive-class probability: `weight` of the transformer's, the rest the baseline's."""
+    return weight * transformer_positive + (1.0 - weight) * baseline_positive

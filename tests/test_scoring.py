@@ -1,0 +1,30 @@
+"""pipeline/scoring.py: length-sorted batches give each review the probabilities it gets alone, in the caller's order."""
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from pipeline.scoring import blend, class_probabilities
+from pipeline.truncation import encode
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_model):
+    network = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=2).eval()
+    return AutoTokenizer.from_pretrained(tiny_model), network
+
+
+def test_each_review_scores_as_it_does_alone_and_in_order(classifier):
+    tokenizer, network = classifier
+    texts = ["great", "a long and winding review of a film that was dull", "bad film", "fine " * 30, "ok"]
+    batched = class_probabilities(tokenizer, network, texts, max_length=24, truncation="head_tail", batch_size=2)
+    with torch.inference_mode():
+        alone = [network(input_ids=torch.tensor([ids])).logits.softmax(-1)[0].numpy()
+                 for ids in encode(tokenizer, texts, 24, "head_tail")]
+    assert batched.shape == (5, 2) and np.allclose(batched.sum(axis=1), 1)
+    assert np.allclose(batched, np.stack(alone), atol=1e-5)
+
+
+def test_blend_weighs_the_transformer_by_weight():
+    assert blend(np.array([1.0, 0.0]), np.array([0.0, 1.0]), 0.25) == pytest.approx([0.25, 0.75])
