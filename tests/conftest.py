@@ -263,11 +263,11 @@ def mlflow_server(mlflow_server_folder):
 @pytest.fixture(scope="session")
 def served_pipeline(mlflow_server, tiny_model, easy_zip_url, tmp_path_factory):
     """`mlflow run .` of the whole pipeline against the real tracking server, over HTTP only, with local model and
-    data, in experiment `e2e`. Yields (tracking URI, the -P values, the CompletedProcess); `pipeline_runs` holds its runs."""
+    data, in experiment `e2e`; it serves the blend of transformer and baseline. Yields (tracking URI, the -P values, the CompletedProcess); `pipeline_runs` holds its runs."""
     folder = tmp_path_factory.mktemp("e2e")
     values = dict(download_url=easy_zip_url, local_folder=folder / "data", foundation_model=tiny_model,
                   checkpoint_dir=folder / "checkpoints", cache_dir=folder / "cache", epochs=3, batch_size=16,
-                  learning_rate=3e-3, max_length=32, registered_model_name="e2e_sentiment",
+                  learning_rate=3e-3, max_length=32, registered_model_name="e2e_sentiment", serve="blend",
                   beat_baseline="false")  # the TF-IDF baseline is perfect on these reviews: the gate's champion tests need it off
     yield mlflow_server, values, mlflow_run(mlflow_server, *params(**values), cwd=folder)
 

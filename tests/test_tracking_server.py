@@ -43,7 +43,7 @@ def test_pipeline_tracks_into_the_server(served_pipeline, mlflow_server, tmp_pat
     assert model.predict(pd.DataFrame({"review": REVIEWS}))["label"].tolist() == ["positive", "negative"]
 
 
-def test_models_serve_answers_raw_text(served_pipeline, mlflow_server, tmp_path):
+def test_models_serve_answers_raw_text_with_the_blend(served_pipeline, mlflow_server, tmp_path):
     _, _, result = served_pipeline
     assert result.returncode == 0
     env = client_env(mlflow_server)
@@ -57,6 +57,7 @@ def test_models_serve_answers_raw_text(served_pipeline, mlflow_server, tmp_path)
         predictions = answer.json()["predictions"]
         assert [row["label"] for row in predictions] == ["positive", "negative"]
         assert all(0.5 <= row["probability"] <= 1.0 for row in predictions)
+        assert all({"transformer_positive_probability", "baseline_positive_probability"} <= set(row) for row in predictions)
         listed = requests.post(f"{url}/invocations", json={"inputs": REVIEWS}, timeout=60)
         assert listed.status_code == 200 and listed.json()["predictions"] == predictions
         refused = requests.post(f"{url}/invocations", json={"reviews": REVIEWS}, timeout=60)  # not a format MLflow serves

@@ -1,0 +1,160 @@
+"""Serving speed: the logged model's `predict` vs Hugging Face's `pipeline("text-classification")`, same weights.
+
+    python benchmarks/serving_throughput.py                       # MiniLM-L6 shape, real sentences, this CPU
+    python benchmarks/serving_throughput.py --device cuda         # a GPU
+
+The same network and tokenizer (a BERT of --model's shape, saved with `save_pretrained`; weights do not change
+speed) served three ways: (a) HF `pipeline("text-classification", truncation=True, max_length=--max-length)`
+called with `batch_size` = the call's size, (b) this project's MLflow model (`pipeline/model_logging.py`) loaded
+with `mlflow.pyfunc.load_model`, transformer alone, (c) the same as a blend with the TF-IDF baseline (fitted on
+the committed real sentences), to measure what the blend adds. Each side runs in its own process, so its peak
+memory (process RSS on CPU, peak allocated on CUDA; batch sizes run in rising order, so a figure is the peak so
+far) is its own. Texts: the committed real sentences (data/sample/uci-sentences, CC BY 4.0) drawn in random
+order, or with --texts imdb-like the IMDB-length reviews of finetune_throughput.py. Reviews per second over
+--reviews reviews per batch size (at least one call), after one warm-up call. The last line printed is JSON.
+"""
+
+import argparse
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+SENTENCES = REPO / "data" / "sample" / "uci-sentences"
+SIDES = ("hf_pipeline", "project", "project_blend")
+BATCH_SIZES = (1, 32, 256)
+
+
+def texts_for(kind: str, count: int, seed: int) -> list[str]:
+    if kind == "imdb-like":
+        from finetune_throughput import imdb_like_reviews
+
+        return imdb_like_reviews(count, seed)
+    pool = pd.concat([pd.read_csv(SENTENCES / f"{split}.csv") for split in ("train", "valid", "test")])["review"].tolist()
+    return random.Random(seed).choices(pool, k=count)
+
+
+def prepare(folder: Path, args) -> dict[str, str]:
+    """The model folder and the two logged MLflow models (transformer alone, blend), in a store under `folder`."""
+    import mlflow
+    from finetune_throughput import build_model
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from pipeline.baseline import fit_baseline
+    from pipeline.data import LABELS
+    from pipeline.model_logging import log_sentiment_model
+    from pipeline.parameters import FineTuning
+
+    model_dir, _ = build_model(folder / "model", args.model)
+    network = AutoModelForSequenceClassification.from_pretrained(
+        model_dir, id2label=dict(enumerate(LABELS)), label2id={label: index for index, label in enumerate(LABELS)})
+    network.save_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenization = FineTuning(foundation_model=str(model_dir), max_length=args.max_length).tokenization()
+    baseline = fit_baseline({split: pd.read_csv(SENTENCES / f"{split}.csv") for split in ("train", "valid", "test")})
+    mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
+    with mlflow.start_run():
+        alone = log_sentiment_model(network, tokenizer, tokenization).model_uri
+        blend = log_sentiment_model(network, tokenizer, tokenization, baseline=baseline.pipeline, blend_weight=0.5).model_uri
+    return {"model_dir": str(model_dir), "project": alone, "project_blend": blend, "tracking_uri": mlflow.get_tracking_uri()}
+
+
+def measure(side: str, where: dict, args) -> dict:
+    """In this process: reviews/s and peak memory of one side at each batch size."""
+    import torch
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from finetune_throughput import PeakMemory
+
+    cuda = args.device == "cuda"
+    if side == "hf_pipeline":
+        from transformers import pipeline
+
+        classify = pipeline("text-classification", model=where["model_dir"], device=0 if cuda else -1)
+        predict = lambda texts: classify(texts, batch_size=len(texts), truncation=True, max_length=args.max_length)  # noqa: E731
+    else:
+        import mlflow
+
+        mlflow.set_tracking_uri(where["tracking_uri"])
+        model = mlflow.pyfunc.load_model(where[side])
+        predict = model.predict
+    results = {}
+    with PeakMemory(cuda) as memory:
+        for batch in BATCH_SIZES:
+            calls = max(1, args.reviews // batch)
+            texts = texts_for(args.texts, batch * (calls + 1), args.seed + batch)
+            predict(texts[:batch])  # warm-up
+            if cuda:
+                torch.cuda.synchronize()
+            started = time.perf_counter()
+            for call in range(1, calls + 1):
+                predict(texts[call * batch:(call + 1) * batch])
+            if cuda:
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - started
+            results[batch] = {"reviews_per_s": calls * batch / seconds,
+                              "peak_memory_mb": (torch.cuda.max_memory_allocated() if cuda else memory.peak) / 2**20}
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=("bert-tiny", "minilm", "bert-base"), default="minilm")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--texts", choices=("sentences", "imdb-like"), default="sentences")
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--reviews", type=int, default=512, help="reviews timed per batch size")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # internal: measure one side
+    parser.add_argument("--where", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.side:
+        print(json.dumps(measure(args.side, json.loads(args.where), args)))
+        return
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"} | ({"CUDA_VISIBLE_DEVICES": ""} if args.device == "cpu" else {})
+    with tempfile.TemporaryDirectory() as scratch:
+        where = prepare(Path(scratch), args)
+        results = {}
+        for side in SIDES:
+            command = [sys.executable, __file__, *sys.argv[1:], "--side", side, "--where", json.dumps(where)]
+            answer = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+            if answer.returncode != 0:
+                sys.exit(f"{side} failed:\n{answer.stderr[-3000:]}")
+            results[side] = {int(batch): row for batch, row in json.loads(answer.stdout.strip().splitlines()[-1]).items()}
+
+    if args.device == "cuda":
+        import torch
+
+        device = torch.cuda.get_device_name(0)
+    else:
+        device = f"{platform.processor() or platform.machine()} CPU, {psutil.cpu_count()} cores"
+    print(f"device: {device}; model shape: {args.model}; texts: {args.texts}; max_length {args.max_length}")
+    print("| batch | HF pipeline reviews/s | project reviews/s | ratio | project blend reviews/s | blend cost | "
+          "HF peak MB | project peak MB | blend peak MB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    ratios = {}
+    for batch in BATCH_SIZES:
+        hf, ours, blend = (results[side][batch] for side in SIDES)
+        ratios[batch] = ours["reviews_per_s"] / hf["reviews_per_s"]
+        print(f"| {batch} | {hf['reviews_per_s']:.1f} | {ours['reviews_per_s']:.1f} | **{ratios[batch]:.2f}** | "
+              f"{blend['reviews_per_s']:.1f} | {blend['reviews_per_s'] / ours['reviews_per_s'] - 1:+.0%} | "
+              f"{hf['peak_memory_mb']:.0f} | {ours['peak_memory_mb']:.0f} | {blend['peak_memory_mb']:.0f} |")
+    print(json.dumps({"device": device, "model": args.model, "texts": args.texts, "max_length": args.max_length,
+                      "reviews_per_batch_size": args.reviews, "results": results,
+                      "ratio": {batch: round(value, 3) for batch, value in ratios.items()}}))
+
+
+if __name__ == "__main__":
+    main()
