@@ -20,17 +20,20 @@ BATCH_SIZE = 64  # reviews per forward pass
 
 def class_probabilities(tokenizer, network, texts: list[str], max_length: int, truncation: str,
                         batch_size: int = BATCH_SIZE) -> np.ndarray:
-    """(len(texts), classes) softmax probabilities of `network`, on the device its parameters are on."""
-    device = next(network.parameters()).device
+    """(len(texts), classes) softmax probabilities of `network` in eval mode (no dropout; its mode is restored), on
+    the device its parameters are on."""
+    device, training = next(network.parameters()).device, network.training
     ids = encode(tokenizer, texts, max_length, truncation)
     order = sorted(range(len(ids)), key=lambda index: len(ids[index]))
     probabilities = np.empty((len(ids), network.config.num_labels), dtype=np.float64)
+    network.eval()
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             chosen = order[start:start + batch_size]
             batch = tokenizer.pad({"input_ids": [ids[index] for index in chosen]}, return_tensors="pt")  # as training pads
             logits = network(**{name: tensor.to(device) for name, tensor in batch.items()}).logits
             probabilities[chosen] = logits.float().softmax(dim=-1).cpu().numpy()
+    network.train(training)
     return probabilities
 
 

@@ -163,6 +163,8 @@ def test_serve_blend_logs_a_blend_and_serve_transformer_the_transformer(tracking
         assert run.data.params["served_model"] == serve and f"serving the {serve}: serve={serve}" in result.output
         columns = mlflow.pyfunc.load_model(run.data.tags["pipeline.model_uri"]).metadata.signature.outputs.input_names()
         assert ("baseline_positive_probability" in columns) == (serve == "blend")
+    # The transformer served alone scores the test split as Lightning's test of the same checkpoint did.
+    assert run.data.metrics["served_test_accuracy"] == pytest.approx(run.data.metrics["test_accuracy"])
 
 
 def test_logs_reports_and_system_metrics(finished_run):

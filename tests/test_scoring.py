@@ -26,5 +26,19 @@ def test_each_review_scores_as_it_does_alone_and_in_order(classifier):
     assert np.allclose(batched, np.stack(alone), atol=1e-5)
 
 
+def test_a_network_in_training_mode_scores_without_dropout_and_stays_in_training_mode(classifier):
+    """A LightningModule's network is in training mode (dropout on) when the step scores it."""
+    tokenizer, network = classifier
+    texts = ["great", "bad film", "fine " * 10]
+    expected = class_probabilities(tokenizer, network, texts, max_length=24, truncation="head")
+    network.train()
+    try:
+        again = [class_probabilities(tokenizer, network, texts, max_length=24, truncation="head") for _ in range(2)]
+        assert network.training
+    finally:
+        network.eval()
+    assert (again[0] == expected).all() and (again[1] == expected).all()
+
+
 def test_blend_weighs_the_transformer_by_weight():
     assert blend(np.array([1.0, 0.0]), np.array([0.0, 1.0]), 0.25) == pytest.approx([0.25, 0.75])
