@@ -82,8 +82,9 @@ def main() -> None:
                 subprocess.run([sys.executable, str(REPO / "benchmarks" / "build_packaged_sentiment.py"), "--out", str(data[corpus]),
                                 "--corpus", {"snippets": "sentences", "reviews": "reviews"}[corpus]], check=True, capture_output=True)
         uri = f"sqlite:///{scratch}/mlflow.db"
-        env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "HF_HUB_OFFLINE": "1"}
         mlflow.set_tracking_uri(uri)
+        mlflow.create_experiment("quality", artifact_location=f"{scratch}/artifacts")  # not ./mlruns of this checkout
+        env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_EXPERIMENT_NAME": "quality", "HF_HUB_OFFLINE": "1"}
         for name, (data_set, extra) in CONFIGS.items():
             if args.only not in name:
                 continue
@@ -93,7 +94,7 @@ def main() -> None:
                             "--cache-dir", f"{scratch}/cache", *extra],
                            cwd=REPO, env=env, check=True, capture_output=True)
             seconds = time.perf_counter() - started
-            run = mlflow.search_runs(experiment_names=["Default"], output_format="list", max_results=1,
+            run = mlflow.search_runs(experiment_names=["quality"], output_format="list", max_results=1,
                                      order_by=["attributes.start_time DESC"])[0]
             metrics = run.data.metrics
             rows[name] = {key: metrics[key] for key in ("test_accuracy", "test_macro_f1", "baseline_test_accuracy",

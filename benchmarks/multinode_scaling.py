@@ -42,8 +42,9 @@ def main() -> None:
     rows = {}
     with tempfile.TemporaryDirectory() as scratch:
         uri = f"sqlite:///{scratch}/mlflow.db"
-        env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "HF_HUB_OFFLINE": "1"}
         mlflow.set_tracking_uri(uri)
+        mlflow.create_experiment("scaling", artifact_location=f"{scratch}/artifacts")  # not ./mlruns of this checkout
+        env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_EXPERIMENT_NAME": "scaling", "HF_HUB_OFFLINE": "1"}
         for processes in (1, 2):
             spark = ["--num-nodes", "2", "--spark-master", "local-cluster[2,1,1024]"] if processes == 2 else []
             started = time.perf_counter()
@@ -52,7 +53,7 @@ def main() -> None:
                             "--patience", str(args.epochs), "--checkpoint-dir", f"{scratch}/ckpt-{processes}",
                             "--cache-dir", f"{scratch}/cache-{processes}", *spark], cwd=REPO, env=env, check=True, capture_output=True)
             wall = time.perf_counter() - started
-            run = mlflow.search_runs(experiment_names=["Default"], output_format="list", max_results=1,
+            run = mlflow.search_runs(experiment_names=["scaling"], output_format="list", max_results=1,
                                      order_by=["attributes.start_time DESC"])[0]
             epochs = len(mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_macro_f1"))
             fit_seconds = run.data.metrics["fit_seconds"]

@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 SENTENCES = REPO / "data" / "sample" / "uci-sentences"
-SIDES = ("hf_pipeline", "project", "project_blend")
+SIDES = ("hf_pipeline", "project", "project_blend", "project_scoring")
 BATCH_SIZES = (1, 32, 256)
 
 
@@ -64,8 +64,10 @@ def prepare(folder: Path, args) -> dict[str, str]:
     tokenization = FineTuning(foundation_model=str(model_dir), max_length=args.max_length).tokenization()
     baseline = fit_baseline({split: pd.read_csv(SENTENCES / f"{split}.csv") for split in ("train", "valid", "test")})
     mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
+    mlflow.set_experiment(experiment_id=mlflow.create_experiment("serving", artifact_location=str(folder / "artifacts")))
     with mlflow.start_run():
         alone = log_sentiment_model(network, tokenizer, tokenization).model_uri
+    with mlflow.start_run():
         blend = log_sentiment_model(network, tokenizer, tokenization, baseline=baseline.pipeline, blend_weight=0.5).model_uri
     return {"model_dir": str(model_dir), "project": alone, "project_blend": blend, "tracking_uri": mlflow.get_tracking_uri()}
 
@@ -83,6 +85,14 @@ def measure(side: str, where: dict, args) -> dict:
 
         classify = pipeline("text-classification", model=where["model_dir"], device=0 if cuda else -1)
         predict = lambda texts: classify(texts, batch_size=len(texts), truncation=True, max_length=args.max_length)  # noqa: E731
+    elif side == "project_scoring":
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from pipeline.scoring import class_probabilities
+
+        tokenizer = AutoTokenizer.from_pretrained(where["model_dir"])
+        network = AutoModelForSequenceClassification.from_pretrained(where["model_dir"]).eval().to("cuda" if cuda else "cpu")
+        predict = lambda texts: class_probabilities(tokenizer, network, texts, args.max_length, "head_tail")  # noqa: E731
     else:
         import mlflow
 
@@ -142,15 +152,16 @@ def main() -> None:
         device = f"{platform.processor() or platform.machine()} CPU, {psutil.cpu_count()} cores"
     print(f"device: {device}; model shape: {args.model}; texts: {args.texts}; max_length {args.max_length}")
     print("| batch | HF pipeline reviews/s | project reviews/s | ratio | project blend reviews/s | blend cost | "
-          "HF peak MB | project peak MB | blend peak MB |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "scoring without pyfunc reviews/s | HF peak MB | project peak MB | blend peak MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     ratios = {}
     for batch in BATCH_SIZES:
-        hf, ours, blend = (results[side][batch] for side in SIDES)
+        hf, ours, blend, scoring = (results[side][batch] for side in SIDES)
         ratios[batch] = ours["reviews_per_s"] / hf["reviews_per_s"]
         print(f"| {batch} | {hf['reviews_per_s']:.1f} | {ours['reviews_per_s']:.1f} | **{ratios[batch]:.2f}** | "
               f"{blend['reviews_per_s']:.1f} | {blend['reviews_per_s'] / ours['reviews_per_s'] - 1:+.0%} | "
-              f"{hf['peak_memory_mb']:.0f} | {ours['peak_memory_mb']:.0f} | {blend['peak_memory_mb']:.0f} |")
+              f"{scoring['reviews_per_s']:.1f} | {hf['peak_memory_mb']:.0f} | {ours['peak_memory_mb']:.0f} | "
+              f"{blend['peak_memory_mb']:.0f} |")
     print(json.dumps({"device": device, "model": args.model, "texts": args.texts, "max_length": args.max_length,
                       "reviews_per_batch_size": args.reviews, "results": results,
                       "ratio": {batch: round(value, 3) for batch, value in ratios.items()}}))

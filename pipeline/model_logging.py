@@ -2,12 +2,12 @@
 model that predicts from raw review text."""
 
 import tempfile
+from importlib.metadata import version
 from pathlib import Path
 
 import mlflow
 import mlflow.sklearn
 import pandas as pd
-import skops
 import sklearn
 import torch
 import transformers
@@ -39,8 +39,8 @@ def log_sentiment_model(network, tokenizer, tokenization: dict, baseline=None, b
         # Inferring requirements would import every package in sight (and fail on torchvision): name them.
         requirements = [f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}",
                         f"transformers=={transformers.__version__}", f"pandas=={pd.__version__}"]
-        if blended:  # scikit-learn's own safe format, loaded back by MLflow's sklearn flavour
-            sklearn_requirements = [f"scikit-learn=={sklearn.__version__}", f"skops=={skops.__version__}"]
+        if blended:  # scikit-learn's safe format, written and read by MLflow's sklearn flavour (skops comes with MLflow)
+            sklearn_requirements = [f"scikit-learn=={sklearn.__version__}", f"skops=={version('skops')}"]
             artifacts["baseline"] = str(Path(scratch) / "baseline")
             mlflow.sklearn.save_model(baseline, artifacts["baseline"], serialization_format="skops",
                                       pip_requirements=sklearn_requirements)
@@ -49,7 +49,8 @@ def log_sentiment_model(network, tokenizer, tokenization: dict, baseline=None, b
             name=MODEL_ARTIFACT,
             python_model=str(HERE / "sentiment_model.py"),
             artifacts=artifacts,
-            model_config=tokenization | {"blend_weight": blend_weight if blended else None},
+            # MLflow also logs the config as the run's params: `blend_weight` only where it is the step's param too.
+            model_config=tokenization | ({"blend_weight": blend_weight} if blended else {}),
             code_paths=[str(HERE / "scoring.py"), str(HERE / "truncation.py")],
             signature=ModelSignature(inputs=INPUTS, outputs=Schema(OUTPUTS + (PART_OUTPUTS if blended else []))),
             input_example=INPUT_EXAMPLE,

@@ -35,7 +35,7 @@ class SentimentModel(mlflow.pyfunc.PythonModel):
         # The tokenization the run trained with, all of it logged with the model: no defaults to drift from it.
         self.max_length = int(context.model_config["max_length"])
         self.truncation = context.model_config["truncation"]
-        self.weight = context.model_config.get("blend_weight")  # None: the transformer alone
+        self.weight = context.model_config.get("blend_weight")  # absent: the transformer alone
         self.baseline = mlflow.sklearn.load_model(context.artifacts["baseline"]) if self.weight is not None else None
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
@@ -56,7 +56,7 @@ class SentimentModel(mlflow.pyfunc.PythonModel):
 def review_texts(model_input: pd.DataFrame) -> list[str]:
     """The reviews in what MLflow hands over. The signature's input is one unnamed string column, so MLflow passes
     a list, a Series or one string as a one-column frame, and a DataFrame as its first column (name it `review`)."""
-    return model_input.iloc[:, 0].astype(str).tolist()
+    return [str(text) for text in model_input.to_numpy()[:, 0]]
 
 
 set_model(SentimentModel())

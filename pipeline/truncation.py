@@ -7,6 +7,8 @@ through `encode`, so the served model truncates exactly as training did (MLflow 
 This module imports nothing from the project.
 """
 
+import functools
+
 TRUNCATIONS = ("head", "tail", "head_tail")
 
 
@@ -26,7 +28,7 @@ def keep(ids: list[int], budget: int, how: str) -> list[int]:
 
 def encode(tokenizer, texts: list[str], max_length: int, how: str) -> list[list[int]]:
     """Token ids with the tokenizer's special tokens ([CLS] ... [SEP] for BERT), at most `max_length` per text."""
-    prefix, suffix = special_tokens_around(tokenizer)
+    prefix, suffix = map(list, special_tokens_around(tokenizer))
     budget = max_length - len(prefix) - len(suffix)
     if budget < 1:
         raise ValueError(f"max_length={max_length} leaves no room for text next to the special tokens")
@@ -34,9 +36,10 @@ def encode(tokenizer, texts: list[str], max_length: int, how: str) -> list[list[
     return [prefix + keep(ids, budget, how) + suffix for ids in pieces]
 
 
+@functools.lru_cache(maxsize=16)  # per tokenizer object: serving encodes one review per call at batch size 1
 def special_tokens_around(tokenizer) -> tuple[list[int], list[int]]:
     """The ids the tokenizer puts before and after one text, read off an encoded probe (any tokenizer family)."""
     bare = tokenizer("review", add_special_tokens=False)["input_ids"]
     wrapped = tokenizer("review")["input_ids"]
     start = next(index for index in range(len(wrapped) - len(bare) + 1) if wrapped[index:index + len(bare)] == bare)
-    return wrapped[:start], wrapped[start + len(bare):]
+    return tuple(wrapped[:start]), tuple(wrapped[start + len(bare):])

@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from pipeline.scoring import blend, class_probabilities
+from pipeline.scoring import blend, class_probabilities, padded
 from pipeline.truncation import encode
 
 
@@ -38,6 +38,19 @@ def test_a_network_in_training_mode_scores_without_dropout_and_stays_in_training
     finally:
         network.eval()
     assert (again[0] == expected).all() and (again[1] == expected).all()
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_padding_matches_the_tokenizers_own(classifier, side):
+    tokenizer, _ = classifier
+    ids = encode(tokenizer, ["a much longer review than the other", "short"], 24, "head")
+    tokenizer.padding_side = side
+    try:
+        expected = tokenizer.pad({"input_ids": ids}, return_tensors="pt")
+    finally:
+        tokenizer.padding_side = "right"
+    input_ids, attention_mask = padded(ids, tokenizer.pad_token_id, side)
+    assert torch.equal(input_ids, expected["input_ids"]) and torch.equal(attention_mask, expected["attention_mask"])
 
 
 def test_blend_weighs_the_transformer_by_weight():

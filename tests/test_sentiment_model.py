@@ -50,7 +50,7 @@ def test_it_predicts_a_label_and_its_probability_for_each_input_shape(logged):
 
 def test_the_whole_tokenization_travels_and_serving_has_no_defaults(logged, tmp_path):
     info, tokenization = logged
-    assert mlflow.pyfunc.load_model(info.model_uri).model_config == tokenization | {"blend_weight": None}  # the transformer alone
+    assert mlflow.pyfunc.load_model(info.model_uri).model_config == tokenization
     stored = mlflow.MlflowClient().get_logged_model(info.model_id).artifact_location
     requirements = mlflow.artifacts.download_artifacts(f"{stored}/requirements.txt", dst_path=str(tmp_path))
     names = [line.split("==")[0] for line in open(requirements).read().split()]
@@ -66,6 +66,7 @@ def test_the_whole_tokenization_travels_and_serving_has_no_defaults(logged, tmp_
 
 def test_a_blend_serves_the_weighted_probability_and_each_part(blended, tmp_path):
     model = mlflow.pyfunc.load_model(blended.model_uri)
+    assert model.model_config["blend_weight"] == 0.25
     answer = model.predict(["a wonderful film", "a dull film", "fine"])
     assert list(answer.columns) == ["label", "probability", "transformer_positive_probability", "baseline_positive_probability"]
     positive = 0.25 * answer["transformer_positive_probability"] + 0.75 * answer["baseline_positive_probability"]
