@@ -137,7 +137,9 @@ def test_local_code_on_databricks(workspace, project, tiny_model, easy_zip_url, 
     model = mlflow.pyfunc.load_model(f"models:/{model_name}@champion")
     assert model.metadata.run_id == children[1].info.run_id  # the catalog serves the model the cluster trained
     predictions = model.predict(pd.DataFrame({"review": ["A wonderful film.", "A dull, tedious mess."]}))
-    assert list(predictions.columns) == ["label", "probability"] and predictions["probability"].between(0.5, 1).all()
+    assert list(predictions.columns)[:2] == ["label", "probability"] and predictions["probability"].between(0.5, 1).all()
+    parts = ["transformer_positive_probability", "baseline_positive_probability"]  # a blend adds each part's
+    assert list(predictions.columns)[2:] == (parts if children[1].data.params["served_model"] == "blend" else [])
 
 
 def test_remote_code_on_databricks_waits_with_submit(workspace, git_remote, tiny_model, easy_zip_url):
