@@ -86,8 +86,9 @@ def alias_version(client: MlflowClient, name: str, alias: str):
 def score_on_candidate_data(client: MlflowClient, champion, candidate: Run, metric: str) -> float:
     test_digest = input_digests(candidate).get("test")
     source = client.get_run(champion.run_id)
-    if test_digest and input_digests(source).get("test") == test_digest and served_score(source, metric) is not None:
-        return served_score(source, metric)
+    logged = served_score(source, metric)
+    if test_digest and input_digests(source).get("test") == test_digest and logged is not None:
+        return logged
     with tempfile.TemporaryDirectory(prefix="gate-") as scratch:
         frame = read_split(candidate_test_csv(candidate, Path(scratch)))
         model = mlflow.pyfunc.load_model(f"models:/{champion.name}/{champion.version}")
