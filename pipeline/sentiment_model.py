@@ -20,9 +20,9 @@ from mlflow.models import set_model
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 try:  # pipeline/scoring.py, which the model carries (code_paths): MLflow puts it on sys.path when loading
-    from scoring import blend, class_probabilities
+    from scoring import blend, class_probabilities, labels_of
 except ModuleNotFoundError:  # MLflow also runs this file while logging, from this repository
-    from pipeline.scoring import blend, class_probabilities
+    from pipeline.scoring import blend, class_probabilities, labels_of
 
 
 class SentimentModel(mlflow.pyfunc.PythonModel):
@@ -49,7 +49,7 @@ class SentimentModel(mlflow.pyfunc.PythonModel):
         parts = {"transformer_positive_probability": transformer[:, 1],
                  "baseline_positive_probability": self.baseline.predict_proba(texts)[:, positive_column]}
         positive = blend(*parts.values(), self.weight)
-        return pd.DataFrame({"label": np.where(positive >= 0.5, labels[1], labels[0]),
+        return pd.DataFrame({"label": labels_of(positive, labels),
                              "probability": np.maximum(positive, 1 - positive)} | parts)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, log_loss
 
 from pipeline.data import LABELS
-from pipeline.scoring import blend
+from pipeline.scoring import blend, labels_of
 
 WEIGHTS = tuple(round(step / 20, 2) for step in range(21))  # the transformer's share, 0.0 (baseline) to 1.0
 FOLDS = 5  # `auto` judges the blend by its cross-validated score on the validation split
@@ -31,13 +31,9 @@ class ServingChoice:
         return blend(transformer_positive, baseline_positive, self.weight)
 
 
-def labels_of(positive: np.ndarray) -> np.ndarray:
-    return np.where(positive >= 0.5, LABELS[1], LABELS[0])
-
-
 def scores(truth, positive: np.ndarray) -> dict[str, float]:
     """Accuracy and macro-F1 of positive-class probabilities (threshold 0.5), as the run logs them for test."""
-    predicted = labels_of(positive)
+    predicted = labels_of(positive, LABELS)
     return {"accuracy": float(accuracy_score(truth, predicted)),
             "macro_f1": float(f1_score(truth, predicted, average="macro", labels=list(LABELS)))}
 
