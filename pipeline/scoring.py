@@ -16,10 +16,10 @@ try:  # beside this file in the logged model (code_paths), or in this repository
 except ModuleNotFoundError:
     from pipeline.truncation import encode
 
-# Padded tokens (reviews x longest review) per forward pass. CPU: the best of 128 to 100,000 on 2-core Xeon for
-# calls of 32 and 256 real sentences and of 32 IMDB-length reviews (BENCHMARKS.md, "Serving"): more reviews a
-# pass stop paying once the matrices fill the cores, and fewer tokens a pass mean less padding. GPU: the 64
-# full-length reviews a pass took before, not yet measured against others.
+# Padded tokens (reviews x longest review) per forward pass. CPU: the fastest of 128 to 1,000,000 on a 2-core
+# Xeon for calls of 32 and 256 real sentences, 3 % off the best for 32 IMDB-length reviews
+# (benchmarks/scoring_pass_budget.py, BENCHMARKS.md "Serving"): bigger passes stop paying once the matrices fill
+# the cores, and smaller ones pad less. GPU: the 64 full-length reviews a pass took before, not yet measured.
 TOKENS_PER_PASS = {"cpu": 512, "cuda": 16384}
 
 

@@ -1,0 +1,68 @@
+"""Reviews per second of the served model's scoring (`pipeline/scoring.py`) by padded tokens a forward pass.
+
+    python benchmarks/scoring_pass_budget.py                  # this CPU
+    python benchmarks/scoring_pass_budget.py --device cuda    # a GPU
+
+Picks `scoring.TOKENS_PER_PASS` for a device: calls of 32 and 256 real sentences (data/sample/uci-sentences, CC BY
+4.0) and of 32 IMDB-length reviews (finetune_throughput.py), MiniLM-L6 shape, each budget timed on the same
+calls (median call). A budget past every call's padded size means one forward pass per call. The last line
+printed is JSON.
+"""
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+BUDGETS = (128, 256, 512, 1024, 2048, 4096, 16384, 1_000_000)
+WORKLOADS = (("sentences", 32, 12), ("sentences", 256, 3), ("imdb-like", 32, 3))  # texts, reviews a call, calls
+
+
+def main() -> None:
+    from finetune_throughput import build_model
+    from serving_throughput import texts_for
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from pipeline.scoring import class_probabilities
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=("bert-tiny", "minilm", "bert-base"), default="minilm")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        model_dir, _ = build_model(Path(scratch) / "model", args.model)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        network = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2).eval().to(args.device)
+    results = {}
+    for kind, size, count in WORKLOADS:
+        texts = texts_for(kind, size * count, 5)
+        calls = [texts[start:start + size] for start in range(0, len(texts), size)]
+        seconds = {budget: [] for budget in BUDGETS}
+        for budget in BUDGETS:  # warm-up
+            class_probabilities(tokenizer, network, calls[0], 256, "head_tail", tokens_per_pass=budget)
+        for call in calls:
+            for budget in BUDGETS:
+                started = time.perf_counter()
+                class_probabilities(tokenizer, network, call, 256, "head_tail", tokens_per_pass=budget)
+                if args.device == "cuda":
+                    torch.cuda.synchronize()
+                seconds[budget].append(time.perf_counter() - started)
+        results[f"{kind} x{size}"] = {budget: round(size / statistics.median(times), 1) for budget, times in seconds.items()}
+        print(f"{kind}, {size} a call: " + ", ".join(f"{budget}: {speed}" for budget, speed in results[f'{kind} x{size}'].items()),
+              flush=True)
+    device = torch.cuda.get_device_name(0) if args.device == "cuda" else f"{platform.machine()} CPU, {psutil.cpu_count()} cores"
+    print(json.dumps({"device": device, "model": args.model, "reviews_per_s_by_tokens_per_pass": results}))
+
+
+if __name__ == "__main__":
+    main()
