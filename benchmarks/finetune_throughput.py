@@ -22,7 +22,6 @@ Needs `accelerate` (the HF Trainer requires it): pip install -r benchmarks/requi
 import argparse
 import csv
 import json
-import platform
 import random
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from transformers import (BertConfig, BertForSequenceClassification, BertTokeniz
                           TrainerCallback, TrainingArguments)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_setup import device_label  # noqa: E402
 from pipeline.classifier import SentimentClassifier  # noqa: E402
 from pipeline.parameters import FineTuning  # noqa: E402
 from pipeline.datamodule import ReviewsDataModule, TokenizedReviews  # noqa: E402
@@ -188,7 +188,7 @@ def main() -> None:
     cuda = hardware.accelerator == "cuda"
     if hardware.tf32:
         torch.set_float32_matmul_precision("high")
-    device_name = torch.cuda.get_device_name(0) if cuda else f"{platform.processor() or platform.machine()} CPU, {psutil.cpu_count()} cores"
+    device_name = device_label(cuda)
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         model_dir, tokenizer = build_model(scratch / "model", args.model)

@@ -11,14 +11,12 @@ printed is JSON.
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import psutil
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,6 +27,7 @@ WORKLOADS = (("sentences", 32, 12), ("sentences", 256, 3), ("imdb-like", 32, 3))
 
 
 def main() -> None:
+    from bench_setup import device_label
     from finetune_throughput import build_model
     from serving_throughput import texts_for
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -60,8 +59,7 @@ def main() -> None:
         results[f"{kind} x{size}"] = {budget: round(size / statistics.median(times), 1) for budget, times in seconds.items()}
         print(f"{kind}, {size} a call: " + ", ".join(f"{budget}: {speed}" for budget, speed in results[f'{kind} x{size}'].items()),
               flush=True)
-    device = torch.cuda.get_device_name(0) if args.device == "cuda" else f"{platform.machine()} CPU, {psutil.cpu_count()} cores"
-    print(json.dumps({"device": device, "model": args.model, "reviews_per_s_by_tokens_per_pass": results}))
+    print(json.dumps({"device": device_label(args.device == "cuda"), "model": args.model, "reviews_per_s_by_tokens_per_pass": results}))
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ at its best `batch_size` for each call size (each of PIPELINE_BATCH_SIZES up to 
 this project's MLflow model (`pipeline/model_logging.py`) loaded with `mlflow.pyfunc.load_model`, transformer
 alone, (c) the same as a blend with the TF-IDF baseline (fitted on the committed real sentences), to measure what
 the blend adds, (d) the model's scoring function without MLflow's pyfunc layer, (e) the HF pipeline logged with
-`mlflow.transformers` and loaded the same way as (b), also at its best `batch_size`. Each side runs in its own process, so its peak
-memory (process RSS on CPU, peak allocated on CUDA; batch sizes run in rising order, so a figure is the peak so
+`mlflow.transformers` and loaded the same way as (b), also at its best `batch_size`. Each side runs in its own
+process, so its peak memory (process RSS on CPU, peak allocated on CUDA; batch sizes run in rising order, so a figure is the peak so
 far) is its own. Texts: the committed real sentences (data/sample/uci-sentences, CC BY 4.0) drawn in random
 order, or with --texts imdb-like the IMDB-length reviews of finetune_throughput.py. Reviews per second over
 --reviews reviews per batch size (at least one call), after one warm-up call; each side runs --rounds times
@@ -21,7 +21,6 @@ JSON, with every round's figure.
 import argparse
 import json
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -31,11 +30,12 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
+from bench_setup import device_label  # noqa: E402
+
 SENTENCES = REPO / "data" / "sample" / "uci-sentences"
 SIDES = ("hf_pipeline", "project", "project_blend", "project_scoring", "hf_pipeline_mlflow")
 BATCH_SIZES = (1, 32, 256)  # reviews a call
@@ -179,12 +179,7 @@ def main() -> None:
                       for batch in BATCH_SIZES}
                for side, runs in rounds.items()}
 
-    if args.device == "cuda":
-        import torch
-
-        device = torch.cuda.get_device_name(0)
-    else:
-        device = f"{platform.processor() or platform.machine()} CPU, {psutil.cpu_count()} cores"
+    device = device_label(args.device == "cuda")
     print(f"device: {device}; model shape: {args.model}; texts: {args.texts}; max_length {args.max_length}")
     print("| batch | HF pipeline reviews/s (its best batch_size) | project reviews/s | ratio | HF pipeline as MLflow model reviews/s | "
           "ratio as MLflow models | project blend reviews/s | blend cost | scoring without pyfunc reviews/s | "
@@ -205,6 +200,7 @@ def main() -> None:
                       "reviews_per_batch_size": args.reviews, "rounds": args.rounds, "results": results,
                       "ratio": {batch: round(value, 3) for batch, value in ratios.items()},
                       "ratio_as_mlflow_models": {batch: round(value, 3) for batch, value in ratios_mlflow.items()}}))
+
 
 if __name__ == "__main__":
     main()
