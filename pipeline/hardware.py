@@ -27,13 +27,20 @@ class Capabilities:
     @classmethod
     def detect(cls) -> "Capabilities":
         cuda_devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        capability = torch.cuda.get_device_capability(0) if cuda_devices else None
         return cls(
             cuda_devices=cuda_devices,
-            cuda_bf16=bool(cuda_devices) and torch.cuda.is_bf16_supported(),
-            cuda_compute_capability=torch.cuda.get_device_capability(0) if cuda_devices else None,
+            cuda_bf16=capability is not None and native_bf16(capability),
+            cuda_compute_capability=capability,
             mps=torch.backends.mps.is_available(),
             cpu_count=os.cpu_count() or 1,
         )
+
+
+def native_bf16(capability: tuple[int, int]) -> bool:
+    """bf16 tensor cores: compute capability 8.0 (Ampere) and newer. `torch.cuda.is_bf16_supported()` alone also
+    counts emulation (its default since torch 2.4) and says True on a T4 (7.5), which then trains far slower."""
+    return capability >= (8, 0) and torch.cuda.is_bf16_supported(including_emulation=False)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,27 @@ H100 = Capabilities(cuda_devices=1, cuda_bf16=True, cuda_compute_capability=(9, 
 A100_X4 = Capabilities(cuda_devices=4, cuda_bf16=True, cuda_compute_capability=(8, 0), mps=False, cpu_count=32)
 
 
+@pytest.mark.parametrize(("capability", "native", "precision"), [((7, 5), False, "16-mixed"), ((8, 0), True, "bf16-mixed")])
+def test_bf16_is_chosen_only_where_the_card_has_it(monkeypatch, capability, native, precision):
+    """torch's own check counts emulation and says True on a T4 (7.5): only native bf16 may pick bf16-mixed."""
+    import torch
+
+    asked = []
+
+    def is_bf16_supported(including_emulation=True):
+        asked.append(including_emulation)
+        return including_emulation or native  # emulation: True on every card, as torch >= 2.4 answers
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+    caps = Capabilities.detect()
+    assert (caps.cuda_bf16, caps.cuda_compute_capability) == (native, capability)
+    assert choose_hardware(capabilities=caps).precision == precision
+    assert all(flag is False for flag in asked)
+
+
 def test_this_machine_is_detected():
     caps = Capabilities.detect()
     assert caps.cpu_count >= 1
