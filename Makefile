@@ -10,24 +10,26 @@ PYTEST_ARGS ?=
 CLUSTER_TESTS ?= tests/test_databricks.py tests/test_main.py::test_full_pipeline
 
 EXPERIMENT ?= /Shared/sentiment
+CLUSTER_SPEC ?= cluster_spec.json
 
 .PHONY: venv run databricks test test-fast test-cluster test-databricks fuzz deps mlproject ui clean
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet --constraint requirements.txt -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps -e .   # this project, editable: registers MLflow backend databricks-jobs
 	touch $@
 
 run: venv  ## the whole pipeline in this environment: make run RUN_ARGS="-P epochs=1"
 	$(BIN)/python -m pipeline.preflight
 	PATH="$(abspath $(BIN)):$$PATH" mlflow run . $(RUN_ARGS)
 
-databricks: venv  ## the pipeline on a Databricks job cluster, waiting for it: make databricks RUN_ARGS="-P registered_model_name=main.ml.sentiment"
-	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-databricks} $(BIN)/python -m pipeline.submit . --backend-config cluster_spec.json \
+databricks: venv  ## the pipeline on a Databricks job cluster (backend databricks-jobs), waiting for it: make databricks EXPERIMENT=/Users/<you>/sentiment RUN_ARGS="-P registered_model_name=main.ml.sentiment"
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-databricks} $(BIN)/python -m pipeline.submit . --backend-config $(CLUSTER_SPEC) \
 	  --experiment-name $(EXPERIMENT) $(RUN_ARGS)
 
 test: venv  ## the whole test suite, CPU and offline

@@ -21,14 +21,20 @@ from pathlib import Path
 import click
 import mlflow
 from mlflow import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PROJECT_BACKEND, MLFLOW_RUN_NAME
 
 from pipeline.contract import COMMIT_TAG, DOWNLOAD, ERROR_TAG, FINE_TUNING, REUSED_TAG, STEPS, STEPS_TAG
-from pipeline.contract import data_uri, step_run_id_tag
-from pipeline.credentials import child_process_credentials, on_databricks
+from pipeline.contract import REGISTER, data_uri, step_run_id_tag
+from pipeline.cluster import on_databricks
+from pipeline.credentials import credentials_for_children
+from pipeline.databricks_jobs import NAME as DATABRICKS_JOBS
+from pipeline.databricks_jobs import submit_project
 from pipeline.entry import project_dir, run_entry_point
 from pipeline.errors import PipelineError, reports_errors
 from pipeline.logs import LOGGER
+from pipeline.mlflow_internals import step_environment
 from pipeline.parameters import STEP_PARAMETERS, Pipeline, check_value, command_line, declaring_steps
+from pipeline.register_model import check_model_name
 from pipeline.reuse import git_commit, reusable_run
 from pipeline.tracking import check_tracking_server
 
@@ -73,9 +79,12 @@ def run_step(folder: Path, step: str, parameters: dict[str, str], experiment_id:
     """Run one entry point as a child of the active run (in this environment, or as its own Databricks job where
     `step_backend` says so); return its run id."""
     backend, cluster_spec = step_backend(folder, step, parameters)
-    submitted = mlflow.projects.run(str(folder), entry_point=step, parameters=parameters, experiment_id=experiment_id,
-                                    run_name=step, synchronous=False, backend=backend, backend_config=cluster_spec,
-                                    env_manager="local" if backend == "local" else None)
+    if backend == DATABRICKS_JOBS:  # called directly: the cluster has this project's code, not its installed plugin
+        submitted = submit_project(str(folder), step, parameters, None, cluster_spec, mlflow.get_tracking_uri(), experiment_id)
+        MlflowClient().set_tags(submitted.run_id, {MLFLOW_PROJECT_BACKEND: backend, MLFLOW_RUN_NAME: step})
+    else:
+        submitted = mlflow.projects.run(str(folder), entry_point=step, parameters=parameters, experiment_id=experiment_id,
+                                        run_name=step, synchronous=False, backend=backend, env_manager="local")
     mlflow.set_tag(step_run_id_tag(step), submitted.run_id)
     if commit:  # MLflow finds none where the code came without .git; reuse compares it
         MlflowClient().set_tag(submitted.run_id, COMMIT_TAG, commit)
@@ -86,9 +95,22 @@ def run_step(folder: Path, step: str, parameters: dict[str, str], experiment_id:
 
 
 def environment_line() -> str:
-    """The Python and key packages this process runs on (on Databricks: the runtime's, with the job's libraries)."""
+    """The Python and key packages this process and its steps run on (on Databricks: the runtime's, with the job's
+    libraries)."""
     versions = ", ".join(f"{name} {importlib.metadata.version(name)}" for name in ("torch", "pandas", "mlflow", "transformers", "lightning"))
-    return f"environment: Python {platform.python_version()}; {versions}"
+    return f"environment: Python {platform.python_version()} ({sys.executable}, also the steps'); {versions}"
+
+
+def steps_use_this_python() -> None:
+    """Steps start as `python <file>` from PATH: this interpreter's folder goes first, so they run on what `main` runs
+    on (on a cluster, whether a child finds the job's libraries before the runtime's is not documented)."""
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+
+
+def check_before_steps(steps: list[str], values: dict[str, str], declared: dict[str, dict[str, object]]) -> None:
+    """What a step would only find after the others ran: a model name the registry refuses (Unity Catalog)."""
+    if REGISTER in steps:
+        check_model_name(values.get("registered_model_name", str(declared[REGISTER]["registered_model_name"])))
 
 
 def step_backend(folder: Path, step: str, parameters: dict[str, str]) -> tuple[str, str | None]:
@@ -96,7 +118,7 @@ def step_backend(folder: Path, step: str, parameters: dict[str, str]) -> tuple[s
     Spark's TorchDistributor must be a Spark job's own driver (runtime 13+ gives child processes of the driver no
     Spark), so fine_tuning_model goes as its own job to the multi-node cluster of `training_cluster_spec.json`."""
     if step == FINE_TUNING and int(parameters.get("num_nodes", 1)) > 1 and on_databricks():
-        return "databricks", str(folder / TRAINING_CLUSTER_SPEC)
+        return DATABRICKS_JOBS, str(folder / TRAINING_CLUSTER_SPEC)
     return "local", None
 
 
@@ -109,11 +131,12 @@ def main(pipeline_steps: str, reuse_completed: str, parameters: tuple[str, ...])
     folder = project_dir()
     declared = step_defaults()
     values = parse_parameters(parameters)
+    check_before_steps(steps, values, declared)
+    steps_use_this_python()
     LOGGER.info(environment_line())
     check_tracking_server()
-    # On a Databricks cluster only this process holds credentials: the steps get them in their environment.
-    os.environ.update(child_process_credentials())
-    with mlflow.start_run(run_name="pipeline") as parent:
+    # On a Databricks cluster only this process holds credentials: it serves fresh ones to the steps while they run.
+    with credentials_for_children() as variables, step_environment(variables), mlflow.start_run(run_name="pipeline") as parent:
         mlflow.set_tag(STEPS_TAG, ",".join(steps))
         experiment_id = parent.info.experiment_id
         # Databricks unpacks the code without .git: there, the commit is the one MLflow recorded at submission.

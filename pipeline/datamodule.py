@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
+from pipeline.cluster import local_path
 from pipeline.data import TEXT_COLUMN, label_ids, read_dataset
 from pipeline.truncation import encode
 
@@ -115,7 +116,7 @@ class ReviewsDataModule(L.LightningDataModule):
         loading = (hardware.num_workers, hardware.pin_memory, hardware.pad_to_multiple_of) if hardware else (0, False, None)
         workers, pin_memory, pad_to_multiple_of = loading
         return cls(data_dir, tokenizer, config.tokenization(), config.batch_size, workers, pin_memory,
-                   Path(config.cache_dir).expanduser(), pad_to_multiple_of)
+                   local_path(config.cache_dir), pad_to_multiple_of)
 
     @cached_property
     def frames(self) -> dict[str, pd.DataFrame]:

@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 import mlflow
 
+from pipeline.cluster import local_path
 from pipeline.contract import DATA_ARTIFACT, DOWNLOAD, SHA256_TAG, SOURCE_TAG, validators_tag
 from pipeline.data import LABEL_COLUMN, SPLITS, read_dataset
 from pipeline.entry import run_entry_point
@@ -37,7 +38,7 @@ def download(config: DownloadData) -> None:
     download_url, local_folder, sha256 = config.download_url, config.local_folder, config.sha256
     with step_run(DOWNLOAD):
         log_new_params(dataclasses.asdict(config))
-        target = writable_folder(Path(local_folder)) / DATA_ARTIFACT
+        target = writable_folder(local_path(local_folder)) / DATA_ARTIFACT
         with tempfile.TemporaryDirectory(prefix="download-") as scratch:
             validators = source_validators(download_url)  # before the body: a change during the download shows later
             archive = fetch(download_url, Path(scratch) / "archive.zip")

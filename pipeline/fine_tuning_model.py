@@ -32,6 +32,7 @@ from transformers import AutoTokenizer
 from pipeline.baseline import NAME as BASELINE_NAME
 from pipeline.baseline import Baseline, fit_baseline
 from pipeline.classifier import SentimentClassifier, load_pretrained
+from pipeline.cluster import local_path
 from pipeline.contract import BEST_CHECKPOINT_TAG, DATA_RUN_TAG, DOWNLOAD, FINE_TUNING, LATEST, MODEL_URI_TAG
 from pipeline.contract import RESUMED_TAG, TOKENS_CACHED_TAG, data_uri, latest_finished_run
 from pipeline.data import LABEL_COLUMN, TEXT_COLUMN
@@ -68,7 +69,7 @@ def fine_tune(config: FineTuning) -> None:
             tempfile.TemporaryDirectory(prefix="fine-tuning-") as scratch, contextlib.ExitStack() as cleanup:
         work = Path(scratch)
         if config.num_nodes > 1:  # several machines read the data and write their logs in a folder they share
-            work = Path(config.cache_dir).expanduser() / "runs" / run.info.run_id
+            work = local_path(config.cache_dir) / "runs" / run.info.run_id
             cleanup.callback(shutil.rmtree, work, ignore_errors=True)  # finished or failed: nothing left behind
         data_dir, data_run_id = resolve_data(config.data_path, run.info.experiment_id, work)
         if config.num_nodes > 1:  # the other nodes cannot read this machine's disk
@@ -169,7 +170,7 @@ def data_digests(frames: dict[str, pd.DataFrame]) -> dict[str, str]:
 def checkpoint_folder(params: dict, data_digests: dict) -> Path:
     """Checkpoints of one run identity (`pipeline.reuse.run_identity`, as reuse uses): a rerun of it resumes from here."""
     key = hashlib.sha256(json.dumps(run_identity(params, data_digests), sort_keys=True).encode()).hexdigest()[:16]
-    return Path(params["checkpoint_dir"]).resolve() / key
+    return local_path(params["checkpoint_dir"]) / key
 
 
 if __name__ == "__main__":

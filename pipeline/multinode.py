@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 import pipeline
+from pipeline.cluster import local_path
 from pipeline.contract import FINE_TUNING
 from pipeline.errors import PipelineError, first_line
 from pipeline.training import TrainingJob
@@ -69,7 +70,7 @@ def shared_job(job: TrainingJob, work: Path) -> TrainingJob:
 
 
 def shared_folders(params: dict) -> tuple[Path, Path]:
-    return Path(params["cache_dir"]).expanduser().resolve(), Path(params["checkpoint_dir"]).expanduser().resolve()
+    return local_path(params["cache_dir"]), local_path(params["checkpoint_dir"])
 
 
 def paths_outside_shared_folders(job: TrainingJob) -> list[str]:

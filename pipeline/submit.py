@@ -1,17 +1,17 @@
-"""Run the project on Databricks and wait for it: for CI/CD, where `mlflow run -b databricks` returns at submission.
+"""Run the project on Databricks and wait for it: for CI/CD, where `mlflow run -b databricks-jobs` returns at submission.
 
-    python -m pipeline.submit . --backend-config cluster_spec.json --experiment-name /Shared/sentiment -P epochs=1
+    python -m pipeline.submit . --backend-config cluster_spec.json --experiment-name /Users/<you>/sentiment -P epochs=1
     python -m pipeline.submit https://github.com/<you>/<repo>.git --version <full commit sha> ...
 
-Submits through `mlflow.projects.run(..., backend="databricks", synchronous=True)`, prints the job's run page
-and the progress of the MLflow runs it creates, and exits 1 when the remote run fails (0 when it succeeds).
-Authentication comes from the environment (DATABRICKS_HOST / DATABRICKS_TOKEN or ~/.databrickscfg), never from
-arguments, so no secret lands in a shell history or CI log.
+Submits through `mlflow.projects.run(..., backend="databricks-jobs", synchronous=True)` (pipeline/databricks_jobs.py),
+prints the job's run page and the progress of the MLflow runs it creates, and exits 1 when the remote run fails
+(0 when it succeeds). Authentication comes from the environment (DATABRICKS_HOST / DATABRICKS_TOKEN or
+~/.databrickscfg), never from arguments, so no secret lands in a shell history or CI log.
 
-MLflow uploads a local project folder as it is (a tarball of everything but `mlruns/`): from a checkout that is
-`.venv/`, downloads, checkpoints and `mlflow.db` too. So a local project in a git work tree travels as git sees
-it: a shallow clone of its commit (MLflow records that commit, which reuse needs) with the work tree's tracked and
-untracked, not ignored, files on top.
+`--backend databricks` is MLflow's own legacy backend, for workspaces that still have a DBFS root: it uploads a
+local folder as it is (a tarball of everything but `mlruns/`, `.venv/` and downloads too), so a local project in a
+git work tree is first staged as git sees it: a shallow clone of its commit (MLflow records that commit, which
+reuse needs) with the work tree's tracked and untracked, not ignored, files on top.
 """
 
 import shutil
@@ -26,6 +26,8 @@ import mlflow
 from mlflow.exceptions import ExecutionException, MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_DATABRICKS_RUN_URL, MLFLOW_PARENT_RUN_ID, MLFLOW_PROJECT_BACKEND, MLFLOW_RUN_NAME
 
+from pipeline.databricks_jobs import NAME as DATABRICKS_JOBS
+from pipeline.databricks_jobs import DatabricksJobRun, SubmissionRefused, staged_files
 from pipeline.errors import PipelineError, first_line, reports_errors
 from pipeline.logs import LOGGER, configure
 from pipeline.mlflow_internals import set_databricks_poll_interval
@@ -40,9 +42,11 @@ from pipeline.tracking import shown_tracking_uri
               help="The job cluster's bare spec (Jobs API new_cluster); libraries come from MLproject.")
 @click.option("--experiment-name", required=True, help="Workspace experiment path, e.g. /Shared/sentiment (created if missing).")
 @click.option("--poll-seconds", type=click.FloatRange(min=0.1), default=30.0, show_default=True)
+@click.option("--backend", type=click.Choice([DATABRICKS_JOBS, "databricks"]), default=DATABRICKS_JOBS, show_default=True,
+              help="databricks-jobs: Jobs API 2.2, no DBFS root needed; databricks: MLflow's legacy backend (DBFS root).")
 @click.option("-P", "--param", "params", multiple=True, help="KEY=VALUE, passed to the entry point.")
 @reports_errors
-def main(project_uri, version, entry_point, backend_config, experiment_name, poll_seconds, params) -> None:
+def main(project_uri, version, entry_point, backend_config, experiment_name, poll_seconds, backend, params) -> None:
     parameters = dict(parse_param(param) for param in params)
     if not mlflow.get_tracking_uri().startswith(("databricks", "http")):
         raise PipelineError(f"MLFLOW_TRACKING_URI is {shown_tracking_uri()!r}: set it to 'databricks' (or the workspace's tracking server)")
@@ -52,19 +56,26 @@ def main(project_uri, version, entry_point, backend_config, experiment_name, pol
     except MlflowException as error:
         raise PipelineError(f"workspace of {shown_tracking_uri()!r}: {first_line(error)}") from None
     set_databricks_poll_interval(poll_seconds)  # MLflow's wait loop; 30 s unless told
+    DatabricksJobRun.poll_seconds = poll_seconds
     stop, since_ms = threading.Event(), int(time.time() * 1000)
     watcher = threading.Thread(target=report_progress, args=(experiment, since_ms, poll_seconds, stop), daemon=True)
     watcher.start()
+    legacy = backend == "databricks"
     try:
         with tempfile.TemporaryDirectory(prefix="submit-") as scratch:
-            uri = project_uri if version else staged_project(project_uri, Path(scratch))
+            uri = staged_project(project_uri, Path(scratch)) if legacy and not version else project_uri
             submitted = mlflow.projects.run(uri, entry_point=entry_point, version=version, parameters=parameters,
-                                            experiment_id=experiment, backend="databricks", backend_config=backend_config,
+                                            experiment_id=experiment, backend=backend, backend_config=backend_config,
                                             synchronous=True)
+    except SubmissionRefused as error:
+        raise PipelineError(f"cannot submit {project_uri}: {error}") from None
     except ExecutionException as error:
         raise PipelineError(f"remote run failed: {error}") from None
     except MlflowException as error:
         fail_unsubmitted_runs(experiment, since_ms)
+        if legacy and "DBFS" in str(error):
+            raise PipelineError(f"cannot submit {project_uri}: this workspace has no DBFS root, which MLflow's legacy backend "
+                                f"`databricks` needs (new workspaces have none): use --backend {DATABRICKS_JOBS}") from None
         raise PipelineError(f"cannot submit {project_uri}: {first_line(error)}") from None
     finally:
         stop.set()
@@ -89,11 +100,9 @@ def staged_project(project_uri: str, scratch: Path) -> str:
     origin = subprocess.run(["git", "remote", "get-url", "origin"], cwd=top, capture_output=True, text=True).stdout.strip()
     if origin:
         git("remote", "set-url", "origin", origin, cwd=staged)  # MLflow records the repository's own URL
-    for name in git("ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", ".", cwd=folder).split("\0"):
-        source = folder / name
-        if name and source.is_file():  # a tracked file deleted in the work tree stays deleted
-            (staged / inside / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, staged / inside / name)
+    for name, source in staged_files(str(folder)).items():  # a tracked file deleted in the work tree stays deleted
+        (staged / inside / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, staged / inside / name)
     return str(staged / inside)
 
 

@@ -1,10 +1,25 @@
-"""A Databricks workspace on 127.0.0.1, as far as MLflow's `databricks` project backend and tracking client use one.
+"""A Databricks workspace on 127.0.0.1, as a workspace created in 2026 is, as far as this project's clients use one.
 
-MLflow's own client code (`mlflow run -b databricks`, `MLFLOW_TRACKING_URI=databricks`, databricks-sdk auth) talks
-to it over HTTP; the tests run the real thing up to the cluster, which this module stands in for. It refuses what
-Databricks documents as refused, not only what MLflow happens to send:
+The client code is the real thing (`mlflow run -b databricks-jobs` and MLflow's own `-b databricks`,
+`MLFLOW_TRACKING_URI=databricks`, databricks-sdk auth); the tests run it up to the cluster, which this module
+stands in for. It refuses what Databricks documents as refused, not only what our client happens to send.
 
-- `GET /api/2.0/dbfs/get-status` and `POST /dbfs/<path>` (the project tarball, the job's python file) on a DBFS folder;
+A new account's workspace (the default; `legacy=True` gives one of the old kind, for MLflow's own backend):
+- no DBFS root: `dbfs/get-status` and `POST /dbfs/<path>` answer 403 "Public DBFS root is disabled" ("What is DBFS":
+  new accounts are provisioned without the DBFS root and mounts);
+- no no-isolation clusters: a `new_cluster` needs a Unity Catalog `data_security_mode` (the account setting that
+  disables legacy features turns them off); `/Volumes/...` exists only on such a cluster;
+- runtime tokens expire (`token_seconds`): the driver's context hands out fresh ones, as the runtime does, and a
+  request with an expired one is a 401;
+- Jobs API 2.2 `runs/submit` with one task: `spark_python_task` from `git_source` (checked out from the git server
+  at the pinned commit, without `.git`, read-only) or from workspace files (`source: WORKSPACE`), started in the
+  file's folder (Runtime 14+: "the default current working directory is the directory of the script");
+- workspace files (`workspace/mkdirs`, `import`, `get-status`: only under `/Users/<user>` and `/Shared`), the Files
+  API on the volume `main.default.files`, `preview/scim/v2/Me`, and experiments named by a workspace path whose
+  folder exists.
+
+And in both kinds:
+- with `legacy=True`, `GET /api/2.0/dbfs/get-status` and `POST /dbfs/<path>` (the project tarball, the job's python file) on a DBFS folder;
 - `POST /api/2.0/jobs/runs/submit`: the cluster spec must be a bare `new_cluster` on a runtime Databricks supports
   (a wrapped `{"new_cluster": ...}` spec or any other unknown field is a 400). A `spark_python_task` runs its
   `dbfs:/` python file with its parameters as the cluster's driver would: on the runtime's own Python and
@@ -19,7 +34,8 @@ Databricks documents as refused, not only what MLflow happens to send:
 - `/api/2.0/mlflow/...` forwarded to a real `mlflow server` (its 5xx answers too), except Unity Catalog's model
   registry and its files, which `tests/unity_catalog_emulator.py` keeps.
 
-Every request needs `Authorization: Bearer <token>`. What a job cluster gives, and no more:
+Every request needs `Authorization: Bearer <token>`: the user's token or a live runtime token of a job's driver. What
+a job cluster gives, and no more:
 - its environment has no DATABRICKS_HOST / DATABRICKS_TOKEN (a job cluster has none). The driver process alone
   authenticates, through the runtime context that databricks-sdk's `runtime` auth and MLflow read (`dbruntime`,
   stood in by `tests/cluster_image/`), with a token of the cluster's own, never the user's; a process the
@@ -28,12 +44,14 @@ Every request needs `Authorization: Bearer <token>`. What a job cluster gives, a
   single node, `local-cluster[<num_workers>,1,1024]` for a cluster with workers); a child process gets none.
 """
 
+import base64
 import contextlib
 import http.server
 import itertools
 import json
 import os
 import re
+import shutil
 import subprocess
 import threading
 import time
@@ -70,6 +88,15 @@ CLASSIC_PROJECTS_REFUSED = ("For Databricks Runtime 13.0 ML and above, MLflow Pr
                             "Databricks job type cluster (use MLflow's Databricks Spark job project format)")
 CLUSTER_IMAGE = Path(__file__).with_name("cluster_image")  # the runtime context of the driver process
 TERMINAL = ("TERMINATED", "INTERNAL_ERROR", "SKIPPED")
+# Access modes with Unity Catalog (Clusters API `data_security_mode`); without one a cluster is no-isolation.
+UNITY_CATALOG_MODES = {"SINGLE_USER", "USER_ISOLATION", "DATA_SECURITY_MODE_DEDICATED", "DATA_SECURITY_MODE_STANDARD",
+                       "DATA_SECURITY_MODE_AUTO"}
+# Jobs API `GitSource.git_provider`
+GIT_PROVIDERS = {"gitHub", "bitbucketCloud", "azureDevOpsServices", "gitHubEnterprise", "bitbucketServer", "gitLab",
+                 "gitLabEnterpriseEdition", "awsCodeCommit"}
+DBFS_ROOT_DISABLED = "Public DBFS root is disabled. Access is denied on path: {}"  # the workspace's answer, as users report it
+WORKSPACE_IMPORT_LIMIT = 10 * 1024 * 1024  # Workspace API import: 10 MB a request
+NOTEBOOK_HEADER = "# Databricks notebook source"  # AUTO imports a file with it as a notebook, others as files
 
 
 @dataclass
@@ -83,6 +110,8 @@ class Job:
     message: str = "Waiting for cluster"
     process: subprocess.Popen | None = None
     cancelled: bool = False
+    driver_secret: str = field(default_factory=lambda: os.urandom(16).hex())  # how its driver context asks for tokens
+    tokens_used: set = field(default_factory=set)  # the runtime tokens its processes authenticated with
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -94,12 +123,17 @@ class Job:
 class DatabricksEmulator:
     """Start with `with DatabricksEmulator(root, tracking_url, token) as workspace:`; `workspace.host` is its URL."""
 
-    def __init__(self, root: Path, tracking_url: str, token: str, cluster_env: dict[str, str] | None = None):
+    def __init__(self, root: Path, tracking_url: str, token: str, cluster_env: dict[str, str] | None = None,
+                 legacy: bool = False, token_seconds: float = 3600, user: str = "someone@example.com"):
         self.root, self.tracking_url, self.token = root, tracking_url.rstrip("/"), token
-        self.cluster_token = f"cluster-{os.urandom(8).hex()}"
+        self.legacy, self.token_seconds, self.user = legacy, token_seconds, user
+        self.runtime_tokens: dict[str, tuple[float, int]] = {}  # token -> (expiry, job run id)
+        self.refused_expired = 0  # requests refused with an expired runtime token
+        self.workspace_imports = 0  # files imported into the workspace
         self.cluster_env = cluster_env or {}  # what the cluster image sets, e.g. HF_HUB_OFFLINE for offline tests
         self.dbfs = root / "dbfs"
         self.volumes = root / "volumes"  # /Volumes/<catalog>/<schema>/<volume>: one volume, main.default.files
+        self.workspace_files = root / "workspace-files"  # /Workspace/...
         self.jobs: dict[int, Job] = {}
         self.ids = itertools.count(101)
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -109,6 +143,8 @@ class DatabricksEmulator:
     def __enter__(self):
         self.dbfs.mkdir(parents=True, exist_ok=True)
         (self.volumes / "main" / "default" / "files").mkdir(parents=True, exist_ok=True)
+        for folder in (f"Users/{self.user}", "Shared"):  # the user's home and /Shared exist in every workspace
+            (self.workspace_files / folder).mkdir(parents=True, exist_ok=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
@@ -152,16 +188,21 @@ class DatabricksEmulator:
             def do_DELETE(self):
                 self._dispatch("DELETE")
 
+            def do_HEAD(self):
+                self._dispatch("HEAD")
+
             def _dispatch(self, method):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 url = urlparse(self.path)
                 if url.path == "/.well-known/databricks-config":
                     return self._reply(404, {"error_code": "NOT_FOUND", "message": "no host metadata"})
+                if url.path == "/emulator/driver-token":  # the runtime's own channel, not a public API
+                    return self._reply(*emulator.driver_token(self.headers.get("X-Emulator-Driver-Secret")))
                 signed = url.path.startswith(PRESIGNED_PREFIX)  # signed URLs to storage need no token, as on a cloud
-                if not signed and self.headers.get("Authorization") not in (f"Bearer {emulator.token}",
-                                                                            f"Bearer {emulator.cluster_token}"):
-                    return self._reply(401, {"error_code": "UNAUTHENTICATED", "message": "invalid or missing bearer token"})
+                refusal = None if signed else emulator.authentication_problem(self.headers.get("Authorization"))
+                if refusal:
+                    return self._reply(401, {"error_code": "UNAUTHENTICATED", "message": refusal})
                 try:
                     if signed:
                         data = emulator.unity_catalog.presigned(method, url.path, parse_qs(url.query), body)
@@ -179,25 +220,61 @@ class DatabricksEmulator:
                 self.send_header("Content-Type", content_type or "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                if self.command != "HEAD":
+                    self.wfile.write(data)
 
         return Handler
+
+    # --- credentials ------------------------------------------------------------------------------------
+
+    def authentication_problem(self, header: str | None) -> str | None:
+        """None for the user's token or a live runtime token (recorded as used by its job); else why not."""
+        token = (header or "").removeprefix("Bearer ")
+        if header == f"Bearer {self.token}":
+            return None
+        if token in self.runtime_tokens:
+            expiry, run_id = self.runtime_tokens[token]
+            if time.time() < expiry:
+                self.jobs[run_id].tokens_used.add(token)
+                return None
+            self.refused_expired += 1
+            return "Token expired"
+        return "invalid or missing bearer token"
+
+    def driver_token(self, secret: str | None) -> tuple[int, dict]:
+        """A fresh runtime token for the driver whose context holds `secret` (as the runtime refreshes its own)."""
+        job = next((job for job in self.jobs.values() if secret and job.driver_secret == secret), None)
+        if job is None or job.state in TERMINAL:
+            return 401, {"error_code": "UNAUTHENTICATED", "message": "no such driver"}
+        token, expiry = f"runtime-{os.urandom(12).hex()}", time.time() + self.token_seconds
+        self.runtime_tokens[token] = (expiry, job.run_id)
+        return 200, {"token": token, "expires_at": expiry}
 
     def route(self, method, path, query, body, content_type, raw_query):
         if self.unity_catalog.handles(path):
             fields = {key: values[0] for key, values in query.items()} | json.loads(body or b"{}")
             return 200, self.unity_catalog.route(method, path, fields), None
         if path.startswith(("/api/2.0/mlflow/", "/api/2.0/mlflow-artifacts/", "/api/3.0/mlflow/")):
+            if path.endswith("/experiments/create"):
+                self._check_experiment_name(json.loads(body or b"{}").get("name", ""))
             return self._forward(method, path, raw_query, body, content_type)
         if (method, path) == ("GET", "/api/2.0/dbfs/get-status"):
             return self._dbfs_status(json.loads(body or b"{}").get("path") or query.get("path", [""])[0])
         if method == "POST" and path.startswith("/dbfs/"):
             return self._dbfs_upload(path.removeprefix("/dbfs/"), body)
-        if (method, path) == ("POST", "/api/2.0/jobs/runs/submit"):
+        if (method, path) == ("GET", "/api/2.0/preview/scim/v2/Me"):
+            return 200, {"id": "1", "userName": self.user, "active": True}, None
+        if path.startswith("/api/2.0/workspace/"):
+            return self._workspace(method, path.removeprefix("/api/2.0/workspace/"), query, body)
+        if path.startswith("/api/2.0/fs/files/"):
+            return self._volume_file(method, path.removeprefix("/api/2.0/fs/files"), body)
+        if (method, path) == ("POST", "/api/2.0/jobs/runs/submit"):  # Jobs API 2.0: one task at the top level
             return 200, {"run_id": self._submit(json.loads(body)).run_id}, None
-        if (method, path) == ("GET", "/api/2.0/jobs/runs/get"):
+        if (method, path) in (("POST", "/api/2.1/jobs/runs/submit"), ("POST", "/api/2.2/jobs/runs/submit")):
+            return 200, {"run_id": self._submit_tasks(json.loads(body)).run_id}, None
+        if method == "GET" and path in ("/api/2.0/jobs/runs/get", "/api/2.1/jobs/runs/get", "/api/2.2/jobs/runs/get"):
             return 200, self._describe(self._job(query.get("run_id", [""])[0])), None
-        if (method, path) == ("POST", "/api/2.0/jobs/runs/cancel"):
+        if method == "POST" and path in ("/api/2.0/jobs/runs/cancel", "/api/2.1/jobs/runs/cancel", "/api/2.2/jobs/runs/cancel"):
             self._cancel(self._job(json.loads(body).get("run_id")))
             return 200, {}, None
         raise ApiError(404, "ENDPOINT_NOT_FOUND", f"{method} {path} is not emulated")
@@ -211,18 +288,82 @@ class DatabricksEmulator:
     # --- DBFS ----------------------------------------------------------------------------------------------
 
     def _dbfs_status(self, dbfs_path: str):
+        self._check_dbfs_root(dbfs_path)
         target = file_within(self.dbfs, dbfs_path)
         if not target.exists():
             raise ApiError(404, "RESOURCE_DOES_NOT_EXIST", f"No file or directory exists on path {dbfs_path}.")
         return 200, {"path": dbfs_path, "is_dir": target.is_dir(), "file_size": target.stat().st_size}, None
 
     def _dbfs_upload(self, dbfs_path: str, body: bytes):
+        self._check_dbfs_root(dbfs_path)
         target = file_within(self.dbfs, dbfs_path)
         if target.exists():
             raise ApiError(409, "RESOURCE_ALREADY_EXISTS", f"File already exists: {dbfs_path}")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(body)
         return 200, {}, None
+
+    def _check_dbfs_root(self, dbfs_path: str) -> None:
+        if not self.legacy:
+            raise ApiError(403, "PERMISSION_DENIED", DBFS_ROOT_DISABLED.format(dbfs_path))
+
+    # --- workspace files, volumes, experiments --------------------------------------------------------------
+
+    def _workspace_path(self, path: str) -> Path:
+        """A workspace path the user may write: under their home or /Shared (a 403 elsewhere)."""
+        if not path.startswith("/") or not (path.startswith((f"/Users/{self.user}/", "/Shared/")) or path in (f"/Users/{self.user}", "/Shared")):
+            raise ApiError(403, "PERMISSION_DENIED", f"{self.user} does not have Manage permissions on {path or '(no path)'}")
+        return file_within(self.workspace_files, path)
+
+    def _workspace(self, method: str, action: str, query: dict, body: bytes):
+        fields = {key: values[0] for key, values in query.items()} | (json.loads(body) if body else {})
+        path = str(fields.get("path", ""))
+        if (method, action) == ("GET", "get-status"):
+            target = file_within(self.workspace_files, path)
+            if not target.exists():
+                raise ApiError(404, "RESOURCE_DOES_NOT_EXIST", f"Path ({path}) doesn't exist.")
+            return 200, {"path": path, "object_type": "DIRECTORY" if target.is_dir() else "FILE"}, None
+        if (method, action) == ("POST", "mkdirs"):
+            self._workspace_path(path).mkdir(parents=True, exist_ok=True)
+            return 200, {}, None
+        if (method, action) == ("POST", "import"):
+            target, content = self._workspace_path(path), base64.b64decode(fields.get("content", ""))
+            if len(content) > WORKSPACE_IMPORT_LIMIT:
+                raise ApiError(400, "MAX_NOTEBOOK_SIZE_EXCEEDED", f"{path}: more than 10 MB in one import")
+            if fields.get("format", "SOURCE") != "AUTO" or content.startswith(NOTEBOOK_HEADER.encode()):
+                raise ApiError(400, "INVALID_PARAMETER_VALUE", f"{path}: the emulator imports workspace files only (format AUTO)")
+            if not target.parent.is_dir():
+                raise ApiError(404, "RESOURCE_DOES_NOT_EXIST", f"The parent folder ({path.rpartition('/')[0]}) does not exist.")
+            if target.exists() and str(fields.get("overwrite", "false")).lower() != "true":
+                raise ApiError(400, "RESOURCE_ALREADY_EXISTS", f"{path} already exists.")
+            target.write_bytes(content)
+            self.workspace_imports += 1
+            return 200, {}, None
+        raise ApiError(404, "ENDPOINT_NOT_FOUND", f"{method} /api/2.0/workspace/{action} is not emulated")
+
+    def _volume_file(self, method: str, path: str, body: bytes):
+        """Files API on the one volume, `/Volumes/main/default/files`."""
+        if not path.startswith("/Volumes/main/default/files/"):
+            raise ApiError(404, "NOT_FOUND", f"{path}: no such volume (the workspace has main.default.files)")
+        target = file_within(self.volumes, path.removeprefix("/Volumes"))
+        if method == "HEAD":
+            if not target.is_file():
+                raise ApiError(404, "NOT_FOUND", f"{path} does not exist")
+            return 200, b"", "application/octet-stream"
+        if method == "PUT":
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(body)
+            return 200, {}, None
+        raise ApiError(404, "ENDPOINT_NOT_FOUND", f"{method} /api/2.0/fs/files is not emulated")
+
+    def _check_experiment_name(self, name: str) -> None:
+        """A workspace experiment is named by an absolute workspace path whose folder exists."""
+        if not name.startswith("/"):
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Got an invalid experiment name '{name}'. An experiment name must be "
+                                                           "an absolute path within the Databricks workspace, e.g. '/Users/<some-username>/my-experiment'.")
+        folder = name.rstrip("/").rpartition("/")[0]
+        if not file_within(self.workspace_files, folder).is_dir():
+            raise ApiError(404, "RESOURCE_DOES_NOT_EXIST", f"Parent directory {folder} does not exist.")
 
     # --- Jobs ----------------------------------------------------------------------------------------------
 
@@ -232,8 +373,39 @@ class DatabricksEmulator:
         except (KeyError, TypeError, ValueError):
             raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Run {run_id} does not exist.") from None
 
+    def _submit_tasks(self, request: dict) -> Job:
+        """Jobs API 2.1/2.2: `tasks` (the emulator runs one), each with its own cluster, libraries and task."""
+        unknown = sorted(set(request) - {"run_name", "tasks", "git_source", "timeout_seconds", "idempotency_token",
+                                         "access_control_list", "environments", "budget_policy_id", "queue", "run_as"})
+        if unknown:
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Unknown field(s) {unknown} in runs/submit (2.2 takes `tasks`)")
+        tasks = request.get("tasks")
+        if not isinstance(tasks, list) or len(tasks) != 1:
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", "the emulator runs exactly one task per run")
+        (task,) = tasks
+        if not task.get("task_key"):
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", "Task key must be specified")
+        runtime = check_cluster(task.get("new_cluster"), self.legacy)
+        python_task = task.get("spark_python_task")
+        if not isinstance(python_task, dict):
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", "the task needs a spark_python_task here")
+        check_parameters(python_task)
+        source, python_file = python_task.get("source", "GIT" if "git_source" in request else "WORKSPACE"), str(python_task.get("python_file", ""))
+        if source == "GIT":
+            check_git_source(request.get("git_source"))
+            if python_file.startswith("/"):
+                raise ApiError(400, "INVALID_PARAMETER_VALUE", "with source GIT, python_file is relative to the repository")
+        elif source == "WORKSPACE":
+            if not python_file.startswith("/") or not file_within(self.workspace_files, python_file.removeprefix("/Workspace")).is_file():
+                raise ApiError(400, "INVALID_PARAMETER_VALUE", f"spark_python_task.python_file {python_file!r} does not exist in the workspace")
+        else:
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"source {source!r}: GIT or WORKSPACE here")
+        flat = {"run_name": request.get("run_name", ""), "new_cluster": task["new_cluster"], "libraries": task.get("libraries", []),
+                "spark_python_task": python_task | {"source": source}} | ({"git_source": request["git_source"]} if source == "GIT" else {})
+        return self._start(flat, runtime)
+
     def _submit(self, request: dict) -> Job:
-        runtime = check_cluster(request.get("new_cluster"))
+        runtime = check_cluster(request.get("new_cluster"), self.legacy)
         python_task, shell_task = request.get("spark_python_task"), request.get("shell_command_task")
         if python_task is not None:
             if not isinstance(python_task.get("parameters", []), list) or not all(
@@ -244,6 +416,9 @@ class DatabricksEmulator:
                 raise ApiError(400, "INVALID_PARAMETER_VALUE", f"spark_python_task.python_file {python_file!r} does not exist in DBFS")
         elif not isinstance(shell_task, dict):
             raise ApiError(400, "INVALID_PARAMETER_VALUE", "the run needs a task (spark_python_task here)")
+        return self._start(request, runtime)
+
+    def _start(self, request: dict, runtime: str) -> Job:
         run_id = next(self.ids)
         job = Job(run_id, request, self.root / "clusters" / str(run_id), runtime)  # a new_cluster: nothing left from other jobs
         self.jobs[run_id] = job
@@ -277,14 +452,15 @@ class DatabricksEmulator:
             script(python_bin / "mlflow", f'exec "{cluster / "bin" / "python"}" -m mlflow "$@"')
         script(tools / "rsync", RSYNC_STAND_IN)
         task = job.request["spark_python_task"]
-        # The driver fetches the python file from DBFS and runs it from its own folder, with the task's parameters.
-        source = file_within(self.dbfs, task["python_file"].removeprefix("dbfs:"))
-        entry = driver / source.name
-        entry.write_text(self._in_sandbox(source.read_text(), job))
+        try:
+            entry = self._task_file(job, task, driver)
+        except subprocess.CalledProcessError as error:
+            failure = failure or f"Failed to checkout Git repository: {(error.stderr or '').strip().splitlines()[-1:]}"
+            entry = driver
         command = [str(python_bin / "python"), str(entry), *(self._in_sandbox(part, job) for part in task.get("parameters", []))]
         workers = int(job.request["new_cluster"].get("num_workers", 0))
         spark_master = f"local-cluster[{workers},1,1024]" if workers else "local[*]"
-        driver_context = {"host": self.host, "token": self.cluster_token, "spark_master": spark_master}
+        driver_context = {"host": self.host, "secret": job.driver_secret, "spark_master": spark_master}
         env = {"PATH": f"{python_bin}:{tools}:/usr/local/bin:/usr/bin:/bin", "HOME": str(job.folder / "home"),
                "LANG": "C.UTF-8", "DATABRICKS_RUNTIME_VERSION": job.runtime, "PYTHONPATH": str(CLUSTER_IMAGE),
                "PYSPARK_PYTHON": str(python_bin / "python3"), **self.cluster_env,
@@ -297,14 +473,40 @@ class DatabricksEmulator:
                 job.state, job.result, job.message = "INTERNAL_ERROR", "FAILED", failure
                 return
             with (job.folder / "driver.log").open("wb") as log:
-                job.process = subprocess.Popen(command, cwd=driver, env=env, stdout=log, stderr=subprocess.STDOUT,
+                job.process = subprocess.Popen(command, cwd=entry.parent, env=env, stdout=log, stderr=subprocess.STDOUT,
                                                start_new_session=True)
             job.state, job.message = "RUNNING", "In run"
+        code_folder = {"GIT": job.folder / "checkout", "WORKSPACE": entry.parent}.get(task.get("source"))
+        before = code_files(code_folder)
         code = job.process.wait()
+        written = sorted(set(code_files(code_folder).items()) - set(before.items()))
         with job.lock:
             if not job.cancelled:
-                job.state, job.result = "TERMINATED", "SUCCESS" if code == 0 else "FAILED"
+                job.state, job.result = "TERMINATED", "SUCCESS" if code == 0 and not written else "FAILED"
                 job.message = "" if code == 0 else f"Python exited with code {code}"
+                if written:  # read-only there; root, who runs these tests, could write anyway: so it is checked
+                    job.message = f"wrote into the job's code folder, which is read-only: {[name for name, _ in written][:5]}"
+
+    def _task_file(self, job: Job, task: dict, driver: Path) -> Path:
+        """The python file the driver runs, where it runs it from: MLflow's DBFS wrapper copied into the driver's
+        own folder (Jobs 2.0), the git checkout (read-only, without .git) or the workspace file (read-only here)."""
+        if task.get("source") == "GIT":
+            checkout, git = job.folder / "checkout", job.request["git_source"]
+            run_git = lambda *args: subprocess.run(["git", *args], check=True, capture_output=True, text=True, timeout=300)  # noqa: E731
+            run_git("clone", "--quiet", "--no-checkout", git["git_url"], str(checkout))
+            ref = git.get("git_commit") or git.get("git_tag") or f"origin/{git['git_branch']}"
+            run_git("-C", str(checkout), "checkout", "--quiet", ref)
+            shutil.rmtree(checkout / ".git")
+            read_only(checkout)
+            return checkout / task["python_file"]
+        if task.get("source") == "WORKSPACE":
+            entry = file_within(self.workspace_files, task["python_file"].removeprefix("/Workspace"))
+            read_only(entry.parent)
+            return entry
+        source = file_within(self.dbfs, task["python_file"].removeprefix("dbfs:"))
+        entry = driver / source.name
+        entry.write_text(self._in_sandbox(source.read_text(), job))
+        return entry
 
     def _install_libraries(self, job: Job) -> Path:
         """The cluster's Python with the job's libraries installed over the runtime (built once per library list)."""
@@ -321,8 +523,11 @@ class DatabricksEmulator:
     def _in_sandbox(self, text: str, job: Job) -> str:
         """The driver's view of the cluster: `/dbfs/...` is the emulator's DBFS, `/Volumes/...` its Unity Catalog
         volumes (shared by every job, as a volume is), `/databricks/...` the job's own folder."""
-        text = re.sub(r"(?<![\w./-])/dbfs(?=/)", str(self.dbfs), text)
-        text = re.sub(r"(?<![\w./-])/Volumes(?=/)", str(self.volumes), text)
+        if self.legacy:
+            text = re.sub(r"(?<![\w./-])/dbfs(?=/)", str(self.dbfs), text)
+        if job.request["new_cluster"].get("data_security_mode") in UNITY_CATALOG_MODES:  # volumes need Unity Catalog
+            text = re.sub(r"(?<![\w./-])/Volumes(?=/)", str(self.volumes), text)
+        text = re.sub(r"(?<![\w./-])/Workspace(?=/)", str(self.workspace_files), text)
         return re.sub(r"(?<![\w./-])/databricks(?=/)", str(job.folder / "databricks"), text)
 
     def _cancel(self, job: Job) -> None:
@@ -339,7 +544,8 @@ class DatabricksEmulator:
         if job.result:
             state["result_state"] = job.result
         return {"job_id": job.run_id, "run_id": job.run_id, "run_name": job.request.get("run_name", ""),
-                "run_page_url": f"{self.host}/?o=0#job/{job.run_id}/run/{job.run_id}", "state": state}
+                "run_page_url": f"{self.host}/?o=0#job/{job.run_id}/run/{job.run_id}", "state": state,
+                "tasks": [{"task_key": "task", "run_id": job.run_id, "state": state}]}
 
 
 def stop_process_tree(pid: int) -> None:
@@ -363,7 +569,35 @@ def script(path: Path, body: str) -> None:
     path.chmod(0o755)
 
 
-def check_cluster(cluster) -> str:
+def code_files(folder: Path | None) -> dict[str, float]:
+    """The files of a code folder and their modification times, Python's bytecode cache aside."""
+    if folder is None or not folder.is_dir():
+        return {}
+    return {str(path.relative_to(folder)): path.stat().st_mtime for path in folder.rglob("*")
+            if path.is_file() and "__pycache__" not in path.parts}
+
+
+def read_only(folder: Path) -> None:
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(path.stat().st_mode & ~0o222)
+
+
+def check_parameters(python_task: dict) -> None:
+    if not isinstance(python_task.get("parameters", []), list) or not all(isinstance(part, str) for part in python_task.get("parameters", [])):
+        raise ApiError(400, "INVALID_PARAMETER_VALUE", "spark_python_task.parameters must be a list of strings")
+
+
+def check_git_source(git) -> None:
+    """Jobs API `GitSource`: a URL, a known provider, exactly one of commit, branch and tag."""
+    if not isinstance(git, dict) or not git.get("git_url"):
+        raise ApiError(400, "INVALID_PARAMETER_VALUE", "source GIT needs git_source.git_url")
+    if git.get("git_provider") not in GIT_PROVIDERS:
+        raise ApiError(400, "INVALID_PARAMETER_VALUE", f"git_provider {git.get('git_provider')!r}: one of {sorted(GIT_PROVIDERS)}")
+    if sum(bool(git.get(key)) for key in ("git_commit", "git_branch", "git_tag")) != 1:
+        raise ApiError(400, "INVALID_PARAMETER_VALUE", "git_source needs exactly one of git_commit, git_branch, git_tag")
+
+
+def check_cluster(cluster, legacy: bool = False) -> str:
     """The runtime version of a valid `new_cluster`; an ApiError (400) for what Databricks refuses."""
     if not isinstance(cluster, dict):
         raise ApiError(400, "INVALID_PARAMETER_VALUE", "new_cluster must be an object (the bare cluster spec)")
@@ -377,4 +611,7 @@ def check_cluster(cluster) -> str:
     if not match or match.group(1) not in RUNTIME_PYTHON:
         raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Invalid spark version {cluster['spark_version']!r}: "
                                                        f"supported LTS runtimes are {', '.join(RUNTIME_PYTHON)}")
+    if not legacy and cluster.get("data_security_mode") not in UNITY_CATALOG_MODES:
+        raise ApiError(400, "INVALID_PARAMETER_VALUE", f"data_security_mode {cluster.get('data_security_mode')!r}: no-isolation "
+                                                       "clusters are disabled in this workspace (legacy features are off)")
     return match.group(1)

@@ -185,6 +185,7 @@ def build_ci_cluster_environment(link: Path) -> Path:
     changed = changed_runtime_packages(runtime_environment(), environment)
     if changed:
         raise SystemExit(f"python_libraries change the runtime's own packages: {', '.join(changed)}")
+    pip(environment, "install", "--quiet", "--no-deps", "-e", str(REPO))  # the client's side: backend databricks-jobs
     if link.is_symlink() or link.exists():
         link.unlink()
     link.symlink_to(environment)

@@ -1,8 +1,10 @@
-"""Databricks as the target, local and remote code: MLflow's real `databricks` backend against the emulator.
+"""Databricks as the target, local and remote code: our `databricks-jobs` backend on a workspace of 2026, and
+MLflow's own `databricks` backend on one that still has a DBFS root.
 
-The client side is the real thing (`mlflow run -b databricks`, `python -m pipeline.submit`, databricks-sdk auth,
-`MLFLOW_TRACKING_URI=databricks`); the workspace is `tests/databricks_emulator.py`, whose jobs run the submitted
-command for real and track into a real `mlflow server`. The tests run in file order and share one workspace.
+The client side is the real thing (`mlflow run -b databricks-jobs` / `-b databricks`, `python -m pipeline.submit`,
+databricks-sdk auth, `MLFLOW_TRACKING_URI=databricks`); the workspace is `tests/databricks_emulator.py`, whose jobs
+run the submitted command for real and track into a real `mlflow server`. Its runtime tokens expire every
+TOKEN_SECONDS, less than a fine-tuning step takes. The tests run in file order and share the two workspaces.
 """
 
 import json
@@ -29,20 +31,40 @@ from servers import mlflow_server
 
 TOKEN = f"dapi{secrets.token_hex(16)}"  # made here: a literal would travel in the uploaded project
 EXPERIMENT = "/Shared/sentiment-tests"
+USER = "someone@example.com"
+TOKEN_SECONDS = 20  # the runtime tokens' lifetime: steps take longer
 MODEL = "main.default.sentiment"  # Unity Catalog: catalog.schema.model; each test registers under its own suffix
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    """(emulator, tracking server URI, client environment, outputs): one workspace for the module."""
+def tracking_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("databricks")
     (root / "server").mkdir()
-    with mlflow_server(root / "server", proxied=False) as server_uri, \
-            DatabricksEmulator(root / "workspace", server_uri, TOKEN, cluster_env={"HF_HUB_OFFLINE": "1"}) as emulator:
-        env = client_env("databricks", DATABRICKS_HOST=emulator.host, DATABRICKS_TOKEN=TOKEN, HOME=str(root / "home"))
+    with mlflow_server(root / "server", proxied=False) as server_uri:
+        yield root, server_uri
+
+
+def emulated_workspace(tracking_server, name: str, **kinds):
+    root, server_uri = tracking_server
+    with DatabricksEmulator(root / name, server_uri, TOKEN, cluster_env={"HF_HUB_OFFLINE": "1"}, user=USER, **kinds) as emulator:
+        # The git server of these tests is self-hosted: its host says nothing of its provider.
+        env = client_env("databricks", DATABRICKS_HOST=emulator.host, DATABRICKS_TOKEN=TOKEN, HOME=str(root / "home"),
+                         PIPELINE_GIT_PROVIDER="gitHubEnterprise")
         env.pop("DATABRICKS_CONFIG_PROFILE", None)
         yield emulator, server_uri, env, []
+
+
+@pytest.fixture(scope="module")
+def workspace(tracking_server):
+    """(emulator, tracking server URI, client environment, outputs): a workspace of a new account, as of 2026."""
+    yield from emulated_workspace(tracking_server, "workspace", token_seconds=TOKEN_SECONDS)
+
+
+@pytest.fixture(scope="module")
+def legacy_workspace(tracking_server):
+    """A workspace that still has a DBFS root and no-isolation clusters: where MLflow's own backend works."""
+    yield from emulated_workspace(tracking_server, "legacy-workspace", legacy=True)
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +87,11 @@ def run(workspace, command: list[str], cwd: Path) -> subprocess.CompletedProcess
     return result
 
 
-def job_runs(server_uri: str, job_id: int, must_exist: bool = True) -> tuple[mlflow.entities.Run | None, list[mlflow.entities.Run]]:
+def job_runs(server_uri: str, job_id: int, experiment_name: str = EXPERIMENT,
+             must_exist: bool = True) -> tuple[mlflow.entities.Run | None, list[mlflow.entities.Run]]:
     """The MLflow run a Databricks job ran (found by its job tag) and its nested step runs."""
     client = mlflow.MlflowClient(server_uri)
-    experiment = client.get_experiment_by_name(EXPERIMENT).experiment_id
+    experiment = client.get_experiment_by_name(experiment_name).experiment_id
     found = client.search_runs([experiment], f"tags.`mlflow.databricks.shellJobRunID` = '{job_id}'")
     if not found and not must_exist:
         return None, []
@@ -101,27 +124,36 @@ def new_job(emulator, before: set[int]) -> int:
 
 
 def test_local_code_on_databricks(workspace, project, tiny_model, easy_zip_url, monkeypatch):
+    """`mlflow run . -b databricks-jobs` on a new account's workspace: the code goes to workspace files, Jobs 2.2 runs
+    it, the runtime's tokens expire while the steps run, and the model lands in Unity Catalog."""
     emulator, server_uri, env, _ = workspace
     model_name, before = f"{MODEL}_local", set(emulator.jobs)
-    result = run(workspace, [sys.executable, "-m", "mlflow", "run", ".", "-b", "databricks", "--backend-config", "cluster_spec.json",
-                             "--experiment-name", EXPERIMENT,
+    experiment = f"/Users/{USER}/sentiment-local"
+    result = run(workspace, [sys.executable, "-m", "mlflow", "run", ".", "-b", "databricks-jobs", "--backend-config", "cluster_spec.json",
+                             "--experiment-name", experiment,
                              *pipeline_params(tiny_model, easy_zip_url, model_name)], cwd=project)
     assert result.returncode == 0, result.stderr[-3000:]
     job_id = new_job(emulator, before)
-    assert f"Check the run's status at {emulator.host}/?o=0#job/{job_id}/run/{job_id}" in result.stderr
+    assert f"Databricks job run {job_id} submitted: {emulator.host}/?o=0#job/{job_id}/run/{job_id}" in result.stdout
     job = emulator.wait(job_id)  # the CLI returned at submission; the job goes on
     assert (job.state, job.result) == ("TERMINATED", "SUCCESS"), job.log[-3000:]
-    # MLflow's Spark job format: the driver ran main.py's source in MLflow's wrapper, libraries from MLproject.
-    assert "shell_command_task" not in job.request
+    # The code from workspace files, named by its content; the driver ran databricks_task.py, which ran main.py.
     task = job.request["spark_python_task"]
-    assert task["python_file"].startswith("dbfs:/mlflow-experiments/") and task["parameters"][:2] == ["--pipeline-steps", "all"]
-    assert job.request["new_cluster"].items() >= json.loads((REPO / "cluster_spec.json").read_text()).items()
+    assert task["source"] == "WORKSPACE" and re.fullmatch(
+        rf"/Workspace/Users/{USER}/\.sentiment-finetuning/code/[0-9a-f]{{64}}/databricks_task\.py", task["python_file"])
+    assert task["parameters"][:3] == ["main.py", "--pipeline-steps", "all"]
+    assert not list(emulator.dbfs.rglob("*")), "nothing may touch the DBFS root"
+    assert job.request["new_cluster"].items() >= {key: value for key, value in json.loads((REPO / "cluster_spec.json").read_text()).items()
+                                                  if key != "spark_env_vars"}.items()
+    # Every step kept authenticating while the runtime's token was replaced, and never with an expired one.
+    assert len(job.tokens_used) >= 3, job.tokens_used
     libraries = [library["pypi"]["package"] for library in job.request["libraries"]]
     assert libraries == mlproject_libraries() and f"mlflow=={mlflow.__version__}" in libraries
     # The cluster's own Python and packages ran it, with the job's libraries on top.
     assert "Python 3.12" in job.log and "torch 2.7.0, pandas 2.2.3, mlflow 3.17.2" in job.log
 
-    parent, children = job_runs(server_uri, job_id)
+    parent, children = job_runs(server_uri, job_id, experiment)
+    assert parent.data.tags["mlflow.project.backend"] == "databricks-jobs"
     assert parent.info.status == "FINISHED"
     assert [child.data.tags["mlflow.project.entryPoint"] for child in children] == list(main.STEPS)
     assert all(child.info.status == "FINISHED" for child in children)
@@ -160,6 +192,10 @@ def test_remote_code_on_databricks_waits_with_submit(workspace, git_remote, tiny
     assert parent.info.status == "FINISHED" and all(child.info.status == "FINISHED" for child in children)
     assert parent.data.tags["mlflow.source.git.commit"] == git_remote["pinned"]
     assert parent.data.tags["mlflow.source.git.repoURL"] == f"{git_remote['url']}/sentiment.git"
+    # Nothing uploaded: Databricks checked out the pinned commit (a newer one on the branch would fail).
+    assert job.request["git_source"] == {"git_url": f"{git_remote['url']}/sentiment.git", "git_provider": "gitHubEnterprise",
+                                         "git_commit": git_remote["pinned"]}
+    assert job.request["spark_python_task"]["python_file"] == "databricks_task.py"
 
     model = emulator.unity_catalog.models[model_name]
     assert model.versions[1].status == "READY" and model.versions[1].run_id == children[1].info.run_id
@@ -170,7 +206,7 @@ def test_remote_code_on_databricks_from_the_cli(workspace, git_remote, easy_zip_
     """`mlflow run <git URI> -v <sha> -b databricks`, started outside any checkout: the job runs the pinned commit."""
     emulator, server_uri, _, _ = workspace
     uri, before = f"{git_remote['url']}/monorepo.git#ml/sentiment", set(emulator.jobs)
-    result = run(workspace, [sys.executable, "-m", "mlflow", "run", uri, "-v", git_remote["nested"], "-b", "databricks",
+    result = run(workspace, [sys.executable, "-m", "mlflow", "run", uri, "-v", git_remote["nested"], "-b", "databricks-jobs",
                              "--backend-config", str(REPO / "cluster_spec.json"),
                              "--experiment-name", EXPERIMENT, *params(pipeline_steps="download_data", download_url=easy_zip_url)],
                  cwd=tmp_path)
@@ -180,6 +216,7 @@ def test_remote_code_on_databricks_from_the_cli(workspace, git_remote, easy_zip_
     parent, (step,) = job_runs(server_uri, job.run_id)
     assert parent.info.status == step.info.status == "FINISHED"
     assert parent.data.tags["mlflow.source.name"] == uri
+    assert job.request["spark_python_task"]["python_file"] == "ml/sentiment/databricks_task.py"
     # The cluster got ml/sentiment without .git; the step carries the commit MLflow recorded when it submitted.
     assert parent.data.tags["mlflow.source.git.commit"] == step.data.tags["mlflow.source.git.commit"] == git_remote["nested"]
 
@@ -198,13 +235,13 @@ def test_failing_step_fails_the_job_and_submit(workspace, project, http_root):
     assert f"{base}/missing.zip: HTTP 404" in emulator.jobs[job_id].log
 
 
-def test_classic_project_format_fails_on_current_runtimes(workspace, tmp_path):
+def test_classic_project_format_fails_on_current_runtimes(legacy_workspace, tmp_path):
     """A project without `databricks_spark_job` goes as MLflow's classic `shell_command_task`: runtime 13+ cannot run it."""
-    emulator, server_uri, _, _ = workspace
+    emulator, server_uri, _, _ = legacy_workspace
     (tmp_path / "MLproject").write_text("name: classic\nentry_points:\n  main:\n    command: python hello.py\n")
     (tmp_path / "hello.py").write_text("print('hello')\n")
     before = set(emulator.jobs)
-    result = submit(workspace, str(tmp_path))
+    result = submit(legacy_workspace, str(tmp_path), "--backend", "databricks")
     assert result.returncode == 1 and "error: remote run failed" in result.stderr
     job = emulator.jobs[new_job(emulator, before)]
     assert "shell_command_task" in job.request and "spark_python_task" not in job.request
@@ -214,13 +251,13 @@ def test_classic_project_format_fails_on_current_runtimes(workspace, tmp_path):
     assert parent.info.status == "FAILED"
 
 
-def test_wrapped_cluster_spec_is_refused(workspace, project, tmp_path):
+def test_wrapped_cluster_spec_is_refused(legacy_workspace, project, tmp_path):
     """In the Spark job format MLflow sends the backend config as `new_cluster` as it is: a wrapped spec is a 400."""
-    emulator, server_uri, _, _ = workspace
+    emulator, server_uri, _, _ = legacy_workspace
     wrapped = tmp_path / "wrapped.json"
     wrapped.write_text(json.dumps({"new_cluster": json.loads((REPO / "cluster_spec.json").read_text()), "libraries": []}))
     before = set(emulator.jobs)
-    result = submit(workspace, str(project), backend_config=wrapped)
+    result = submit(legacy_workspace, str(project), "--backend", "databricks", backend_config=wrapped)
     assert result.returncode == 1 and set(emulator.jobs) == before
     (message,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert message == (f"error: cannot submit {project}: INVALID_PARAMETER_VALUE: Unknown field(s) ['libraries', 'new_cluster'] "
@@ -231,9 +268,9 @@ def test_wrapped_cluster_spec_is_refused(workspace, project, tmp_path):
     assert refused.info.status == "FAILED" and "mlflow.databricks.runURL" not in refused.data.tags
 
 
-def test_clusters_refuse_what_databricks_refuses(workspace):
+def test_clusters_refuse_what_databricks_refuses(legacy_workspace):
     """Straight to the Jobs API: runtimes, cluster fields and job libraries, as the Databricks docs describe them."""
-    emulator, _, _, _ = workspace
+    emulator, _, _, _ = legacy_workspace
     api, bearer = f"{emulator.host}/api/2.0", {"Authorization": f"Bearer {TOKEN}"}
     assert requests.post(f"{emulator.host}/dbfs/tests/job.py", data=b"print('driver ran')", headers=bearer, timeout=5).ok
     spec = json.loads((REPO / "cluster_spec.json").read_text())
@@ -296,25 +333,27 @@ def test_multi_node_training_runs_as_its_own_spark_job(workspace, project, tiny_
 
 
 def test_token_is_never_logged(workspace, project, easy_zip_url):
-    """Nowhere: not in params, tags, files, outputs or job logs, of this test's own job and of any other test's."""
+    """Nowhere: not the user's token nor any runtime token the clusters had, in params, tags, files (of the
+    workspace, its clusters and the tracking store), outputs or job logs, of this test's own job and any other's."""
     emulator, server_uri, _, outputs = workspace
     before = set(emulator.jobs)
     assert submit(workspace, str(project), *params(pipeline_steps="download_data", download_url=easy_zip_url)).returncode == 0
     parent, children = job_runs(server_uri, new_job(emulator, before))
     assert [child.data.tags["mlflow.project.entryPoint"] for child in children] == ["download_data"]
+    secrets_seen = re.compile(rb"runtime-[0-9a-f]{24}|" + re.escape(TOKEN.encode()))
+    assert emulator.runtime_tokens, "the clusters were given runtime tokens"
     client = mlflow.MlflowClient(server_uri)
     runs = client.search_runs([experiment.experiment_id for experiment in client.search_experiments()])
     assert {parent.info.run_id, children[0].info.run_id} <= {found.info.run_id for found in runs}
     for found in runs:
         for value in [*found.data.params.values(), *found.data.tags.values()]:
-            assert TOKEN not in value and emulator.cluster_token not in value
-    for folder in (emulator.root, emulator.root.parent / "server"):  # DBFS, clusters, tracking store, artifacts
+            assert not secrets_seen.search(value.encode()), found.info.run_id
+    for folder in (emulator.root, emulator.root.parent / "server"):  # clusters, workspace files, tracking store, artifacts
         for path in folder.rglob("*"):
             if path.is_file():
-                content = path.read_bytes()
-                assert TOKEN.encode() not in content, path
+                assert not secrets_seen.search(path.read_bytes()), path
     for output in outputs + [job.log for job in emulator.jobs.values()]:
-        assert TOKEN not in output and emulator.cluster_token not in output
+        assert not secrets_seen.search(output.encode())
 
 
 def test_ctrl_c_in_submit_cancels_the_job(workspace, project, tiny_model, easy_zip_url):
@@ -339,7 +378,7 @@ def test_ctrl_c_in_submit_cancels_the_job(workspace, project, tiny_model, easy_z
     assert (job.state, job.result) == ("TERMINATED", "CANCELED")
     assert not [pid for pid in processes if running(pid)], "job processes outlived the cancellation"
     parent, _ = job_runs(server_uri, job.run_id)
-    assert parent.info.status == "FAILED"
+    assert parent.info.status == "KILLED" and parent.data.tags["pipeline.error"] == "cancelled"
 
 
 def running(pid: int) -> bool:
@@ -351,10 +390,13 @@ def running(pid: int) -> bool:
 
 def test_requests_need_the_bearer_token(workspace):
     emulator, _, _, _ = workspace
-    url = f"{emulator.host}/api/2.0/dbfs/get-status?path=/no/such/file"
+    url = f"{emulator.host}/api/2.0/workspace/get-status?path=/Shared/no-such-file"
     assert requests.get(url, timeout=5).status_code == 401
     assert requests.get(url, headers={"Authorization": "Bearer wrong"}, timeout=5).json()["error_code"] == "UNAUTHENTICATED"
     assert requests.get(url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5).json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    # A new account's workspace has no DBFS root, whatever the token.
+    answer = requests.get(f"{emulator.host}/api/2.0/dbfs/get-status?path=/x", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
+    assert answer.status_code == 403 and answer.json()["message"].startswith("Public DBFS root is disabled")
 
 
 def test_model_storage_needs_a_signed_url(workspace):
@@ -406,10 +448,10 @@ print(subprocess.run([sys.executable, "-c", child], capture_output=True, text=Tr
 '''
 
 
-def test_only_the_driver_process_holds_credentials_and_spark(workspace):
+def test_only_the_driver_process_holds_credentials_and_spark(legacy_workspace):
     """A job cluster's environment has no token: its driver authenticates through the runtime context and has
     the cluster's Spark; a process the driver starts has neither (what `main` must make up for)."""
-    emulator, _, _, _ = workspace
+    emulator, _, _, _ = legacy_workspace
     bearer = {"Authorization": f"Bearer {TOKEN}"}
     requests.post(f"{emulator.host}/dbfs/tests/probe.py", data=DRIVER_PROBE.encode(), headers=bearer, timeout=5)
     spec = json.loads((REPO / "cluster_spec.json").read_text())
@@ -424,7 +466,8 @@ def test_only_the_driver_process_holds_credentials_and_spark(workspace):
 
 
 def test_what_travels_is_the_project_with_its_commit(workspace, tmp_path, easy_zip_url):
-    """`pipeline.submit <checkout>` uploads what git lists, not the venv, downloads, checkpoints or local store."""
+    """`pipeline.submit <checkout>` uploads what git lists, not the venv, downloads, checkpoints or local store, into
+    a folder named by its content: the same code again uploads nothing."""
     emulator, server_uri, _, _ = workspace
     checkout = tmp_path / "checkout"
     subprocess.run(["git", "clone", "--quiet", str(REPO), str(checkout)], check=True)
@@ -434,19 +477,67 @@ def test_what_travels_is_the_project_with_its_commit(workspace, tmp_path, easy_z
         (checkout / name).parent.mkdir(parents=True, exist_ok=True)
         (checkout / name).write_bytes(content)
     (checkout / "NOTES.md").write_text("untracked, not ignored: it travels\n")
-    before = set(emulator.jobs)
-    result = submit(workspace, str(checkout), *params(pipeline_steps="download_data", download_url=easy_zip_url))
-    assert result.returncode == 0, result.stderr[-3000:]
-    (job_id,) = set(emulator.jobs) - before
-    wrapper = (emulator.dbfs / emulator.jobs[job_id].request["spark_python_task"]["python_file"].removeprefix("dbfs:/")).read_text()
-    (tarball,) = set(re.findall(r"mlflow-experiments/\d+/projects-code/[0-9a-f]{64}\.tar\.gz", wrapper))
-    with tarfile.open(emulator.dbfs / tarball) as archive:
-        names = {name.removeprefix("mlflow-project/") for name in archive.getnames()}
-    assert {"MLproject", "main.py", "pipeline/fine_tuning_model.py", "data/sample/uci-sentences/train.csv", "NOTES.md"} <= names
+    jobs = []
+    for _ in range(2):
+        before, imports = set(emulator.jobs), emulator.workspace_imports
+        result = submit(workspace, str(checkout), *params(pipeline_steps="download_data", download_url=easy_zip_url))
+        assert result.returncode == 0, result.stderr[-3000:]
+        jobs.append(emulator.jobs[new_job(emulator, before)])
+        uploaded = emulator.workspace_imports - imports
+    first, second = (job.request["spark_python_task"]["python_file"] for job in jobs)
+    assert first == second and uploaded == 0  # the second run found the complete folder
+    folder = emulator.workspace_files / Path(first).parent.relative_to(f"/Workspace")
+    names = {str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file()}
+    assert {"MLproject", "main.py", "databricks_task.py", "pipeline/fine_tuning_model.py", "data/sample/uci-sentences/train.csv",
+            "NOTES.md", ".complete"} <= names
     assert not {name for name in names if name.startswith((".venv", "data/imdb", "checkpoints", "mlflow.db", "lightning_logs"))}
-    parent, _ = job_runs(server_uri, job_id)
+    parent, _ = job_runs(server_uri, jobs[0].run_id)
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=checkout, check=True, capture_output=True, text=True).stdout.strip()
     assert parent.data.tags["mlflow.source.git.commit"] == head and parent.info.status == "FINISHED"
+
+
+def test_what_a_new_workspace_refuses_fails_before_any_job(workspace, project, tmp_path):
+    """A no-isolation cluster, a model name Unity Catalog refuses, an experiment that is no workspace path or whose
+    folder is missing: one line each, before a job is submitted (and so before a cluster starts)."""
+    emulator, _, env, _ = workspace
+    no_isolation = tmp_path / "no_isolation.json"
+    no_isolation.write_text(json.dumps({key: value for key, value in json.loads((REPO / "cluster_spec.json").read_text()).items()
+                                        if key != "data_security_mode"}))
+    cli = [sys.executable, "-m", "mlflow", "run", ".", "-b", "databricks-jobs", "--backend-config", "cluster_spec.json"]
+    cases = {
+        "no-isolation": (submit_command(str(project), backend_config=no_isolation),
+                         "data_security_mode None is a no-isolation cluster"),
+        "model name": (submit_command(str(project), "-P", "registered_model_name=sentiment"),
+                       "registered_model_name='sentiment': the Unity Catalog registry (databricks-uc) needs catalog.schema.model"),
+        "missing folder": ([*submit_command(str(project))[:-4], "--experiment-name", "/Users/nobody@example.com/x", "--poll-seconds", "1"],
+                           "Parent directory /Users/nobody@example.com does not exist"),
+        "default experiment": (cli, "experiment 'Default' is not a workspace path: give --experiment-name /Users/<you>/sentiment"),
+        "model name, CLI": ([*cli, "--experiment-name", EXPERIMENT, "-P", "registered_model_name=sentiment"],
+                            "needs catalog.schema.model"),
+    }
+    before = set(emulator.jobs)
+    for case, (command, expected) in cases.items():
+        result = run(workspace, command, cwd=project)
+        assert result.returncode != 0 and expected in result.stdout + result.stderr, (case, result.stderr[-2000:])
+        assert "Traceback" not in result.stderr, case
+    assert set(emulator.jobs) == before
+
+
+def test_mlflow_legacy_backend_needs_the_dbfs_root(workspace, legacy_workspace, project, easy_zip_url):
+    """`--backend databricks` (MLflow's own) is one line naming the DBFS root on a new workspace, and still runs
+    where a DBFS root exists."""
+    result = submit(workspace, str(project), "--backend", "databricks", *params(pipeline_steps="download_data"))
+    (message,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 1 and "this workspace has no DBFS root" in message and "--backend databricks-jobs" in message
+
+    emulator, server_uri, _, _ = legacy_workspace
+    before = set(emulator.jobs)
+    result = submit(legacy_workspace, str(project), "--backend", "databricks", *params(pipeline_steps="download_data", download_url=easy_zip_url))
+    assert result.returncode == 0, result.stderr[-3000:]
+    job = emulator.jobs[new_job(emulator, before)]
+    assert job.request["spark_python_task"]["python_file"].startswith("dbfs:/mlflow-experiments/")
+    parent, (step,) = job_runs(server_uri, job.run_id)
+    assert parent.info.status == step.info.status == "FINISHED"
 
 
 def test_model_version_search_answers_in_pages(workspace):

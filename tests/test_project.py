@@ -7,6 +7,7 @@ import re
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 from mlflow.projects._project_spec import load_project
 
@@ -51,15 +52,30 @@ def test_entry_points_run_python_files_of_the_project():
         assert all(parameter.type != "path" for parameter in project.get_entry_point(name).parameters.values())
 
 
-def test_cluster_spec_is_a_bare_supported_gpu_cluster():
-    spec = json.loads((REPO / "cluster_spec.json").read_text())
-    assert "new_cluster" not in spec and "libraries" not in spec  # MLflow sends the file as new_cluster
+@pytest.mark.parametrize(("spec_file", "node_type"), [
+    ("cluster_spec.json", "g4dn.xlarge"),  # AWS: one T4
+    ("cluster_spec.azure.json", "Standard_NC4as_T4_v3"),  # Azure: one T4
+    ("cluster_spec.gcp.json", "g2-standard-4"),  # GCP: no T4 node type on Databricks; one L4
+])
+def test_cluster_specs_are_bare_dedicated_gpu_clusters(spec_file, node_type):
+    spec = json.loads((REPO / spec_file).read_text())
+    assert "new_cluster" not in spec and "libraries" not in spec  # the bare Jobs API new_cluster
     assert spec["spark_version"] == dependencies.settings()["runtime"] == "17.3.x-gpu-ml-scala2.13"
-    assert spec["node_type_id"] == "g4dn.xlarge"
+    assert spec["node_type_id"] == node_type
+    assert spec["data_security_mode"] == "SINGLE_USER"  # dedicated: Unity Catalog and /Volumes; ML GPU runtimes need it
     assert dependencies.runtime_constraints_file().is_file()
     # 17.3 LTS ML ships Python 3.12; laptops keep 3.11 (conda.yaml): the code supports both.
     assert tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"] == ">=3.11,<3.13"
     assert "python=3.11.7" in yaml.safe_load((REPO / "conda.yaml").read_text())["dependencies"]
+
+
+def test_the_databricks_jobs_backend_is_registered_with_mlflow():
+    """`pip install -e .` (make venv) declares the backend in MLflow's plugin group; MLflow's loader finds it."""
+    from mlflow.projects.backend import loader
+
+    from pipeline.databricks_jobs import DatabricksJobsBackend
+
+    assert isinstance(loader.load_backend("databricks-jobs"), DatabricksJobsBackend)
 
 
 def test_no_code_reads_shared_folder():
@@ -74,5 +90,5 @@ def test_training_cluster_spec_is_a_bare_multi_node_gpu_cluster():
     spec = json.loads((REPO / "training_cluster_spec.json").read_text())
     assert "new_cluster" not in spec and "libraries" not in spec
     assert spec["spark_version"] == json.loads((REPO / "cluster_spec.json").read_text())["spark_version"]
-    assert spec["num_workers"] >= 2 and spec["node_type_id"].startswith("g4dn.")
+    assert spec["num_workers"] >= 2 and spec["node_type_id"].startswith("g4dn.") and spec["data_security_mode"] == "SINGLE_USER"
     assert spec["spark_conf"]["spark.task.resource.gpu.amount"] == "1"  # as TorchDistributor expects on GPUs

@@ -4,7 +4,27 @@
 modules below answer as the real ones do outside a REPL: no context, no credentials.
 """
 
+import json
+import threading
+import time
+import urllib.request
+
 DRIVER_CONTEXT: dict | None = None
+_token: dict = {}  # the driver's current runtime token: {"token", "expires_at", "issued_at"}
+_token_lock = threading.Lock()
+
+
+def current_token() -> str:
+    """The driver's runtime token, renewed at half its life as the runtime renews its own (the emulator's tokens
+    expire, `token_seconds`); asked for over the emulator's private channel with the driver's secret."""
+    with _token_lock:
+        now = time.time()
+        if not _token or now > _token["issued_at"] + (_token["expires_at"] - _token["issued_at"]) / 2:
+            request = urllib.request.Request(f"{DRIVER_CONTEXT['host']}/emulator/driver-token", method="POST",
+                                             headers={"X-Emulator-Driver-Secret": DRIVER_CONTEXT["secret"]})
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                _token.update(json.loads(answer.read()), issued_at=now)
+        return _token["token"]
 
 
 def use_cluster_spark() -> None:

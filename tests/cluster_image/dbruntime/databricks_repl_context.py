@@ -11,4 +11,4 @@ def get_context():
     context = dbruntime.DRIVER_CONTEXT
     if not context:
         return None
-    return SimpleNamespace(apiUrl=context["host"], apiToken=context["token"], sslTrustAll=False, isInJob=True, isInNotebook=False)
+    return SimpleNamespace(apiUrl=context["host"], apiToken=dbruntime.current_token(), sslTrustAll=False, isInJob=True, isInNotebook=False)
