@@ -46,7 +46,7 @@ test-cluster: venv  ## unit tests, Databricks tests and one pipeline on Python 3
 	PATH="$(abspath $(CLUSTER_VENV))/bin:$$PATH" $(CLUSTER_VENV)/bin/python -m pytest -m "not slow" $(PYTEST_ARGS)
 	PATH="$(abspath $(CLUSTER_VENV))/bin:$$PATH" $(CLUSTER_VENV)/bin/python -m pytest $(CLUSTER_TESTS) $(PYTEST_ARGS)
 
-test-databricks: venv  ## the pipeline on a real workspace: DATABRICKS_HOST, DATABRICKS_TOKEN, DATABRICKS_CATALOG, DATABRICKS_SCHEMA
+test-databricks: venv  ## the pipeline on a real workspace (backend databricks-jobs): DATABRICKS_HOST, DATABRICKS_TOKEN, DATABRICKS_CATALOG, DATABRICKS_SCHEMA, DATABRICKS_EXPERIMENT
 	PATH="$(abspath $(BIN)):$$PATH" python -m pytest -m workspace -rsA tests/test_workspace.py $(PYTEST_ARGS)
 
 deps: venv  ## regenerate conda.yaml and MLproject's python_libraries from pyproject.toml and requirements.txt

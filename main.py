@@ -21,6 +21,9 @@ from pathlib import Path
 import click
 import mlflow
 from mlflow import MlflowClient
+from mlflow.projects.backend.local import LocalBackend
+from mlflow.projects.utils import PROJECT_BUILD_IMAGE, PROJECT_DOCKER_ARGS, PROJECT_DOCKER_AUTH, PROJECT_ENV_MANAGER
+from mlflow.projects.utils import PROJECT_STORAGE_DIR, PROJECT_SYNCHRONOUS
 from mlflow.utils.mlflow_tags import MLFLOW_PROJECT_BACKEND, MLFLOW_RUN_NAME
 
 from pipeline.contract import COMMIT_TAG, DOWNLOAD, ERROR_TAG, FINE_TUNING, REUSED_TAG, STEPS, STEPS_TAG
@@ -81,17 +84,32 @@ def run_step(folder: Path, step: str, parameters: dict[str, str], experiment_id:
     backend, cluster_spec = step_backend(folder, step, parameters)
     if backend == DATABRICKS_JOBS:  # called directly: the cluster has this project's code, not its installed plugin
         submitted = submit_project(str(folder), step, parameters, None, cluster_spec, mlflow.get_tracking_uri(), experiment_id)
-        MlflowClient().set_tags(submitted.run_id, {MLFLOW_PROJECT_BACKEND: backend, MLFLOW_RUN_NAME: step})
+    elif on_databricks():
+        submitted = started_here(folder, step, parameters, experiment_id)
     else:
         submitted = mlflow.projects.run(str(folder), entry_point=step, parameters=parameters, experiment_id=experiment_id,
                                         run_name=step, synchronous=False, backend=backend, env_manager="local")
+    for tag, value in {MLFLOW_PROJECT_BACKEND: backend, MLFLOW_RUN_NAME: step, COMMIT_TAG: commit}.items():
+        if value:  # MLflow finds no commit where the code came without .git; reuse compares it
+            MlflowClient().set_tag(submitted.run_id, tag, value)
     mlflow.set_tag(step_run_id_tag(step), submitted.run_id)
-    if commit:  # MLflow finds none where the code came without .git; reuse compares it
-        MlflowClient().set_tag(submitted.run_id, COMMIT_TAG, commit)
-    if not submitted.wait():
+    succeeded = submitted.wait()
+    if MlflowClient().get_run(submitted.run_id).info.status == "RUNNING":  # it ended before it could say so
+        MlflowClient().set_terminated(submitted.run_id, "FINISHED" if succeeded else "FAILED")
+    if not succeeded:
         reason = MlflowClient().get_run(submitted.run_id).data.tags.get(ERROR_TAG, "see the step's output above")
         raise PipelineError(f"step {step} failed (run {submitted.run_id}): {reason}")
     return submitted.run_id
+
+
+def started_here(folder: Path, step: str, parameters: dict[str, str], experiment_id: str):
+    """The entry point started from this process by MLflow's local backend (its synchronous mode, whose wait is
+    ours): its environment is this process's, where `step_environment` hands over the served credentials. MLflow's
+    asynchronous mode starts `mlflow run` in between, a process that would resolve Databricks credentials itself
+    and, on a cluster, find none to copy."""
+    options = {PROJECT_ENV_MANAGER: "local", PROJECT_SYNCHRONOUS: True, PROJECT_DOCKER_ARGS: None, PROJECT_STORAGE_DIR: None,
+               PROJECT_BUILD_IMAGE: False, PROJECT_DOCKER_AUTH: None}
+    return LocalBackend().run(str(folder), step, parameters, None, options, mlflow.get_tracking_uri(), experiment_id)
 
 
 def environment_line() -> str:

@@ -31,7 +31,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from mlflow import MlflowClient
-from mlflow.entities import RunStatus
+from mlflow.entities import RunStatus, RunTag
 from mlflow.exceptions import ExecutionException, MlflowException
 from mlflow.projects.backend.abstract_backend import AbstractBackend
 from mlflow.projects.submitted_run import SubmittedRun
@@ -103,8 +103,8 @@ def submit_project(project_uri: str, entry_point: str, params: dict, version: st
         if isinstance(error, Exception) and not isinstance(error, ExecutionException):
             raise SubmissionRefused(f"Databricks refused the job: {first_line(error)}") from None
         raise
-    MlflowClient().set_tags(run_id, {MLFLOW_DATABRICKS_RUN_URL: page, MLFLOW_DATABRICKS_SHELL_JOB_RUN_ID: str(job_run_id),
-                                     MLFLOW_DATABRICKS_WEBAPP_URL: workspace.config.host})
+    tags = {MLFLOW_DATABRICKS_RUN_URL: page, MLFLOW_DATABRICKS_SHELL_JOB_RUN_ID: str(job_run_id), MLFLOW_DATABRICKS_WEBAPP_URL: workspace.config.host}
+    MlflowClient().log_batch(run_id, tags=[RunTag(key, value) for key, value in tags.items()])
     print(f"Databricks job run {job_run_id} submitted: {page}", flush=True)
     return DatabricksJobRun(run_id, job_run_id, workspace)
 

@@ -77,9 +77,10 @@ def check_names(name: str, aliases: tuple[str, ...]) -> None:
     check_model_name(name)
 
 
-def check_model_name(name: str) -> None:
-    """Unity Catalog (the registry behind tracking URI `databricks`) only takes three-part names."""
-    registry = mlflow.get_registry_uri()
+def check_model_name(name: str, registry: str | None = None) -> None:
+    """Unity Catalog (the registry behind tracking URI `databricks`) only takes three-part names; `registry`: this
+    process's registry unless told (the backend checks for the job's before submitting)."""
+    registry = registry or mlflow.get_registry_uri()
     if is_databricks_unity_catalog_uri(registry) and len(name.split(".")) != 3:
         raise PipelineError(f"registered_model_name={name!r}: the Unity Catalog registry ({registry}) needs "
                             f"catalog.schema.model, e.g. main.default.{name.rpartition('.')[2]}")
