@@ -39,7 +39,7 @@ from mlflow.projects.utils import fetch_and_validate_project, get_or_create_run,
 from mlflow.utils.mlflow_tags import MLFLOW_DATABRICKS_RUN_URL, MLFLOW_DATABRICKS_SHELL_JOB_RUN_ID, MLFLOW_DATABRICKS_WEBAPP_URL
 from mlflow.utils.uri import is_databricks_uri
 
-from pipeline.contract import ERROR_TAG
+from pipeline.contract import ERROR_TAG, REGISTER
 from pipeline.errors import first_line
 
 NAME = "databricks-jobs"
@@ -128,8 +128,10 @@ def read_backend_config(backend_config) -> tuple[dict, str | None, str | None]:
     return cluster, code_folder, config.get("git_provider") if "new_cluster" in config else None
 
 
-def check_experiment(experiment_id: str) -> None:
+def check_experiment(experiment_id: str | None) -> None:
     """A Databricks experiment is a workspace path; MLflow's default experiment is no place for a job's runs."""
+    if not experiment_id:
+        raise SubmissionRefused("no experiment: give --experiment-name /Users/<you>/sentiment (or /Shared/...)")
     try:
         name = MlflowClient().get_experiment(experiment_id).name
     except MlflowException as error:
@@ -140,9 +142,11 @@ def check_experiment(experiment_id: str) -> None:
 
 
 def check_parameters(project, entry_point: str, params: dict) -> None:
-    """What the job would only find late: a model name its Unity Catalog registry refuses."""
+    """What the job would only find late: a model name its Unity Catalog registry refuses (where it registers:
+    `register_model`, or `main` with that step among its `pipeline_steps`)."""
     declared = project.get_entry_point(entry_point).parameters
-    if "registered_model_name" in declared:
+    steps = str(params.get("pipeline_steps", declared["pipeline_steps"].default)) if "pipeline_steps" in declared else REGISTER
+    if "registered_model_name" in declared and (steps.strip() == "all" or REGISTER in steps):
         from pipeline.errors import PipelineError
         from pipeline.register_model import check_model_name
 

@@ -69,13 +69,13 @@ def main(project_uri, version, entry_point, backend_config, experiment_name, pol
                                             synchronous=True)
     except SubmissionRefused as error:
         raise PipelineError(f"cannot submit {project_uri}: {error}") from None
-    except ExecutionException as error:
-        raise PipelineError(f"remote run failed: {error}") from None
-    except MlflowException as error:
+    except MlflowException as error:  # ExecutionException too: MLflow's backend raises it where it cannot upload
         fail_unsubmitted_runs(experiment, since_ms)
-        if legacy and "DBFS" in str(error):
+        if legacy and "dbfs root is disabled" in str(error).lower():
             raise PipelineError(f"cannot submit {project_uri}: this workspace has no DBFS root, which MLflow's legacy backend "
                                 f"`databricks` needs (new workspaces have none): use --backend {DATABRICKS_JOBS}") from None
+        if isinstance(error, ExecutionException):
+            raise PipelineError(f"remote run failed: {error}") from None
         raise PipelineError(f"cannot submit {project_uri}: {first_line(error)}") from None
     finally:
         stop.set()

@@ -124,7 +124,7 @@ class DatabricksEmulator:
     """Start with `with DatabricksEmulator(root, tracking_url, token) as workspace:`; `workspace.host` is its URL."""
 
     def __init__(self, root: Path, tracking_url: str, token: str, cluster_env: dict[str, str] | None = None,
-                 legacy: bool = False, token_seconds: float = 3600, user: str = "someone@example.com"):
+                 legacy: bool = False, token_seconds: float = 3600, user: str = "someone@example.com", first_run_id: int = 101):
         self.root, self.tracking_url, self.token = root, tracking_url.rstrip("/"), token
         self.legacy, self.token_seconds, self.user = legacy, token_seconds, user
         self.runtime_tokens: dict[str, tuple[float, int]] = {}  # token -> (expiry, job run id)
@@ -135,7 +135,7 @@ class DatabricksEmulator:
         self.volumes = root / "volumes"  # /Volumes/<catalog>/<schema>/<volume>: one volume, main.default.files
         self.workspace_files = root / "workspace-files"  # /Workspace/...
         self.jobs: dict[int, Job] = {}
-        self.ids = itertools.count(101)
+        self.ids = itertools.count(first_run_id)
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.host = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.unity_catalog = UnityCatalog(root / "uc-storage", self.host)
