@@ -4,7 +4,7 @@ import lightning as L
 import torch
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
-from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
 from pipeline.data import LABELS
 from pipeline.errors import PipelineError, first_line
@@ -22,6 +22,41 @@ def load_pretrained(auto_class, foundation_model: str, **kwargs):
         ) from None
 
 
+MIN_VOCABULARY = 100  # fewer entries is no tokenizer: a folder saved without one loads with its special tokens only
+
+
+def load_tokenizer(foundation_model: str):
+    """The backbone's tokenizer, checked before anything trains on it: a real vocabulary (without one every token is
+    unknown and the model learns nothing), and a pad token. Decoder-only backbones (GPT-2 style) have none: their
+    end-of-sequence token pads, as Hugging Face's own examples do, and the model is told (`pad_token_id`)."""
+    tokenizer = load_pretrained(AutoTokenizer, foundation_model)
+    if len(tokenizer) < MIN_VOCABULARY:
+        raise PipelineError(f"foundation_model={foundation_model!r}: its tokenizer has {len(tokenizer)} tokens, no vocabulary; "
+                            "save the backbone's tokenizer with it (tokenizer.save_pretrained(folder))")
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise PipelineError(f"foundation_model={foundation_model!r}: its tokenizer has neither a pad nor an end-of-sequence "
+                                "token to pad batches with")
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def position_limit(foundation_model: str, tokenizer) -> int | None:
+    """The most tokens the backbone takes (`max_position_embeddings`, or the tokenizer's own smaller limit), if it says."""
+    config = load_pretrained(AutoConfig, foundation_model)
+    limits = [getattr(config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
+    limits = [int(limit) for limit in limits if isinstance(limit, int) and 0 < limit < 1_000_000]  # HF's "no limit" is 1e30
+    return min(limits) if limits else None
+
+
+def check_max_length(foundation_model: str, tokenizer, max_length: int) -> None:
+    """A review longer than the model's positions ends training mid-epoch in a shape error: say it before."""
+    limit = position_limit(foundation_model, tokenizer)
+    if limit is not None and max_length > limit:
+        raise PipelineError(f"max_length={max_length}: {foundation_model!r} takes at most {limit} tokens; pass -P max_length={limit} "
+                            "or less")
+
+
 def sentiment_metrics(prefix: str) -> MetricCollection:
     """Accuracy and macro-averaged F1 over the two classes (torchmetrics' plain `F1Score` would be micro = accuracy)."""
     return MetricCollection(
@@ -37,7 +72,7 @@ class SentimentClassifier(L.LightningModule):
     """A pretrained backbone plus a fresh classification head, trained with AdamW and linear warm-up/decay."""
 
     def __init__(self, foundation_model: str, learning_rate: float = 1e-4, weight_decay: float = 0.01,
-                 warmup_ratio: float = 0.1, compile: bool = False):
+                 warmup_ratio: float = 0.1, compile: bool = False, pad_token_id: int | None = None):
         super().__init__()
         # Kept in checkpoints, not sent to the logger: the step logs its own parameters once.
         self.save_hyperparameters(logger=False)
@@ -47,6 +82,7 @@ class SentimentClassifier(L.LightningModule):
             num_labels=len(LABELS),
             id2label=dict(enumerate(LABELS)),
             label2id={label: index for index, label in enumerate(LABELS)},
+            **({"pad_token_id": pad_token_id} if pad_token_id is not None else {}),  # a decoder finds each review's end by it
         )
         self.model.train()  # from_pretrained() returns eval mode; Lightning keeps the modes it is given
         if compile:

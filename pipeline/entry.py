@@ -40,6 +40,17 @@ def run_by_spark_job_wrapper(script: str) -> bool:
     return not Path(script).resolve().is_relative_to(Path.cwd().resolve())
 
 
+def record_failure(message: str) -> None:
+    """Put the one-line reason on the run `mlflow run` made for this entry point (MLFLOW_RUN_ID), wherever the
+    failure happened: also before the step's code reached its run (a device check, an option), so `main` can
+    repeat it."""
+    if os.environ.get("MLFLOW_RUN_ID"):
+        try:
+            MlflowClient().set_tag(os.environ["MLFLOW_RUN_ID"], ERROR_TAG, message[:5000])
+        except MlflowException:
+            pass  # the store is unreachable too: the message on stderr is what is left to say
+
+
 def run_entry_point(command: click.Command) -> None:
     """Run an entry point's command on its arguments. A value its options refuse ends in one line (`error: ...`),
     as the step's other errors do, and the step's MLflow run (`mlflow run` sets MLFLOW_RUN_ID) carries the reason."""
@@ -48,11 +59,7 @@ def run_entry_point(command: click.Command) -> None:
         code = command.main(args=command_arguments(), standalone_mode=False)
     except click.ClickException as error:
         message = error.format_message()
-        if os.environ.get("MLFLOW_RUN_ID"):
-            try:
-                MlflowClient().set_tag(os.environ["MLFLOW_RUN_ID"], ERROR_TAG, message)
-            except MlflowException:
-                pass  # the store is unreachable too: the message below is what is left to say
+        record_failure(message)
         click.echo(f"error: {message}", err=True)
         sys.exit(error.exit_code)
     except click.Abort:  # Ctrl-C

@@ -28,7 +28,8 @@ def first_line(error: Exception) -> str:
 
 
 def reports_errors(command):
-    """Run a click entry point so a PipelineError ends it with `error: <message>` and exit code 1.
+    """Run a click entry point so a PipelineError ends it with `error: <message>` and exit code 1, the message also
+    on the entry point's MLflow run (`pipeline.entry.record_failure`), wherever it was raised.
 
     The exception still passes through any `with mlflow.start_run()` inside the command first,
     so the run is marked FAILED before the process exits.
@@ -39,6 +40,9 @@ def reports_errors(command):
         try:
             return command(*args, **kwargs)
         except PipelineError as error:
+            from pipeline.entry import record_failure  # here: entry imports this module, and MLflow is heavy
+
+            record_failure(str(error))
             click.echo(f"error: {error}", err=True)
             sys.exit(1)
 

@@ -23,9 +23,8 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, MLFlowLogger
-from transformers import AutoTokenizer
 
-from pipeline.classifier import SentimentClassifier, load_pretrained
+from pipeline.classifier import SentimentClassifier, load_tokenizer
 from pipeline.datamodule import ReviewsDataModule
 from pipeline.errors import PipelineError, first_line, without_credentials
 from pipeline.hardware import training_process_hardware
@@ -97,9 +96,10 @@ def train(job: TrainingJob) -> Outcome | None:
     if hardware.tf32:
         torch.set_float32_matmul_precision("high")  # TF32 tensor cores for fp32 matmuls (Ampere and later)
     L.seed_everything(config.seed, workers=True, verbose=False)
-    tokenizer = load_pretrained(AutoTokenizer, config.foundation_model)
+    tokenizer = load_tokenizer(config.foundation_model)
     datamodule = ReviewsDataModule.for_config(config, Path(job.data_dir), tokenizer, hardware)
-    model = SentimentClassifier(config.foundation_model, config.learning_rate, config.weight_decay, compile=hardware.compile)
+    model = SentimentClassifier(config.foundation_model, config.learning_rate, config.weight_decay, compile=hardware.compile,
+                                pad_token_id=tokenizer.pad_token_id)
     best = ModelCheckpoint(dirpath=job.checkpoints, filename="best-{epoch}", monitor=MONITOR, mode="max", save_top_k=1, save_last=True)
     trainer = L.Trainer(
         max_epochs=config.epochs,

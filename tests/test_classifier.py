@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from pipeline.classifier import SentimentClassifier, load_pretrained, sentiment_metrics
+from pipeline.classifier import SentimentClassifier, check_max_length, load_pretrained, load_tokenizer, sentiment_metrics
 from pipeline.errors import PipelineError
 
 
@@ -37,3 +37,39 @@ def test_a_fresh_head_in_training_mode_and_decay_only_on_weight_matrices(tiny_mo
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
     scheduler = configured["lr_scheduler"]["scheduler"]
     assert scheduler.lr_lambdas[0](0) == 0.0 and scheduler.lr_lambdas[0](2) == 1.0  # 2 warm-up steps of 10, then decay
+
+
+def test_a_decoder_backbone_pads_with_its_end_of_sequence_token(tiny_decoder):
+    """GPT-2 style: no pad token. Its EOS pads, and the model is told, so a padded batch classifies each review at
+    its own last token (a padded and an unpadded review score the same)."""
+    tokenizer = load_tokenizer(str(tiny_decoder))
+    assert tokenizer.pad_token == tokenizer.eos_token == "<|endoftext|>"
+    model = SentimentClassifier(str(tiny_decoder), pad_token_id=tokenizer.pad_token_id).model.eval()
+    assert model.config.pad_token_id == tokenizer.pad_token_id
+    short, long = tokenizer(["a great film", "a dull and tedious and far too long film"])["input_ids"]
+    padded = torch.tensor([short + [tokenizer.pad_token_id] * (len(long) - len(short)), long])
+    mask = (torch.arange(len(long)) < torch.tensor([[len(short)], [len(long)]])).long()
+    with torch.no_grad():
+        batch = model(input_ids=padded, attention_mask=mask).logits
+        alone = model(input_ids=torch.tensor([short])).logits
+    assert torch.allclose(batch[0], alone[0], atol=1e-5)
+
+
+def test_a_folder_without_a_tokenizer_is_refused(tiny_model, tmp_path):
+    """Config and weights but no tokenizer files: without a vocabulary every token is unknown; refused in one line."""
+    folder = tmp_path / "weights-only"
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (folder / name).write_bytes((tiny_model / name).read_bytes())
+    with pytest.raises(PipelineError, match=r"foundation_model='.*weights-only': its tokenizer has 5 tokens, no vocabulary; save the backbone's tokenizer"):
+        load_tokenizer(str(folder))
+
+
+@pytest.mark.parametrize(("max_length", "refused"), [(128, False), (129, True), (256, True)])
+def test_max_length_is_checked_against_the_model_s_positions(tiny_model, max_length, refused):
+    tokenizer = load_tokenizer(str(tiny_model))  # 128 positions
+    if refused:
+        with pytest.raises(PipelineError, match=rf"^max_length={max_length}: '.*' takes at most 128 tokens; pass -P max_length=128 or less$"):
+            check_max_length(str(tiny_model), tokenizer, max_length)
+    else:
+        check_max_length(str(tiny_model), tokenizer, max_length)

@@ -34,3 +34,25 @@ def test_a_pipeline_error_ends_the_command_in_one_line_and_other_errors_pass():
     assert isinstance(result.exception, RuntimeError)  # a bug keeps its traceback
     with pytest.raises(RuntimeError):
         command.main(["bug"], standalone_mode=False)
+
+
+def test_a_failure_before_the_step_reaches_its_run_is_still_on_the_run(monkeypatch, tmp_path):
+    """`mlflow run` creates the run and passes MLFLOW_RUN_ID; a check that fails before the step's code resumes it
+    (a device the machine lacks, say) still leaves its reason on that run, where `main` reads it."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    run = client.create_run(client.create_experiment("e"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_RUN_ID", run.info.run_id)
+
+    @click.command()
+    @reports_errors
+    def command():
+        raise PipelineError("accelerator='cuda': no CUDA GPU is visible to this process (use accelerator=auto or cpu)")
+
+    result = cli_runner().invoke(command, [])
+    assert result.exit_code == 1
+    assert client.get_run(run.info.run_id).data.tags["pipeline.error"] == (
+        "accelerator='cuda': no CUDA GPU is visible to this process (use accelerator=auto or cpu)")

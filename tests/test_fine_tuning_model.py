@@ -266,3 +266,27 @@ def test_ddp_under_mlflow_run_prepares_and_logs_on_rank_zero_only(mlflow_server,
                 and f"/{data_run_id}/artifacts/{DATA_ARTIFACT}/train.csv " in line]) == 1
     assert run.data.tags["pipeline.tokenized_cache_hit"] == "false"
     assert [path.suffix for path in (tmp_path / "cache").iterdir()] == [".pt"]
+
+
+@pytest.mark.slow
+def test_a_decoder_backbone_fine_tunes_and_serves(tracking, tiny_decoder, easy_data, tmp_path):
+    """GPT-2 style (no pad token): the step trains it, padding with its EOS token, and the logged model predicts."""
+    result = fine_tune("--foundation-model", str(tiny_decoder), "--data-path", str(easy_data), "--serve", "transformer",
+                       "--checkpoint-dir", str(tmp_path / "ckpt"), "--cache-dir", str(tmp_path / "cache"))
+    assert result.exit_code == 0, result.output[-3000:]
+    (run,) = mlflow.search_runs(experiment_names=["Default"], output_format="list")
+    assert run.info.status == "FINISHED"
+    model = mlflow.pyfunc.load_model(run.data.tags["pipeline.model_uri"])
+    predictions = model.predict(["A wonderful film.", "A dull, tedious mess that goes on and on."])
+    assert list(predictions["label"].map(type)) == [str, str] and predictions["probability"].between(0.5, 1).all()
+
+
+def test_max_length_beyond_the_model_is_one_line_before_training(tracking, tiny_model, easy_data, tmp_path):
+    """The tiny BERT has 128 positions: max_length=256 would end mid-epoch in a tensor-shape error."""
+    result = fine_tune("--foundation-model", str(tiny_model), "--data-path", str(easy_data), "--max-length", "256",
+                       "--checkpoint-dir", str(tmp_path / "ckpt"), "--cache-dir", str(tmp_path / "cache"))
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: max_length=256: {str(tiny_model)!r} takes at most 128 tokens; pass -P max_length=128 or less")
+    (run,) = mlflow.search_runs(experiment_names=["Default"], output_format="list")
+    assert run.info.status == "FAILED" and run.data.tags["pipeline.error"].startswith("max_length=256")

@@ -178,3 +178,21 @@ def test_a_step_refusing_a_value_says_it_in_one_line_and_on_its_run(tracking):
     (run,) = runs_by_entry_point(tracking, "steps")["fine_tuning_model"]
     assert run.info.status == "FAILED"
     assert run.data.tags["pipeline.error"] == "Invalid value for '--epochs': 0 is not in the range x>=1."
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("values", "reason"), [
+    ({"accelerator": "cuda"}, "accelerator='cuda': no CUDA GPU is visible to this process (use accelerator=auto or cpu)"),
+    ({"accelerator": "cpu", "devices": "64"}, "devices=64: this machine has"),
+    ({"accelerator": "cpu", "precision": "16-mixed"}, "precision='16-mixed': float16 training needs a GPU"),
+])
+def test_a_step_failing_before_its_run_starts_is_on_its_run_and_in_main_s_line(tmp_path, easy_data, values, reason):
+    """A hardware check fails before the step's code reaches its run: the FAILED run still says why, and so does
+    `main`'s last line (not "see the step's output above")."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = mlflow_run(uri, *params(pipeline_steps="fine_tuning_model", data_path=easy_data, **values))
+    assert result.returncode != 0
+    (step,) = runs_by_entry_point(uri)["fine_tuning_model"]
+    assert step.info.status == "FAILED" and step.data.tags["pipeline.error"].startswith(reason)
+    (last,) = [line for line in result.stderr.splitlines() if line.startswith("error: step ")]
+    assert last.startswith(f"error: step fine_tuning_model failed (run {step.info.run_id}): {reason}")
