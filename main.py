@@ -37,9 +37,8 @@ from pipeline.errors import PipelineError, reports_errors
 from pipeline.logs import LOGGER
 from pipeline.mlflow_internals import step_environment
 from pipeline.parameters import STEP_PARAMETERS, Pipeline, check_value, command_line, declaring_steps
-from pipeline.register_model import check_model_name
 from pipeline.reuse import git_commit, reusable_run
-from pipeline.tracking import check_tracking_server
+from pipeline.tracking import check_model_name, check_tracking_server
 
 TRAINING_CLUSTER_SPEC = "training_cluster_spec.json"  # the job cluster of multi-node training on Databricks
 

@@ -40,7 +40,8 @@ from mlflow.utils.mlflow_tags import MLFLOW_DATABRICKS_RUN_URL, MLFLOW_DATABRICK
 from mlflow.utils.uri import is_databricks_uri
 
 from pipeline.contract import ERROR_TAG, REGISTER
-from pipeline.errors import first_line
+from pipeline.errors import PipelineError, first_line
+from pipeline.tracking import check_model_name
 
 NAME = "databricks-jobs"
 TASK_FILE = "databricks_task.py"  # at the project's top: Databricks starts a Python task in its file's folder
@@ -147,9 +148,6 @@ def check_parameters(project, entry_point: str, params: dict) -> None:
     declared = project.get_entry_point(entry_point).parameters
     steps = str(params.get("pipeline_steps", declared["pipeline_steps"].default)) if "pipeline_steps" in declared else REGISTER
     if "registered_model_name" in declared and (steps.strip() == "all" or REGISTER in steps):
-        from pipeline.errors import PipelineError
-        from pipeline.register_model import check_model_name
-
         try:
             check_model_name(params.get("registered_model_name", declared["registered_model_name"].default), job_registry_uri())
         except PipelineError as error:

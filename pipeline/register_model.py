@@ -17,7 +17,6 @@ import click
 import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from mlflow.utils.uri import is_databricks_unity_catalog_uri
 
 from pipeline.contract import DIGEST_TAG, FINE_TUNING, GATE_REASON_TAG, GATE_RESULT_TAG, GATE_TAG, LATEST, METRIC_TAG
 from pipeline.contract import MODEL_URI_TAG, REGISTER, REGISTERED_NAME_TAG, REGISTERED_VERSION_TAG, SCORE_TAG
@@ -28,7 +27,7 @@ from pipeline.mlflow_internals import check_registry_names
 from pipeline.parameters import RegisterModel, command_line
 from pipeline.quality_gate import judge, promote
 from pipeline.reuse import input_digests
-from pipeline.tracking import log_new_params, shown_tracking_uri, step_run
+from pipeline.tracking import check_model_name, log_new_params, shown_tracking_uri, step_run
 
 
 @click.command(help=__doc__)
@@ -75,15 +74,6 @@ def check_names(name: str, aliases: tuple[str, ...]) -> None:
     if len(set(aliases)) != len(aliases):
         raise PipelineError(f"alias and challenger_alias are both {aliases[0]!r}: give the challenger another name")
     check_model_name(name)
-
-
-def check_model_name(name: str, registry: str | None = None) -> None:
-    """Unity Catalog (the registry behind tracking URI `databricks`) only takes three-part names; `registry`: this
-    process's registry unless told (the backend checks for the job's before submitting)."""
-    registry = registry or mlflow.get_registry_uri()
-    if is_databricks_unity_catalog_uri(registry) and len(name.split(".")) != 3:
-        raise PipelineError(f"registered_model_name={name!r}: the Unity Catalog registry ({registry}) needs "
-                            f"catalog.schema.model, e.g. main.default.{name.rpartition('.')[2]}")
 
 
 def find_source_run(client: MlflowClient, run_id: str, experiment_id: str):

@@ -5,6 +5,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import mlflow
+from mlflow.utils.uri import is_databricks_unity_catalog_uri
 import requests
 from mlflow.exceptions import MlflowException
 from mlflow.environment_variables import (MLFLOW_TRACKING_INSECURE_TLS, MLFLOW_TRACKING_PASSWORD, MLFLOW_TRACKING_SERVER_CERT_PATH,
@@ -104,3 +105,12 @@ def download(uri: str, destination: Path) -> Path:
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(destination)))
     except Exception as error:  # MLflow raises several types for a bad run id or path
         raise PipelineError(f"cannot download {uri}: {first_line(error)}") from None
+
+
+def check_model_name(name: str, registry: str | None = None) -> None:
+    """Unity Catalog (the registry behind tracking URI `databricks`) only takes three-part names; `registry`: this
+    process's registry unless told (the backend checks for the job's before submitting)."""
+    registry = registry or mlflow.get_registry_uri()
+    if is_databricks_unity_catalog_uri(registry) and len(name.split(".")) != 3:
+        raise PipelineError(f"registered_model_name={name!r}: the Unity Catalog registry ({registry}) needs "
+                            f"catalog.schema.model, e.g. main.default.{name.rpartition('.')[2]}")
