@@ -32,7 +32,7 @@ from pipeline.cluster import on_databricks
 from pipeline.credentials import credentials_for_children
 from pipeline.databricks_jobs import NAME as DATABRICKS_JOBS
 from pipeline.databricks_jobs import submit_project
-from pipeline.entry import project_dir, run_entry_point
+from pipeline.entry import INTERRUPTED, project_dir, run_entry_point
 from pipeline.errors import PipelineError, reports_errors
 from pipeline.logs import LOGGER
 from pipeline.mlflow_internals import step_environment
@@ -92,13 +92,28 @@ def run_step(folder: Path, step: str, parameters: dict[str, str], experiment_id:
         if value:  # MLflow finds no commit where the code came without .git; reuse compares it
             MlflowClient().set_tag(submitted.run_id, tag, value)
     mlflow.set_tag(step_run_id_tag(step), submitted.run_id)
-    succeeded = submitted.wait()
-    if MlflowClient().get_run(submitted.run_id).info.status == "RUNNING":  # it ended before it could say so
-        MlflowClient().set_terminated(submitted.run_id, "FINISHED" if succeeded else "FAILED")
+    try:
+        succeeded = submitted.wait()
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (`pipeline.entry.interrupted`): the step has a session of its own
+        submitted.cancel()  # SIGTERM to the step and the processes it started
+        end_step_run(submitted.run_id, False, INTERRUPTED)
+        raise
+    end_step_run(submitted.run_id, succeeded, "see the step's output above")
+
     if not succeeded:
         reason = MlflowClient().get_run(submitted.run_id).data.tags.get(ERROR_TAG, "see the step's output above")
         raise PipelineError(f"step {step} failed (run {submitted.run_id}): {reason}")
     return submitted.run_id
+
+
+def end_step_run(run_id: str, succeeded: bool, reason: str) -> None:
+    """End a step's run that ended before it could say so (killed, or stopped before its code reached the run)."""
+    client = MlflowClient()
+    run = client.get_run(run_id)
+    if run.info.status == "RUNNING":
+        if not succeeded and ERROR_TAG not in run.data.tags:
+            client.set_tag(run_id, ERROR_TAG, reason)
+        client.set_terminated(run_id, "FINISHED" if succeeded else "FAILED")
 
 
 def started_here(folder: Path, step: str, parameters: dict[str, str], experiment_id: str):

@@ -13,8 +13,6 @@ measures the overhead of the distributed path more than a speed-up; prints a Mar
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -22,7 +20,7 @@ import time
 from pathlib import Path
 
 import mlflow
-from bench_setup import minilm_folder, scratch_tracking
+from bench_setup import device_label, minilm_folder, scratch_tracking
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data" / "sample" / "uci-sentences"
@@ -54,7 +52,7 @@ def main() -> None:
                                "train_batches_per_epoch": int(run.data.params["train_batches_per_epoch"])}
             print(f"done: {processes} process(es)", file=sys.stderr)
     one, two = rows[1]["samples_per_second"], rows[2]["samples_per_second"]
-    machine = f"{platform.machine()}, {os.cpu_count()} cores"
+    machine = device_label(False)  # the CPU model and flags, which records before 2026-12-03 lack
     print(f"machine: {machine}; all-MiniLM-L6-v2, {args.max_length} tokens, {args.epochs} epochs, {train_rows} train reviews\n")
     print("| training processes | samples/s (fit) | fit time | batches per process and epoch | step wall time | test macro-F1 |")
     print("|---|---|---|---|---|---|")

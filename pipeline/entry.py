@@ -9,6 +9,7 @@ is the working directory, never `__file__`'s folder, and the arguments may need 
 
 import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -51,10 +52,25 @@ def record_failure(message: str) -> None:
             pass  # the store is unreachable too: the message on stderr is what is left to say
 
 
+INTERRUPTED = "interrupted"  # the reason an entry point stopped on Ctrl-C or SIGTERM, on its run
+
+
+def interrupted(signum, frame):
+    """Ctrl-C or SIGTERM: from here on the entry point stops what it started and ends its runs, which a second
+    signal (a terminal's Ctrl-C reaches `mlflow run` too, which then sends SIGTERM) must not cut short."""
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def run_entry_point(command: click.Command) -> None:
     """Run an entry point's command on its arguments. A value its options refuse ends in one line (`error: ...`),
-    as the step's other errors do, and the step's MLflow run (`mlflow run` sets MLFLOW_RUN_ID) carries the reason."""
+    as the step's other errors do, and the step's MLflow run (`mlflow run` sets MLFLOW_RUN_ID) carries the reason.
+    SIGTERM (what `mlflow run` and `main` send to stop an entry point) is handled as Ctrl-C: the `with` blocks end
+    the runs they started, the reason is `interrupted`, and the exit code 130."""
     configure_logs()
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, interrupted)
     try:
         code = command.main(args=command_arguments(), standalone_mode=False)
     except click.ClickException as error:
@@ -62,7 +78,9 @@ def run_entry_point(command: click.Command) -> None:
         record_failure(message)
         click.echo(f"error: {message}", err=True)
         sys.exit(error.exit_code)
-    except click.Abort:  # Ctrl-C
-        click.echo("Aborted!", err=True)
-        sys.exit(1)
+    except click.Abort:  # Ctrl-C or SIGTERM
+        record_failure(INTERRUPTED)
+        click.echo("error: interrupted; the same command again resumes (finished steps are reused, training from its "
+                   "last checkpoint)", err=True)
+        sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

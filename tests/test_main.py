@@ -1,11 +1,18 @@
 """main.py: step selection and parameter checks, and the whole pipeline through real `mlflow run` subprocesses."""
 
+import os
+import signal
+import subprocess
+import sys
+
 import mlflow
 import pandas as pd
+import psutil
 import pytest
 
 import main
-from conftest import REPO, SECRETS, cli_runner, mlflow_run, params, pipeline_runs, runs_by_entry_point, tracking_at
+from conftest import REPO, SECRETS, cli_runner, client_env, mlflow_run, params, pipeline_runs, runs_by_entry_point, tracking_at
+from conftest import stopping_after_first_epoch, wait_for_stop
 from pipeline.errors import PipelineError
 
 
@@ -196,3 +203,40 @@ def test_a_step_failing_before_its_run_starts_is_on_its_run_and_in_main_s_line(t
     assert step.info.status == "FAILED" and step.data.tags["pipeline.error"].startswith(reason)
     (last,) = [line for line in result.stderr.splitlines() if line.startswith("error: step ")]
     assert last.startswith(f"error: step fine_tuning_model failed (run {step.info.run_id}): {reason}")
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_process_and_the_same_command_resumes(tmp_path, tiny_model, easy_zip_url):
+    """Ctrl-C as a terminal sends it (SIGINT to `mlflow run`'s process group) while fine-tuning trains: every process
+    of the pipeline ends within seconds, also the step and its training, which MLflow started in a session of their
+    own; their runs end FAILED with the reason `interrupted`; the same command again reuses the download and
+    resumes training from its last checkpoint."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    values = dict(download_url=easy_zip_url, local_folder=tmp_path / "data", foundation_model=tiny_model, epochs=3,
+                  batch_size=8, max_length=32, learning_rate=3e-3, checkpoint_dir=tmp_path / "ckpt", cache_dir=tmp_path / "cache",
+                  registered_model_name="interrupted_sentiment", min_score=0, beat_baseline="false")
+    command = [sys.executable, "-m", "mlflow", "run", str(REPO), "--experiment-name", "e2e", *params(**values)]
+    marker = tmp_path / "stopped"
+    process = subprocess.Popen(command, env=stopping_after_first_epoch(client_env(uri), marker), cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    wait_for_stop(marker, process)  # the training process stopped itself after its first checkpoint
+    tree = [process.pid, *(child.pid for child in psutil.Process(process.pid).children(recursive=True))]
+    os.killpg(process.pid, signal.SIGINT)  # the terminal's Ctrl-C: the foreground process group
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode != 0 and "error: interrupted" in stderr, stderr[-3000:]
+    _, alive = psutil.wait_procs([psutil.Process(pid) for pid in tree if psutil.pid_exists(pid)], timeout=30)
+    assert not [proc for proc in alive if proc.status() != psutil.STATUS_ZOMBIE], "processes outlived Ctrl-C"
+
+    runs = runs_by_entry_point(uri)
+    (tuning,) = runs["fine_tuning_model"]
+    assert runs["download_data"][0].info.status == "FINISHED"
+    assert tuning.info.status == "FAILED" and tuning.data.tags["pipeline.error"] == "interrupted"
+    assert runs["main"][0].info.status in ("FAILED", "KILLED") and runs["main"][0].data.tags["pipeline.error"] == "interrupted"
+    assert list((tmp_path / "ckpt").glob("*/last.ckpt"))  # kept for the next run
+
+    again = subprocess.run(command, env=client_env(uri), cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    runs = runs_by_entry_point(uri)
+    resumed = runs["fine_tuning_model"][-1]
+    assert len(runs["download_data"]) == 1 and resumed.data.tags["pipeline.resumed"] == "true"
+    assert resumed.info.status == "FINISHED" and runs["register_model"][-1].info.status == "FINISHED"
