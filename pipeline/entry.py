@@ -41,13 +41,18 @@ def run_by_spark_job_wrapper(script: str) -> bool:
     return not Path(script).resolve().is_relative_to(Path.cwd().resolve())
 
 
+# The run `mlflow run` made for this process, read at start: MLflow unsets MLFLOW_RUN_ID when that run ends.
+STARTED_RUN_ID = os.environ.get("MLFLOW_RUN_ID")
+
+
 def record_failure(message: str) -> None:
     """Put the one-line reason on the run `mlflow run` made for this entry point (MLFLOW_RUN_ID), wherever the
-    failure happened: also before the step's code reached its run (a device check, an option), so `main` can
-    repeat it."""
-    if os.environ.get("MLFLOW_RUN_ID"):
+    failure happened: before the step's code reached its run (a device check, an option) or after it ended it
+    (Ctrl-C), so `main` can repeat it."""
+    run_id = os.environ.get("MLFLOW_RUN_ID") or STARTED_RUN_ID
+    if run_id:
         try:
-            MlflowClient().set_tag(os.environ["MLFLOW_RUN_ID"], ERROR_TAG, message[:5000])
+            MlflowClient().set_tag(run_id, ERROR_TAG, message[:5000])
         except MlflowException:
             pass  # the store is unreachable too: the message on stderr is what is left to say
 

@@ -231,7 +231,8 @@ def test_ctrl_c_stops_every_process_and_the_same_command_resumes(tmp_path, tiny_
     (tuning,) = runs["fine_tuning_model"]
     assert runs["download_data"][0].info.status == "FINISHED"
     assert tuning.info.status == "FAILED" and tuning.data.tags["pipeline.error"] == "interrupted"
-    assert runs["main"][0].info.status in ("FAILED", "KILLED") and runs["main"][0].data.tags["pipeline.error"] == "interrupted"
+    assert runs["main"][0].info.status in ("FAILED", "KILLED")
+    assert runs["main"][0].data.tags.get("pipeline.error") == "interrupted", stderr[-3000:]
     assert list((tmp_path / "ckpt").glob("*/last.ckpt"))  # kept for the next run
 
     again = subprocess.run(command, env=client_env(uri), cwd=tmp_path, capture_output=True, text=True, timeout=900)
