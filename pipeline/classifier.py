@@ -41,20 +41,19 @@ def load_tokenizer(foundation_model: str):
     return tokenizer
 
 
-def position_limit(foundation_model: str, tokenizer) -> int | None:
-    """The most tokens the backbone takes (`max_position_embeddings`, or the tokenizer's own smaller limit), if it says."""
+def check_backbone(foundation_model: str, tokenizer, max_length: int) -> None:
+    """What would fail only mid-training, said before it: an encoder-decoder backbone (its classification head needs
+    every review to end in the same number of EOS tokens, which truncation does not keep), and a `max_length` beyond
+    the model's positions (a tensor-shape error mid-epoch)."""
     config = load_pretrained(AutoConfig, foundation_model)
+    if getattr(config, "is_encoder_decoder", False):
+        raise PipelineError(f"foundation_model={foundation_model!r}: an encoder-decoder model ({config.model_type}); fine-tune "
+                            "an encoder (BERT, RoBERTa, DeBERTa, MiniLM) or a decoder (GPT-2 style) instead")
     limits = [getattr(config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
     limits = [int(limit) for limit in limits if isinstance(limit, int) and 0 < limit < 1_000_000]  # HF's "no limit" is 1e30
-    return min(limits) if limits else None
-
-
-def check_max_length(foundation_model: str, tokenizer, max_length: int) -> None:
-    """A review longer than the model's positions ends training mid-epoch in a shape error: say it before."""
-    limit = position_limit(foundation_model, tokenizer)
-    if limit is not None and max_length > limit:
-        raise PipelineError(f"max_length={max_length}: {foundation_model!r} takes at most {limit} tokens; pass -P max_length={limit} "
-                            "or less")
+    if limits and max_length > min(limits):
+        raise PipelineError(f"max_length={max_length}: {foundation_model!r} takes at most {min(limits)} tokens; "
+                            f"pass -P max_length={min(limits)} or less")
 
 
 def sentiment_metrics(prefix: str) -> MetricCollection:

@@ -30,7 +30,7 @@ from mlflow.data.digest_utils import compute_pandas_digest
 
 from pipeline.baseline import NAME as BASELINE_NAME
 from pipeline.baseline import Baseline, fit_baseline
-from pipeline.classifier import SentimentClassifier, check_max_length, load_tokenizer
+from pipeline.classifier import SentimentClassifier, check_backbone, load_tokenizer
 from pipeline.cluster import local_path
 from pipeline.contract import BEST_CHECKPOINT_TAG, DATA_RUN_TAG, DOWNLOAD, FINE_TUNING, LATEST, MODEL_URI_TAG
 from pipeline.contract import RESUMED_TAG, TOKENS_CACHED_TAG, data_uri, latest_finished_run
@@ -75,7 +75,7 @@ def fine_tune(config: FineTuning) -> None:
             data_dir = shared_copy(data_dir, work / "data")
 
         tokenizer = load_tokenizer(config.foundation_model)
-        check_max_length(config.foundation_model, tokenizer, config.max_length)
+        check_backbone(config.foundation_model, tokenizer, config.max_length)
         datamodule = ReviewsDataModule.for_config(config, data_dir, tokenizer)
         checkpoints = checkpoint_folder(params, data_digests(datamodule.frames))
         job = training_job(config, data_dir, checkpoints, work, run.info.run_id)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from pipeline.classifier import SentimentClassifier, check_max_length, load_pretrained, load_tokenizer, sentiment_metrics
+from pipeline.classifier import SentimentClassifier, check_backbone, load_pretrained, load_tokenizer, sentiment_metrics
 from pipeline.errors import PipelineError
 
 
@@ -70,6 +70,19 @@ def test_max_length_is_checked_against_the_model_s_positions(tiny_model, max_len
     tokenizer = load_tokenizer(str(tiny_model))  # 128 positions
     if refused:
         with pytest.raises(PipelineError, match=rf"^max_length={max_length}: '.*' takes at most 128 tokens; pass -P max_length=128 or less$"):
-            check_max_length(str(tiny_model), tokenizer, max_length)
+            check_backbone(str(tiny_model), tokenizer, max_length)
     else:
-        check_max_length(str(tiny_model), tokenizer, max_length)
+        check_backbone(str(tiny_model), tokenizer, max_length)
+
+
+def test_an_encoder_decoder_backbone_is_refused_before_training(tiny_model, tmp_path):
+    """BART/T5 style: refused in one line naming what to pick instead, not a traceback mid-epoch."""
+    from transformers import BartConfig, BartModel
+
+    folder = tmp_path / "tiny-bart"
+    BartModel(BartConfig(vocab_size=1500, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                         decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
+                         max_position_embeddings=64)).save_pretrained(folder)
+    tokenizer = load_tokenizer(str(tiny_model))  # any real tokenizer: the check is the model's
+    with pytest.raises(PipelineError, match=r"^foundation_model='.*tiny-bart': an encoder-decoder model \(bart\); fine-tune an encoder"):
+        check_backbone(str(folder), tokenizer, 32)
