@@ -35,6 +35,25 @@ GATE_TAG, METRIC_TAG, SCORE_TAG, DIGEST_TAG = "quality_gate", "gate_metric", "ga
 # main (the parent run)
 STEPS_TAG, REUSED_TAG = "pipeline.steps", "pipeline.reused"
 
+# Metrics that cross steps: fine_tuning_model logs them on its run, register_model's quality gate reads them.
+MONITOR = "val_macro_f1"  # what checkpoints, early stopping and the blend's weight follow
+TEST_METRICS = ("test_accuracy", "test_macro_f1")  # the fine-tuned transformer's (Lightning's test of the best epoch)
+
+
+def served_metric(test_metric: str) -> str:
+    """The test metric of what the logged model serves (the transformer, or its blend with the baseline)."""
+    return f"served_{test_metric}"
+
+
+def baseline_metric(test_metric: str) -> str:
+    """The test metric of the run's TF-IDF + logistic regression baseline."""
+    return f"baseline_{test_metric}"
+
+
+def lift_metric(test_metric: str, served: bool) -> str:
+    """The served model's (or the transformer's) test metric minus the baseline's."""
+    return f"lift_served_{test_metric}" if served else f"lift_{test_metric}"
+
 
 def validators_tag(validators: dict[str, str] | None) -> str:
     """SOURCE_TAG's value for what a source said of its version; "unknown" never matches, so such a download is

@@ -33,24 +33,24 @@ from pipeline.baseline import Baseline, fit_baseline
 from pipeline.classifier import SentimentClassifier, check_backbone, load_tokenizer
 from pipeline.cluster import local_path
 from pipeline.contract import BEST_CHECKPOINT_TAG, DATA_RUN_TAG, DOWNLOAD, FINE_TUNING, LATEST, MODEL_URI_TAG
-from pipeline.contract import RESUMED_TAG, TOKENS_CACHED_TAG, data_uri, latest_finished_run
-from pipeline.data import LABEL_COLUMN, TEXT_COLUMN
+from pipeline.contract import MONITOR, RESUMED_TAG, TEST_METRICS, TOKENS_CACHED_TAG, baseline_metric, data_uri
+from pipeline.contract import latest_finished_run, lift_metric, served_metric
+from pipeline.data import LABEL_COLUMN, LABELS, TEXT_COLUMN
 from pipeline.datamodule import ReviewsDataModule
 from pipeline.entry import run_entry_point
 from pipeline.errors import PipelineError, reports_errors
 from pipeline.hardware import training_process_hardware
 from pipeline.launcher import launch, training_job
+from pipeline.metrics import split_scores
 from pipeline.model_logging import log_sentiment_model
 from pipeline.multinode import logged_metrics, shared_copy
 from pipeline.parameters import FineTuning, command_line
 from pipeline.reports import log_model_vs_baseline, log_test_report, log_training_curves
 from pipeline.reuse import run_identity, step_run_by_id
-from pipeline.scoring import class_probabilities
-from pipeline.serving_choice import ServingChoice, choose, scores
+from pipeline.scoring import class_probabilities, labels_of
+from pipeline.serving_choice import ServingChoice, choose
 from pipeline.tracking import download, is_artifact_uri, log_new_params, run_id_in, step_run
-from pipeline.training import MONITOR
 
-TEST_METRICS = ("test_accuracy", "test_macro_f1")
 
 @click.command(help=__doc__)
 @command_line(FineTuning)
@@ -117,12 +117,12 @@ def choose_served_model(config: FineTuning, frames: dict[str, pd.DataFrame], net
     choice = choose(config.serve, frames["valid"][LABEL_COLUMN], transformer["valid"], baseline.positive["valid"])
     truth = frames["test"][LABEL_COLUMN]
     tested = {"model": {name: value for name, value in mlflow.get_run(run_id).data.metrics.items() if name in TEST_METRICS},
-              "baseline": prefixed(scores(truth, baseline.positive["test"])),
-              "served": prefixed(scores(truth, choice.positive(transformer["test"], baseline.positive["test"])))}
-    mlflow.log_metrics({f"baseline_{name}": value for name, value in tested["baseline"].items()}
-                       | {f"served_{name}": value for name, value in tested["served"].items()}
-                       | {f"lift_{name}": tested["model"][name] - tested["baseline"][name] for name in TEST_METRICS}
-                       | {f"lift_served_{name}": tested["served"][name] - tested["baseline"][name] for name in TEST_METRICS}
+              "baseline": split_scores(truth, labels_of(baseline.positive["test"], LABELS)),
+              "served": split_scores(truth, labels_of(choice.positive(transformer["test"], baseline.positive["test"]), LABELS))}
+    mlflow.log_metrics({baseline_metric(name): tested["baseline"][name] for name in TEST_METRICS}
+                       | {served_metric(name): tested["served"][name] for name in TEST_METRICS}
+                       | {lift_metric(name, served=False): tested["model"][name] - tested["baseline"][name] for name in TEST_METRICS}
+                       | {lift_metric(name, served=True): tested["served"][name] - tested["baseline"][name] for name in TEST_METRICS}
                        | {"baseline_fit_seconds": baseline.fit_seconds})
     mlflow.log_params({"baseline_c": baseline.regularisation_c, "served_model": choice.served, "blend_weight": choice.weight})
     log_model_vs_baseline(tested, choice, baseline.fit_seconds)
@@ -131,10 +131,6 @@ def choose_served_model(config: FineTuning, frames: dict[str, pd.DataFrame], net
                f"{baseline.fit_seconds:.1f} s), served {f1['served']:.4f} (lift {f1['served'] - f1['baseline']:+.4f}); "
                f"serving the {choice.served}: {choice.reason}")
     return choice, baseline
-
-
-def prefixed(split_scores: dict[str, float]) -> dict[str, float]:
-    return {f"test_{name}": value for name, value in split_scores.items()}
 
 
 def resolve_data(data_path: str, experiment_id: str, scratch: Path) -> tuple[Path, str | None]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import click
 
-from pipeline.contract import DOWNLOAD, FINE_TUNING, LATEST, REGISTER
+from pipeline.contract import DOWNLOAD, FINE_TUNING, LATEST, REGISTER, TEST_METRICS
 from pipeline.truncation import TRUNCATIONS
 
 IMDB_URL = "https://pl-flash-data.s3.amazonaws.com/imdb.zip"
@@ -22,7 +22,7 @@ SERVES = ("auto", "transformer", "blend")  # pipeline.serving_choice
 ACCELERATORS = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
 SWITCHES = ("auto", "true", "false")
-GATE_METRICS = ("test_accuracy", "test_macro_f1")
+GATE_METRICS = TEST_METRICS  # the gate judges the served model's test metric of that name
 BOOLEANS = ("true", "false")
 
 

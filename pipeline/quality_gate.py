@@ -1,7 +1,8 @@
 """The regression test before deploying: a new model version takes the serving alias only if it is good enough.
 
-The gate judges the served model (`served_<metric>`: the transformer alone, or its blend with the baseline;
-runs logged before blends existed have only `<metric>`). A candidate passes when that test metric reaches `min_score`, beats the TF-IDF + logistic regression baseline
+The gate judges the served model (`pipeline.contract.served_metric`: the transformer alone, or its blend with the
+baseline); a candidate without it is refused, never judged on another model's metric. A candidate passes when that
+test metric reaches `min_score`, beats the TF-IDF + logistic regression baseline
 trained on the same splits (`pipeline.baseline`; a switch) and is not below the current champion's on the
 same test data (the champion's logged metric when the test data digests match, otherwise the champion model
 is scored on the candidate's test split). Passing versions are tagged; the alias then goes to the best
@@ -16,17 +17,15 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
-from sklearn.metrics import accuracy_score, f1_score
 
-from pipeline.contract import DATA_RUN_TAG, DIGEST_TAG, GATE_TAG, METRIC_TAG, SCORE_TAG, data_uri
+from pipeline.contract import DATA_RUN_TAG, DIGEST_TAG, GATE_TAG, METRIC_TAG, SCORE_TAG, TEST_METRICS, baseline_metric, data_uri
+from pipeline.contract import served_metric
 from pipeline.baseline import NAME as BASELINE_NAME
 from pipeline.data import LABEL_COLUMN, TEXT_COLUMN, read_split
 from pipeline.errors import PipelineError, first_line
+from pipeline.metrics import split_scores
 from pipeline.reuse import input_digests
 from pipeline.tracking import download
-
-SCORERS = {"test_accuracy": accuracy_score, "test_macro_f1": lambda truth, predicted: f1_score(truth, predicted, average="macro")}
-
 
 @dataclass(frozen=True)
 class Verdict:
@@ -38,17 +37,18 @@ class Verdict:
 def judge(client: MlflowClient, name: str, alias: str, candidate: Run, metric: str, min_score: float,
           beat_baseline: bool = True) -> Verdict:
     """Does the candidate run's model deserve `alias`?"""
-    if metric not in SCORERS:
-        raise PipelineError(f"gate_metric={metric!r}: expected one of {list(SCORERS)}")
-    score = served_score(candidate, metric)
+    if metric not in TEST_METRICS:
+        raise PipelineError(f"gate_metric={metric!r}: expected one of {list(TEST_METRICS)}")
+    score = candidate.data.metrics.get(served_metric(metric))
     if score is None:
-        raise PipelineError(f"run {candidate.info.run_id} logged no {metric!r}")
+        raise PipelineError(f"run {candidate.info.run_id} logged no {served_metric(metric)!r}, the served model's score: it "
+                            "was fine-tuned by older code; fine-tune it again")
     if score < min_score:
         return Verdict(False, score, f"{metric}={score:.4f} is below min_score={min_score}")
     if beat_baseline:
-        baseline = candidate.data.metrics.get(f"baseline_{metric}")
+        baseline = candidate.data.metrics.get(baseline_metric(metric))
         if baseline is None:
-            return Verdict(False, score, f"run {candidate.info.run_id} logged no baseline_{metric} to beat "
+            return Verdict(False, score, f"run {candidate.info.run_id} logged no {baseline_metric(metric)} to beat "
                                          "(fine-tune it again, or -P beat_baseline=false)")
         if score <= baseline:
             return Verdict(False, score, f"{metric}={score:.4f} does not beat the {BASELINE_NAME} baseline "
@@ -56,17 +56,12 @@ def judge(client: MlflowClient, name: str, alias: str, candidate: Run, metric: s
     champion = alias_version(client, name, alias)
     if champion is None:
         return Verdict(True, score, f"{metric}={score:.4f} >= min_score={min_score}; no current @{alias}")
-    champion_score = score_on_candidate_data(client, champion, candidate, metric)
+    champion_score, how = score_on_candidate_data(client, champion, candidate, metric)
     if score < champion_score:
         return Verdict(False, score, f"{metric}={score:.4f} is worse than @{alias} (version {champion.version}: "
-                                     f"{champion_score:.4f}) on the same test data")
-    return Verdict(True, score, f"{metric}={score:.4f} >= @{alias} (version {champion.version}: {champion_score:.4f}) "
+                                     f"{champion_score:.4f}{how}) on the same test data")
+    return Verdict(True, score, f"{metric}={score:.4f} >= @{alias} (version {champion.version}: {champion_score:.4f}{how}) "
                                 f"and >= min_score={min_score}")
-
-
-def served_score(run: Run, metric: str) -> float | None:
-    """The test metric of what the run's model serves."""
-    return run.data.metrics.get(f"served_{metric}", run.data.metrics.get(metric))
 
 
 def alias_version(client: MlflowClient, name: str, alias: str):
@@ -83,17 +78,22 @@ def alias_version(client: MlflowClient, name: str, alias: str):
         raise PipelineError(f"cannot read @{alias} of {name!r} from the model registry: {first_line(error)}") from None
 
 
-def score_on_candidate_data(client: MlflowClient, champion, candidate: Run, metric: str) -> float:
+def score_on_candidate_data(client: MlflowClient, champion, candidate: Run, metric: str) -> tuple[float, str]:
+    """The champion's `metric` on the candidate's test data, and how it was found (for the verdict): its logged
+    served score when it was tested on the same data; a champion logged before served scores existed, by its own
+    test metric, which its served model then was; otherwise its model scored here."""
     test_digest = input_digests(candidate).get("test")
     source = client.get_run(champion.run_id)
-    logged = served_score(source, metric)
-    if test_digest and input_digests(source).get("test") == test_digest and logged is not None:
-        return logged
+    if test_digest and input_digests(source).get("test") == test_digest:
+        if served_metric(metric) in source.data.metrics:
+            return source.data.metrics[served_metric(metric)], ""
+        if metric in source.data.metrics:
+            return source.data.metrics[metric], f", its {metric}: logged before served scores existed"
     with tempfile.TemporaryDirectory(prefix="gate-") as scratch:
         frame = read_split(candidate_test_csv(candidate, Path(scratch)))
         model = mlflow.pyfunc.load_model(f"models:/{champion.name}/{champion.version}")
         predicted = model.predict(frame[[TEXT_COLUMN]])["label"]
-        return float(SCORERS[metric](frame[LABEL_COLUMN], predicted))
+        return split_scores(frame[LABEL_COLUMN], predicted)[metric], ""
 
 
 def candidate_test_csv(candidate: Run, scratch: Path) -> Path:

@@ -10,6 +10,7 @@ import torch
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import classification_report
 
+from pipeline.contract import TEST_METRICS
 from pipeline.data import LABELS
 
 CURVES = {"loss": ("train_loss", "val_loss"), "accuracy": ("train_accuracy", "val_accuracy"),
@@ -64,7 +65,7 @@ def log_model_vs_baseline(tested: dict[str, dict[str, float]], choice, baseline_
     """`reports/model_vs_baseline.md` (and `.json`): the test scores of the fine-tuned transformer ("model"), the
     TF-IDF baseline and the served model (`choice`: a `pipeline.serving_choice.ServingChoice`), and why it is served."""
     rows = {name: {part: tested[part][name] for part in ("model", "baseline", "served")}
-            for name in ("test_accuracy", "test_macro_f1")}
+            for name in TEST_METRICS}
     table = ["| test metric | fine-tuned transformer | TF-IDF + logistic regression | served model | lift of the served model |",
              "|---|---|---|---|---|"]
     table += [f"| {name} | {row['model']:.4f} | {row['baseline']:.4f} | {row['served']:.4f} | {row['served'] - row['baseline']:+.4f} |"

@@ -12,9 +12,10 @@ reviews flatters the blend.
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score, log_loss
+from sklearn.metrics import log_loss
 
 from pipeline.data import LABELS
+from pipeline.metrics import label_scores
 from pipeline.scoring import blend, labels_of
 
 WEIGHTS = tuple(round(step / 20, 2) for step in range(21))  # the transformer's share, 0.0 (baseline) to 1.0
@@ -33,9 +34,7 @@ class ServingChoice:
 
 def scores(truth, positive: np.ndarray) -> dict[str, float]:
     """Accuracy and macro-F1 of positive-class probabilities (threshold 0.5), as the run logs them for test."""
-    predicted = labels_of(positive, LABELS)
-    return {"accuracy": float(accuracy_score(truth, predicted)),
-            "macro_f1": float(f1_score(truth, predicted, average="macro", labels=list(LABELS)))}
+    return label_scores(truth, labels_of(positive, LABELS))
 
 
 def best_weight(truth: np.ndarray, transformer_positive: np.ndarray, baseline_positive: np.ndarray) -> float:

@@ -25,13 +25,13 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from lightning.pytorch.loggers import CSVLogger, Logger, MLFlowLogger
 
 from pipeline.classifier import SentimentClassifier, load_tokenizer
+from pipeline.contract import MONITOR
 from pipeline.datamodule import ReviewsDataModule
 from pipeline.errors import PipelineError, first_line, without_credentials
 from pipeline.hardware import training_process_hardware
 from pipeline.parameters import FineTuning
 from pipeline.strategies import strategy_callbacks
 
-MONITOR = "val_macro_f1"
 OUTCOME_FILE, ERROR_FILE = "outcome.json", "error.txt"  # what global rank 0 hands back, in the job's log_dir
 
 

@@ -17,7 +17,8 @@ from pipeline import fine_tuning_model
 from pipeline.data import read_dataset
 from pipeline.reports import epoch_points
 from pipeline.reuse import input_digests
-from pipeline.contract import DATA_ARTIFACT, STEP_TAG
+from pipeline.contract import DATA_ARTIFACT, MONITOR, STEP_TAG, baseline_metric, lift_metric, served_metric
+from pipeline.parameters import GATE_METRICS
 
 FAST = ["--epochs", "3", "--batch-size", "16", "--learning-rate", "3e-3", "--max-length", "32"]
 
@@ -165,6 +166,16 @@ def test_serve_blend_logs_a_blend_and_serve_transformer_the_transformer(tracking
         assert ("baseline_positive_probability" in columns) == (serve == "blend")
     # The transformer served alone scores the test split as Lightning's test of the same checkpoint did.
     assert run.data.metrics["served_test_accuracy"] == pytest.approx(run.data.metrics["test_accuracy"])
+
+
+def test_the_run_logs_every_metric_the_gate_reads(finished_run):
+    """The step and the gate spell these names through `pipeline.contract` only: renaming one side fails here."""
+    run, _ = finished_run
+    for metric in GATE_METRICS:
+        for name in (metric, served_metric(metric), baseline_metric(metric), lift_metric(metric, served=False),
+                     lift_metric(metric, served=True)):
+            assert name in run.data.metrics, name
+    assert f"best_{MONITOR}" in run.data.metrics
 
 
 def test_logs_reports_and_system_metrics(finished_run):

@@ -53,9 +53,10 @@ def registry(monkeypatch):
         server.server_close()
 
 
-def candidate(score: float, baseline: float | None = 0.8, served: float | None = None) -> Run:
+def candidate(score: float, baseline: float | None = 0.8, served: float | None = -1.0) -> Run:
     """A finished fine-tuning run with its transformer's test macro-F1 and, unless None, its baseline's and its
-    served model's (a blend)."""
+    served model's (a blend; by default the transformer served alone, with its score)."""
+    served = score if served == -1.0 else served
     info = RunInfo(run_id="r1", experiment_id="0", user_id="", status="FINISHED", start_time=0, end_time=1, lifecycle_stage="active")
     values = {"test_macro_f1": score, "baseline_test_macro_f1": baseline, "served_test_macro_f1": served}
     return Run(info, RunData(metrics=[Metric(name, value, 0, 0) for name, value in values.items() if value is not None]))
@@ -81,6 +82,15 @@ def test_the_gate_judges_the_served_model(registry):
     assert verdict.passed and verdict.score == 0.86
     refused = judge(client, "sentiment", "champion", candidate(0.90, 0.80, served=0.79), "test_macro_f1", 0.7)
     assert not refused.passed and refused.reason.startswith("test_macro_f1=0.7900 does not beat")
+
+
+def test_a_candidate_without_the_served_score_is_refused_not_judged_on_the_transformer(registry):
+    """The served model's metric is the one the gate may judge: judged on the transformer's instead, a blend could be
+    promoted on another model's score."""
+    client = MlflowClient(tracking_uri="sqlite://", registry_uri=registry(404, "RESOURCE_DOES_NOT_EXIST"))
+    with pytest.raises(PipelineError, match=r"^run r1 logged no 'served_test_macro_f1', the served model's score: it was "
+                                            r"fine-tuned by older code; fine-tune it again$"):
+        judge(client, "sentiment", "champion", candidate(0.9, served=None), "test_macro_f1", 0.7)
 
 
 def test_a_missing_model_or_alias_means_no_champion(registry):
