@@ -251,6 +251,8 @@ class DatabricksEmulator:
         return 200, {"token": token, "expires_at": expiry}
 
     def route(self, method, path, query, body, content_type, raw_query):
+        if path.startswith("/api/2.0/fs/files/"):  # the Files API on volumes, before the registry's own fs/ calls
+            return self._volume_file(method, path.removeprefix("/api/2.0/fs/files"), body)
         if self.unity_catalog.handles(path):
             fields = {key: values[0] for key, values in query.items()} | json.loads(body or b"{}")
             return 200, self.unity_catalog.route(method, path, fields), None
@@ -266,8 +268,6 @@ class DatabricksEmulator:
             return 200, {"id": "1", "userName": self.user, "active": True}, None
         if path.startswith("/api/2.0/workspace/"):
             return self._workspace(method, path.removeprefix("/api/2.0/workspace/"), query, body)
-        if path.startswith("/api/2.0/fs/files/"):
-            return self._volume_file(method, path.removeprefix("/api/2.0/fs/files"), body)
         if (method, path) == ("POST", "/api/2.0/jobs/runs/submit"):  # Jobs API 2.0: one task at the top level
             return 200, {"run_id": self._submit(json.loads(body)).run_id}, None
         if (method, path) in (("POST", "/api/2.1/jobs/runs/submit"), ("POST", "/api/2.2/jobs/runs/submit")):

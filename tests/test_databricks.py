@@ -559,3 +559,23 @@ def test_model_version_search_answers_in_pages(workspace):
         if not token:
             break
     assert pages == [["1", "2"], ["3"]]
+
+
+def test_code_can_go_to_a_unity_catalog_volume_once(workspace, project, monkeypatch):
+    """`code_folder` in the backend config: the project's files go to the volume through the Files API, into a
+    folder named by their content, and the same code a second time sends nothing."""
+    from databricks.sdk import WorkspaceClient
+
+    from pipeline.databricks_jobs import staged_files, upload_code
+
+    emulator, _, _, _ = workspace
+    client = WorkspaceClient(host=emulator.host, token=TOKEN)
+    files = staged_files(str(project))
+    folder = upload_code(client, files, "/Volumes/main/default/files/code")
+    local = emulator.volumes / folder.removeprefix("/Volumes/")
+    assert re.fullmatch(r"/Volumes/main/default/files/code/[0-9a-f]{64}", folder)
+    assert {str(path.relative_to(local)) for path in local.rglob("*") if path.is_file()} == set(files) | {".complete"}
+    before = {path: path.stat().st_mtime_ns for path in local.rglob("*")}
+    monkeypatch.setattr("pipeline.databricks_jobs.VolumeFiles.put", lambda *args: pytest.fail("uploaded again"))
+    assert upload_code(client, files, "/Volumes/main/default/files/code") == folder
+    assert {path: path.stat().st_mtime_ns for path in local.rglob("*")} == before
