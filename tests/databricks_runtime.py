@@ -38,8 +38,9 @@ from tools.dependencies import declared, runtime_constraints_file, runtime_relea
 # 12.2 LTS and 13.3 LTS have reached end of support.
 RUNTIME_PYTHON = {"14.3": "3.10", "15.4": "3.11", "16.4": "3.12", "17.3": "3.12"}
 
-# What the runtime builds for its NVIDIA driver and its Spark (Databricks runtime release notes; FACTS: the CUDA
-# build of torch must match the driver, numpy/pandas/pyarrow must match pyspark and the runtime's own services).
+# What the runtime builds for its NVIDIA driver and its Spark (Databricks runtime release notes; PyTorch RFC #172663 and
+# PR #187130: PyPI's torch from 2.11 is a CUDA 13 build, which needs driver R580+; dask-contrib/dask-databricks #41:
+# numpy 2 over runtime 15.4 stops it; pandas-on-Spark supports only the runtime's pandas).
 PROTECTED = ("torch", "torchvision", "numpy", "pandas", "pyarrow", "pyspark", "nvidia-*")
 # The runtime's own MLflow and SDK: a job that does not pin MLflow runs with these, as on a real cluster.
 RUNTIME_OWN = ("mlflow-skinny", "databricks-sdk")
