@@ -126,7 +126,7 @@ def test_an_unreachable_spark_is_one_line_and_leaves_no_shared_run_folder(tracki
     """The driver downloads the data into the shared run folder first; a failure afterwards removes that copy."""
     assert cli_runner().invoke(download_data.main, ["--download-url", easy_zip_url, "--local-folder", str(tmp_path)]).exit_code == 0
     result = cli_runner().invoke(fine_tuning_model.main, [
-        "--foundation-model", str(tiny_model), "--num-nodes", "2", "--spark-master", "bogus://x",
+        "--foundation-model", str(tiny_model), "--num-nodes", "2", "--spark-master", "bogus://x", "--max-length", "32",
         "--cache-dir", str(tmp_path / "cache"), "--checkpoint-dir", str(tmp_path / "ckpt")])
     assert result.exit_code == 1
     line = result.stderr.strip().splitlines()[-1]
