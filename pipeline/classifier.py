@@ -1,5 +1,7 @@
 """`SentimentClassifier`: a Hugging Face sequence classifier trained by Lightning, with honest per-split metrics."""
 
+from pathlib import Path
+
 import lightning as L
 import torch
 from torchmetrics import MetricCollection
@@ -23,16 +25,22 @@ def load_pretrained(auto_class, foundation_model: str, **kwargs):
 
 
 MIN_VOCABULARY = 100  # fewer entries is no tokenizer: a folder saved without one loads with its special tokens only
+# What a saved tokenizer leaves in its folder (one of them at least), across the tokenizer kinds of transformers 4 and 5
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
+SAVE_TOKENIZER = "save the backbone's tokenizer with it (tokenizer.save_pretrained(folder))"
 
 
 def load_tokenizer(foundation_model: str):
     """The backbone's tokenizer, checked before anything trains on it: a real vocabulary (without one every token is
     unknown and the model learns nothing), and a pad token. Decoder-only backbones (GPT-2 style) have none: their
     end-of-sequence token pads, as Hugging Face's own examples do, and the model is told (`pad_token_id`)."""
+    folder = Path(foundation_model).expanduser()
+    if folder.is_dir() and not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise PipelineError(f"foundation_model={foundation_model!r}: no tokenizer files in the folder; {SAVE_TOKENIZER}")
     tokenizer = load_pretrained(AutoTokenizer, foundation_model)
     if len(tokenizer) < MIN_VOCABULARY:
         raise PipelineError(f"foundation_model={foundation_model!r}: its tokenizer has {len(tokenizer)} tokens, no vocabulary; "
-                            "save the backbone's tokenizer with it (tokenizer.save_pretrained(folder))")
+                            f"{SAVE_TOKENIZER}")
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise PipelineError(f"foundation_model={foundation_model!r}: its tokenizer has neither a pad nor an end-of-sequence "

@@ -61,7 +61,19 @@ def test_a_folder_without_a_tokenizer_is_refused(tiny_model, tmp_path):
     folder.mkdir()
     for name in ("config.json", "model.safetensors"):
         (folder / name).write_bytes((tiny_model / name).read_bytes())
-    with pytest.raises(PipelineError, match=r"foundation_model='.*weights-only': its tokenizer has 5 tokens, no vocabulary; save the backbone's tokenizer"):
+    with pytest.raises(PipelineError, match=r"^foundation_model='.*weights-only': no tokenizer files in the folder; save the backbone's tokenizer with it"):
+        load_tokenizer(str(folder))
+
+
+def test_a_tokenizer_without_a_vocabulary_is_refused(tiny_model, tmp_path):
+    """Tokenizer files that hold no vocabulary (special tokens only): every token would be unknown."""
+    from transformers import BertTokenizerFast
+
+    folder = tmp_path / "empty-vocabulary"
+    folder.mkdir()
+    (folder / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    with pytest.raises(PipelineError, match=r"^foundation_model='.*empty-vocabulary': its tokenizer has 5 tokens, no vocabulary; save"):
         load_tokenizer(str(folder))
 
 
