@@ -203,7 +203,7 @@ def test_remote_code_on_databricks_waits_with_submit(workspace, git_remote, tiny
 
 
 def test_remote_code_on_databricks_from_the_cli(workspace, git_remote, easy_zip_url, tmp_path):
-    """`mlflow run <git URI> -v <sha> -b databricks`, started outside any checkout: the job runs the pinned commit."""
+    """`mlflow run <git URI> -v <sha> -b databricks-jobs`, started outside any checkout: Databricks checks out the pinned commit."""
     emulator, server_uri, _, _ = workspace
     uri, before = f"{git_remote['url']}/monorepo.git#ml/sentiment", set(emulator.jobs)
     result = run(workspace, [sys.executable, "-m", "mlflow", "run", uri, "-v", git_remote["nested"], "-b", "databricks-jobs",
