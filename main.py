@@ -26,7 +26,7 @@ from mlflow.projects.utils import PROJECT_BUILD_IMAGE, PROJECT_DOCKER_ARGS, PROJ
 from mlflow.projects.utils import PROJECT_STORAGE_DIR, PROJECT_SYNCHRONOUS
 from mlflow.utils.mlflow_tags import MLFLOW_PROJECT_BACKEND, MLFLOW_RUN_NAME
 
-from pipeline.contract import COMMIT_TAG, DOWNLOAD, ERROR_TAG, FINE_TUNING, REUSED_TAG, STEPS, STEPS_TAG
+from pipeline.contract import COMMIT_TAG, DOWNLOAD, ERROR_TAG, FINE_TUNING, REUSED_TAG, STEPS_TAG
 from pipeline.contract import REGISTER, data_uri, step_run_id_tag
 from pipeline.cluster import on_databricks
 from pipeline.credentials import credentials_for_children
@@ -36,22 +36,11 @@ from pipeline.entry import INTERRUPTED, project_dir, run_entry_point
 from pipeline.errors import PipelineError, reports_errors
 from pipeline.logs import LOGGER
 from pipeline.mlflow_internals import step_environment
-from pipeline.parameters import STEP_PARAMETERS, Pipeline, check_value, command_line, declaring_steps
+from pipeline.parameters import STEP_PARAMETERS, Pipeline, check_value, command_line, declaring_steps, parse_steps
 from pipeline.reuse import git_commit, reusable_run
 from pipeline.tracking import check_model_name, check_tracking_server
 
 TRAINING_CLUSTER_SPEC = "training_cluster_spec.json"  # the job cluster of multi-node training on Databricks
-
-
-def parse_steps(text: str) -> list[str]:
-    """`all` or a comma list of step names, returned in pipeline order."""
-    asked = [step.strip() for step in text.split(",") if step.strip()]
-    if asked == ["all"]:
-        return list(STEPS)
-    unknown = [step for step in asked if step not in STEPS]
-    if unknown or not asked:
-        raise PipelineError(f"pipeline_steps={text!r}: unknown step(s) {unknown or [text]}; valid: all, or a comma list of {', '.join(STEPS)}")
-    return [step for step in STEPS if step in asked]
 
 
 def step_defaults() -> dict[str, dict[str, object]]:

@@ -41,6 +41,7 @@ from mlflow.utils.uri import is_databricks_uri
 
 from pipeline.contract import ERROR_TAG, REGISTER
 from pipeline.errors import PipelineError, first_line
+from pipeline.parameters import parse_steps
 from pipeline.tracking import check_model_name
 
 NAME = "databricks-jobs"
@@ -146,8 +147,11 @@ def check_parameters(project, entry_point: str, params: dict) -> None:
     """What the job would only find late: a model name its Unity Catalog registry refuses (where it registers:
     `register_model`, or `main` with that step among its `pipeline_steps`)."""
     declared = project.get_entry_point(entry_point).parameters
-    steps = str(params.get("pipeline_steps", declared["pipeline_steps"].default)) if "pipeline_steps" in declared else REGISTER
-    if "registered_model_name" in declared and (steps.strip() == "all" or REGISTER in steps):
+    try:
+        steps = parse_steps(str(params.get("pipeline_steps", declared["pipeline_steps"].default))) if "pipeline_steps" in declared else [REGISTER]
+    except PipelineError as error:
+        raise SubmissionRefused(str(error)) from None
+    if "registered_model_name" in declared and REGISTER in steps:
         try:
             check_model_name(params.get("registered_model_name", declared["registered_model_name"].default), job_registry_uri())
         except PipelineError as error:

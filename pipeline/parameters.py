@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import click
 
-from pipeline.contract import DOWNLOAD, FINE_TUNING, LATEST, REGISTER, TEST_METRICS
+from pipeline.contract import DOWNLOAD, FINE_TUNING, LATEST, REGISTER, STEPS, TEST_METRICS
+from pipeline.errors import PipelineError
 from pipeline.truncation import TRUNCATIONS
 
 IMDB_URL = "https://pl-flash-data.s3.amazonaws.com/imdb.zip"
@@ -34,6 +35,17 @@ def parameter(default, help: str = "", *, choices: tuple[str, ...] | None = None
     for reuse and resume alike (`pipeline.reuse.run_identity`)."""
     return field(default=default, metadata={"help": help, "choices": choices, "min": min, "max": max,
                                             "min_open": min_open, "tokens": tokens, "identity": identity})
+
+
+def parse_steps(text: str) -> list[str]:
+    """`all` or a comma list of step names, returned in pipeline order."""
+    asked = [step.strip() for step in text.split(",") if step.strip()]
+    if asked == ["all"]:
+        return list(STEPS)
+    unknown = [step for step in asked if step not in STEPS]
+    if unknown or not asked:
+        raise PipelineError(f"pipeline_steps={text!r}: unknown step(s) {unknown or [text]}; valid: all, or a comma list of {', '.join(STEPS)}")
+    return [step for step in STEPS if step in asked]
 
 
 @dataclass(frozen=True)
