@@ -38,7 +38,7 @@ from pipeline.logs import LOGGER
 from pipeline.mlflow_internals import step_environment
 from pipeline.parameters import STEP_PARAMETERS, Pipeline, check_value, command_line, declaring_steps, parse_steps
 from pipeline.reuse import git_commit, reusable_run
-from pipeline.tracking import check_model_name, check_tracking_server
+from pipeline.tracking import check_model_name, check_tracking_server, end_unfinished_run
 
 TRAINING_CLUSTER_SPEC = "training_cluster_spec.json"  # the job cluster of multi-node training on Databricks
 
@@ -85,24 +85,14 @@ def run_step(folder: Path, step: str, parameters: dict[str, str], experiment_id:
         succeeded = submitted.wait()
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM (`pipeline.entry.interrupted`): the step has a session of its own
         submitted.cancel()  # SIGTERM to the step and the processes it started
-        end_step_run(submitted.run_id, False, INTERRUPTED)
+        end_unfinished_run(submitted.run_id, "FAILED", INTERRUPTED)
         raise
-    end_step_run(submitted.run_id, succeeded, "see the step's output above")
+    end_unfinished_run(submitted.run_id, "FINISHED" if succeeded else "FAILED", "see the step's output above")
 
     if not succeeded:
         reason = MlflowClient().get_run(submitted.run_id).data.tags.get(ERROR_TAG, "see the step's output above")
         raise PipelineError(f"step {step} failed (run {submitted.run_id}): {reason}")
     return submitted.run_id
-
-
-def end_step_run(run_id: str, succeeded: bool, reason: str) -> None:
-    """End a step's run that ended before it could say so (killed, or stopped before its code reached the run)."""
-    client = MlflowClient()
-    run = client.get_run(run_id)
-    if run.info.status == "RUNNING":
-        if not succeeded and ERROR_TAG not in run.data.tags:
-            client.set_tag(run_id, ERROR_TAG, reason)
-        client.set_terminated(run_id, "FINISHED" if succeeded else "FAILED")
 
 
 def started_here(folder: Path, step: str, parameters: dict[str, str], experiment_id: str):

@@ -42,7 +42,7 @@ from mlflow.utils.uri import is_databricks_uri
 from pipeline.contract import ERROR_TAG, REGISTER
 from pipeline.errors import PipelineError, first_line
 from pipeline.parameters import parse_steps
-from pipeline.tracking import check_model_name
+from pipeline.tracking import check_model_name, end_unfinished_run
 
 NAME = "databricks-jobs"
 TASK_FILE = "databricks_task.py"  # at the project's top: Databricks starts a Python task in its file's folder
@@ -317,7 +317,7 @@ class DatabricksJobRun(SubmittedRun):
             time.sleep(self.poll_seconds)
         succeeded = state.result_state is not None and state.result_state.value == "SUCCESS"
         if not succeeded:
-            self.end_mlflow_run("FAILED", job_failure(state, self.workspace))
+            end_unfinished_run(self._run_id, "FAILED", job_failure(state, self.workspace))
         return succeeded
 
     def get_status(self) -> RunStatus:
@@ -328,14 +328,7 @@ class DatabricksJobRun(SubmittedRun):
 
     def cancel(self) -> None:
         self.workspace.jobs.cancel_run(self.job_run_id)
-        self.end_mlflow_run("KILLED", "cancelled")
-
-    def end_mlflow_run(self, status: str, reason: str) -> None:
-        client = MlflowClient()
-        if client.get_run(self._run_id).info.status == "RUNNING":
-            if ERROR_TAG not in client.get_run(self._run_id).data.tags:
-                client.set_tag(self._run_id, ERROR_TAG, reason)
-            client.set_terminated(self._run_id, status)
+        end_unfinished_run(self._run_id, "KILLED", "cancelled")
 
 
 def job_failure(state, workspace) -> str:

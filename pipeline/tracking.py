@@ -5,11 +5,12 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import mlflow
-from mlflow.utils.uri import is_databricks_unity_catalog_uri
 import requests
-from mlflow.exceptions import MlflowException
+from mlflow import MlflowClient
 from mlflow.environment_variables import (MLFLOW_TRACKING_INSECURE_TLS, MLFLOW_TRACKING_PASSWORD, MLFLOW_TRACKING_SERVER_CERT_PATH,
                                           MLFLOW_TRACKING_TOKEN, MLFLOW_TRACKING_USERNAME)
+from mlflow.exceptions import MlflowException
+from mlflow.utils.uri import is_databricks_unity_catalog_uri
 
 from pipeline.contract import ERROR_TAG, STEP_TAG
 from pipeline.errors import PipelineError, first_line, without_credentials
@@ -114,3 +115,14 @@ def check_model_name(name: str, registry: str | None = None) -> None:
     if is_databricks_unity_catalog_uri(registry) and len(name.split(".")) != 3:
         raise PipelineError(f"registered_model_name={name!r}: the Unity Catalog registry ({registry}) needs "
                             f"catalog.schema.model, e.g. main.default.{name.rpartition('.')[2]}")
+
+
+def end_unfinished_run(run_id: str, status: str, reason: str) -> None:
+    """End a run its process left RUNNING (killed, cancelled, or stopped before its code reached the run) with
+    `status`, and `reason` as its `pipeline.error` unless it said why itself; a run that ended is left as it is."""
+    client = MlflowClient()
+    run = client.get_run(run_id)
+    if run.info.status == "RUNNING":
+        if status != "FINISHED" and ERROR_TAG not in run.data.tags:
+            client.set_tag(run_id, ERROR_TAG, reason)
+        client.set_terminated(run_id, status)
