@@ -23,9 +23,9 @@ import psutil
 import pytest
 import requests
 
-import main
 from conftest import REPO, client_env, params
 from databricks_emulator import DatabricksEmulator
+from pipeline.contract import STEPS
 from tools.dependencies import mlproject_libraries
 from servers import mlflow_server
 
@@ -155,7 +155,7 @@ def test_local_code_on_databricks(workspace, project, tiny_model, easy_zip_url, 
     parent, children = job_runs(server_uri, job_id, experiment)
     assert parent.data.tags["mlflow.project.backend"] == "databricks-jobs"
     assert parent.info.status == "FINISHED"
-    assert [child.data.tags["mlflow.project.entryPoint"] for child in children] == list(main.STEPS)
+    assert [child.data.tags["mlflow.project.entryPoint"] for child in children] == list(STEPS)
     assert all(child.info.status == "FINISHED" for child in children)
     assert children[1].data.tags["pipeline.model_uri"].startswith("models:/")  # the model was logged from the cluster
     assert children[2].data.tags["registered_model_version"] == "1"
@@ -188,7 +188,7 @@ def test_remote_code_on_databricks_waits_with_submit(workspace, git_remote, tiny
     assert f"Databricks run page: {emulator.host}/?o=0#job/{job_id}/run/{job_id} (MLflow run {parent.info.run_id})" in result.stdout
     assert "  register_model: FINISHED" in result.stdout
     assert f"remote run succeeded: MLflow run {parent.info.run_id}" in result.stdout
-    assert [child.data.tags["mlflow.project.entryPoint"] for child in children] == list(main.STEPS)
+    assert [child.data.tags["mlflow.project.entryPoint"] for child in children] == list(STEPS)
     assert parent.info.status == "FINISHED" and all(child.info.status == "FINISHED" for child in children)
     assert parent.data.tags["mlflow.source.git.commit"] == git_remote["pinned"]
     assert parent.data.tags["mlflow.source.git.repoURL"] == f"{git_remote['url']}/sentiment.git"
@@ -321,7 +321,7 @@ def test_multi_node_training_runs_as_its_own_spark_job(workspace, project, tiny_
     assert training_job.request["new_cluster"].items() >= json.loads((REPO / "training_cluster_spec.json").read_text()).items()
     assert training_job.request["new_cluster"]["num_workers"] == 2 and "pyspark" not in str(training_job.request["libraries"])
     parent, children = job_runs(server_uri, pipeline_job.run_id)
-    assert [child.data.tags["mlflow.project.entryPoint"] for child in children] == list(main.STEPS)
+    assert [child.data.tags["mlflow.project.entryPoint"] for child in children] == list(STEPS)
     tuned = children[1]
     assert tuned.data.tags["mlflow.databricks.shellJobRunID"] == str(training_job.run_id)  # its own job
     assert (tuned.data.params["resolved_num_nodes"], tuned.data.params["train_batches_per_epoch"]) == ("2", "13")

@@ -13,6 +13,7 @@ import pytest
 import main
 from conftest import REPO, SECRETS, cli_runner, client_env, mlflow_run, params, pipeline_runs, runs_by_entry_point, tracking_at
 from conftest import stopping_after_first_epoch, wait_for_stop
+from pipeline.contract import STEPS
 from pipeline.errors import PipelineError
 
 
@@ -69,13 +70,13 @@ def test_full_pipeline(served_pipeline, tmp_path):
     runs = pipeline_runs(uri, result)
     (parent,) = runs["main"]
     assert parent.info.status == "FINISHED"
-    for step in main.STEPS:
+    for step in STEPS:
         (child,) = runs[step]
         assert child.info.status == "FINISHED", step
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert child.data.tags["mlflow.project.entryPoint"] == step
         assert parent.data.tags[f"pipeline.{step}.run_id"] == child.info.run_id
-    download, tuned, registered = (runs[step][0] for step in main.STEPS)
+    download, tuned, registered = (runs[step][0] for step in STEPS)
     assert tuned.data.params["data_path"] == f"runs:/{download.info.run_id}/imdb"  # handed over by reference
     assert tuned.data.params["epochs"] == "3" and tuned.data.params["foundation_model"].endswith("tiny-bert0")
     assert tuned.data.metrics["test_accuracy"] >= 0.85
@@ -127,7 +128,7 @@ def test_rerun_reuses_finished_steps(served_pipeline, tmp_path):
     after = runs_by_entry_point(uri)
     parent = after["main"][-1]
     assert parent.data.tags["pipeline.reused"] == "download_data,fine_tuning_model,register_model"
-    for step in main.STEPS:
+    for step in STEPS:
         assert len(after[step]) == len(before[step]), step  # nothing ran again
         assert parent.data.tags[f"pipeline.{step}.run_id"] == pipeline_runs(uri, first)[step][0].info.run_id  # the fixture's
     assert "reusing finished fine_tuning_model run" in result.stdout + result.stderr
