@@ -36,16 +36,17 @@ from pipeline.entry import INTERRUPTED, project_dir, run_entry_point
 from pipeline.errors import PipelineError, reports_errors
 from pipeline.logs import LOGGER
 from pipeline.mlflow_internals import step_environment
-from pipeline.parameters import STEP_PARAMETERS, Pipeline, check_value, command_line, declaring_steps, parse_steps
+from pipeline.parameters import STEP_PARAMETERS, MainParameters, as_text, check_value, command_line, declaring_steps
+from pipeline.parameters import parse_steps
 from pipeline.reuse import git_commit, reusable_run
 from pipeline.tracking import check_model_name, check_tracking_server, end_unfinished_run
 
 TRAINING_CLUSTER_SPEC = "training_cluster_spec.json"  # the job cluster of multi-node training on Databricks
 
 
-def step_defaults() -> dict[str, dict[str, object]]:
-    """Each step's parameters and their defaults (`pipeline.parameters`, which MLproject declares as they are)."""
-    return {step: {item.name: item.default for item in dataclasses.fields(config)} for step, config in STEP_PARAMETERS.items()}
+def step_defaults() -> dict[str, dict[str, str]]:
+    """Each step's parameters and their defaults as MLproject declares them and MLflow logs them (`pipeline.parameters`)."""
+    return {step: {item.name: as_text(item.default) for item in dataclasses.fields(config)} for step, config in STEP_PARAMETERS.items()}
 
 
 def parse_parameters(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -134,10 +135,10 @@ def step_backend(folder: Path, step: str, parameters: dict[str, str]) -> tuple[s
 
 
 @click.command(help=__doc__)
-@command_line(Pipeline)
+@command_line(MainParameters)
 @click.argument("parameters", nargs=-1)
 @reports_errors
-def main(pipeline_steps: str, reuse_completed: str, parameters: tuple[str, ...]) -> None:
+def main(pipeline_steps: str, reuse_completed: bool, parameters: tuple[str, ...]) -> None:
     steps = parse_steps(pipeline_steps)
     folder = project_dir()
     declared = step_defaults()
@@ -152,8 +153,8 @@ def main(pipeline_steps: str, reuse_completed: str, parameters: tuple[str, ...])
         experiment_id = parent.info.experiment_id
         # Databricks unpacks the code without .git: there, the commit is the one MLflow recorded at submission.
         commit = git_commit(folder) or parent.data.tags.get(COMMIT_TAG)
-        reuse = reuse_completed == "true" and bool(commit)
-        if reuse_completed == "true" and not reuse:
+        reuse = reuse_completed and bool(commit)
+        if reuse_completed and not reuse:
             LOGGER.info("not reusing finished steps: the code comes from no git commit, so they may have run other code")
         reused = []
         for step in steps:

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score
 from sklearn.pipeline import Pipeline
 
 from pipeline.data import LABEL_COLUMN, LABELS, TEXT_COLUMN
+from pipeline.metrics import label_scores
 
 NAME = "TF-IDF + logistic regression"
 C_GRID = (0.25, 1.0, 4.0, 16.0)  # inverse regularisation strengths tried on the validation split
@@ -38,7 +38,7 @@ def fit_baseline(frames: dict[str, pd.DataFrame]) -> Baseline:
     features |= {split: vectorizer.transform(frames[split][TEXT_COLUMN]) for split in ("valid", "test")}
     labels = {split: frames[split][LABEL_COLUMN] for split in features}
     fitted = [LogisticRegression(C=c, max_iter=2000).fit(features["train"], labels["train"]) for c in C_GRID]
-    best = max(fitted, key=lambda model: f1_score(labels["valid"], model.predict(features["valid"]), average="macro"))
+    best = max(fitted, key=lambda model: label_scores(labels["valid"], model.predict(features["valid"]))["macro_f1"])
     positive_column = list(best.classes_).index(LABELS[1])
     positive = {split: best.predict_proba(features[split])[:, positive_column] for split in ("valid", "test")}
     return Baseline(pipeline=Pipeline([("tfidf", vectorizer), ("logistic_regression", best)]), positive=positive,

@@ -10,7 +10,6 @@ import sys
 if __name__ == "__main__":  # the project folder, also where Databricks runs this source from MLflow's wrapper
     sys.path.insert(0, os.getcwd())
 
-import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from pipeline.data import LABEL_COLUMN, SPLITS, read_dataset
 from pipeline.entry import run_entry_point
 from pipeline.errors import PipelineError, reports_errors
 from pipeline.fetch import extract_zip, fetch, sha256_of, source_validators
-from pipeline.parameters import DownloadData, command_line
+from pipeline.parameters import DownloadData, command_line, logged_params
 from pipeline.tracking import log_new_params, step_run
 
 
@@ -31,13 +30,13 @@ from pipeline.tracking import log_new_params, step_run
 @command_line(DownloadData)
 @reports_errors
 def main(**values) -> None:
-    download(DownloadData(**values))
+    download_dataset(DownloadData(**values))
 
 
-def download(config: DownloadData) -> None:
+def download_dataset(config: DownloadData) -> None:
     download_url, local_folder, sha256 = config.download_url, config.local_folder, config.sha256
     with step_run(DOWNLOAD):
-        log_new_params(dataclasses.asdict(config))
+        log_new_params(logged_params(config))
         target = writable_folder(local_path(local_folder)) / DATA_ARTIFACT
         with tempfile.TemporaryDirectory(prefix="download-") as scratch:
             validators = source_validators(download_url)  # before the body: a change during the download shows later

@@ -1,4 +1,4 @@
-"""The one place that decides device, precision and data-loading settings for training.
+"""The one place that decides device, precision and data-loading settings for training, and the device that scores.
 
 The same code runs on a laptop CPU, an Apple GPU, one NVIDIA GPU (bf16 where the card has it,
 fp16 with loss scaling on older cards such as the Databricks g4dn T4), all GPUs of a node (DDP) and one
@@ -144,3 +144,9 @@ def spark_processes(config: FineTuning) -> int:
 def spark_uses_gpus(accelerator: str, capabilities: Capabilities | None = None) -> bool:
     """Whether Spark's training processes get GPUs: asked for, or (auto) the driver's node type has them."""
     return accelerator == "cuda" or (accelerator == "auto" and (capabilities or Capabilities.detect()).cuda_devices > 0)
+
+
+def scoring_device(accelerator: str, capabilities: Capabilities | None = None) -> str:
+    """The torch device on which the step scores validation and test: the one `accelerator` names ('auto': a CUDA
+    GPU, else an Apple GPU, else the CPU), refused in one line where this machine lacks it."""
+    return choose_hardware(accelerator, devices=1, capabilities=capabilities).accelerator

@@ -1,60 +1,64 @@
-"""The one way the step starts training: `pipeline/training.py <job.json>` in processes of its own.
+"""The one way the step trains: `launch(job)` runs `pipeline/training.py <job.json>` in processes of its own and
+hands back one `Outcome`, or raises the one line that says why there is none.
 
-On one machine it is one child process, which Lightning's DDP launcher starts again for each further device;
-with `num_nodes > 1`, Spark's TorchDistributor starts one per device across the cluster (`pipeline.multinode`).
-Either way the step waits, and reads back one `Outcome` or the one line that says why there is none.
+`num_nodes` picks the launcher: on one machine, one child process here (Lightning's DDP launcher starts it again
+for each further device), logging live into the step's run; with `num_nodes > 1`, Spark's TorchDistributor across
+the cluster (`pipeline.multinode`), whose metric rows come back in the outcome for the step to log.
 """
 
 import dataclasses
+import hashlib
 import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import mlflow
 
-from pipeline.errors import PipelineError
-from pipeline.hardware import spark_processes, spark_uses_gpus
-from pipeline.multinode import run_on_spark, shared_job
-from pipeline.parameters import FineTuning
-from pipeline.training import ERROR_FILE, OUTCOME_FILE, Outcome, TrainingJob
+from pipeline.cluster import local_path
+from pipeline.hardware import training_process_hardware
+from pipeline.multinode import launch_on_spark
+from pipeline.parameters import FineTuning, logged_params
+from pipeline.reuse import run_identity
+from pipeline.training_job import Outcome, TrainingJob, read_outcome
 
 TRAINING_SCRIPT = Path(__file__).with_name("training.py")
 
 
-def training_job(config: FineTuning, data_dir: Path, checkpoints: Path, work: Path, run_id: str) -> TrainingJob:
-    """The job for `config`: it resumes from `checkpoints/last.ckpt` where an interrupted run left one. One machine
-    logs live into the step's run; several write CSV in the shared folder `work`, which the step then logs."""
-    resume_from = checkpoints / "last.ckpt"
-    job = TrainingJob(params=dataclasses.asdict(config), data_dir=str(data_dir), checkpoints=str(checkpoints),
-                      resume_from=str(resume_from) if resume_from.exists() else None, log_dir=str(work / "logs"),
-                      world_size=1, mlflow_run_id=run_id)
+def refuse_missing_devices(config: FineTuning) -> None:
+    """On one machine, the device `config` asks for must be here: say so before any run starts. (Several machines'
+    devices are the Spark cluster's, which only its processes see.)"""
     if config.num_nodes == 1:
-        return job
-    return shared_job(dataclasses.replace(job, world_size=spark_processes(config), mlflow_run_id=None), work)
+        training_process_hardware(config, world_size=1)
 
 
-def launch(job: TrainingJob, work: Path) -> Outcome:
-    """Run the job to its end and return global rank 0's outcome."""
-    Path(job.log_dir).mkdir(parents=True, exist_ok=True)
-    job_file = job.write(work / "job.json")
-    config = FineTuning(**job.params)
-    if job.world_size == 1:
-        # The child logs to the step's run with the step's tracking URI, and dies with the step (`training.main`).
+def job_for_run(config: FineTuning, data_dir: Path, data_digests: dict[str, str], run_id: str) -> TrainingJob:
+    """The job of the step's run: its checkpoints are those of its run identity (`pipeline.reuse.run_identity`), so it
+    resumes from `last.ckpt` where an interrupted run of the same identity left one."""
+    identity = run_identity(logged_params(config), data_digests)
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    checkpoints = local_path(config.checkpoint_dir) / key
+    resume_from = checkpoints / "last.ckpt"
+    return TrainingJob(config=config, data_dir=str(data_dir), checkpoints=str(checkpoints),
+                       resume_from=str(resume_from) if resume_from.exists() else None, mlflow_run_id=run_id)
+
+
+def launch(job: TrainingJob) -> Outcome:
+    """Run the job to its end on one machine or several; global rank 0's outcome."""
+    if job.config.num_nodes > 1:
+        return launch_on_spark(job, TRAINING_SCRIPT.name)
+    return launch_here(job)
+
+
+def launch_here(job: TrainingJob) -> Outcome:
+    """One child process with the step's tracking URI (and its credentials), which dies with the step
+    (`pipeline.training.die_with_launcher`)."""
+    with tempfile.TemporaryDirectory(prefix="training-") as scratch:
+        job = dataclasses.replace(job, log_dir=str(Path(scratch) / "logs"), world_size=1)
+        Path(job.log_dir).mkdir()
+        job_file = job.write(Path(scratch) / "job.json")
         env = os.environ | {"MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()}
         returncode = subprocess.run([sys.executable, str(TRAINING_SCRIPT), str(job_file)], env=env, check=False).returncode
-    else:
-        run_on_spark(job, job_file, spark_uses_gpus(config.accelerator), config.spark_master, work)
-        returncode = 0
-    return outcome_of(job, returncode)
-
-
-def outcome_of(job: TrainingJob, returncode: int) -> Outcome:
-    """Rank 0's outcome, or a PipelineError with the training process's own one-line reason."""
-    log_dir = Path(job.log_dir)
-    if (log_dir / ERROR_FILE).is_file():
-        raise PipelineError(f"training failed: {(log_dir / ERROR_FILE).read_text().strip()}")
-    if returncode != 0 or not (log_dir / OUTCOME_FILE).is_file():
-        raise PipelineError(f"training ended without a result (exit code {returncode}); its output above says why")
-    return Outcome(**json.loads((log_dir / OUTCOME_FILE).read_text()))
+        return read_outcome(job, returncode)

@@ -3,11 +3,11 @@ Spark cluster; Lightning's DDP (`devices=1`, `num_nodes=<processes>`, as TorchDi
 
 The step's own process is the Spark driver. The training processes run on other machines, which see none of
 the driver's disk: everything they get lies in the two folders every node must read, `cache_dir` and
-`checkpoint_dir` (on Databricks: a Unity Catalog volume, `/Volumes/...`, or `/dbfs/...`). The driver copies the
-data, a local foundation model and the `pipeline` package into `<cache_dir>/runs/<run id>`, tokenizes into
-`cache_dir`, and after training loads the best checkpoint from `checkpoint_dir` and logs the model. The training
-processes never talk to MLflow: global rank 0 writes its metrics with Lightning's CSVLogger into the shared run
-folder and the driver logs them into the run, so no credentials travel to the workers.
+`checkpoint_dir` (on Databricks: a Unity Catalog volume, `/Volumes/...`, or `/dbfs/...`). This launcher copies the
+data, a local foundation model and the `pipeline` package into `<cache_dir>/runs/<run id>`, which it removes when
+training ends. The training processes never talk to MLflow: global rank 0 writes its metrics with Lightning's
+CSVLogger into that folder and they come back in the outcome for the step to log, so no credentials travel to
+the workers.
 """
 
 import dataclasses
@@ -23,7 +23,8 @@ import pipeline
 from pipeline.cluster import local_path
 from pipeline.contract import FINE_TUNING
 from pipeline.errors import PipelineError, first_line
-from pipeline.training import TrainingJob
+from pipeline.hardware import spark_processes, spark_uses_gpus
+from pipeline.training_job import METRICS_FILE, Outcome, TrainingJob, read_outcome
 
 SHARED_HINT = ("with num_nodes > 1, cache_dir and checkpoint_dir must be folders every node reads "
                "(on Databricks: under /dbfs/ or /Volumes/)")
@@ -57,45 +58,63 @@ def shared_copy(source: Path, destination: Path) -> Path:
     return destination
 
 
+def launch_on_spark(job: TrainingJob, script: str) -> Outcome:
+    """Run `pipeline/<script> <job.json>` as one process per device across the Spark cluster, in the shared run
+    folder `<cache_dir>/runs/<run id>`, gone afterwards whether training finished or failed."""
+    work = local_path(job.config.cache_dir) / "runs" / job.mlflow_run_id
+    try:
+        job = shared_job(job, work)
+        Path(job.log_dir).mkdir(parents=True, exist_ok=True)
+        run_on_spark(job, job.write(work / "job.json"), script, work)
+        return dataclasses.replace(read_outcome(job, 0), metric_rows=logged_metrics(Path(job.log_dir)))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def shared_job(job: TrainingJob, work: Path) -> TrainingJob:
-    """`job` as the training processes on other machines get it: a local foundation model copied into the shared
-    folder `work`, and every path checked to lie under `cache_dir` or `checkpoint_dir`, the folders every node reads."""
-    model = Path(job.params["foundation_model"]).expanduser()
+    """`job` as the training processes on other machines get it: the data and a local foundation model copied into
+    the shared folder `work`, metrics as CSV there (no run id: no credentials travel), and every path checked to lie
+    under `cache_dir` or `checkpoint_dir`, the folders every node reads."""
+    job = dataclasses.replace(job, data_dir=str(shared_copy(Path(job.data_dir), work / "data")), log_dir=str(work / "logs"),
+                              world_size=spark_processes(job.config), mlflow_run_id=None)
+    model = Path(job.config.foundation_model).expanduser()
     if model.is_dir():
-        job = dataclasses.replace(job, params=job.params | {"foundation_model": str(shared_copy(model, work / "foundation_model"))})
+        job = dataclasses.replace(job, config=dataclasses.replace(
+            job.config, foundation_model=str(shared_copy(model, work / "foundation_model"))))
     outside = paths_outside_shared_folders(job)
     if outside:
         raise PipelineError(f"num_nodes > 1: {', '.join(outside)} would not be readable by the other nodes; {SHARED_HINT}")
     return job
 
 
-def shared_folders(params: dict) -> tuple[Path, Path]:
-    return local_path(params["cache_dir"]), local_path(params["checkpoint_dir"])
+def shared_folders(config) -> tuple[Path, Path]:
+    return local_path(config.cache_dir), local_path(config.checkpoint_dir)
 
 
 def paths_outside_shared_folders(job: TrainingJob) -> list[str]:
     """The paths of a training job that lie outside `cache_dir` and `checkpoint_dir` (`key=path` each)."""
-    roots = shared_folders(job.params)
+    roots = shared_folders(job.config)
     candidates = {key: getattr(job, key) for key in ("data_dir", "checkpoints", "log_dir", "resume_from") if getattr(job, key)}
-    model = job.params["foundation_model"]
+    model = job.config.foundation_model
     if Path(model).expanduser().exists():  # a hub id is no path: each node downloads it
         candidates["foundation_model"] = model
     return [f"{key}={value}" for key, value in candidates.items()
             if not any(Path(value).expanduser().resolve().is_relative_to(root) for root in roots)]
 
 
-def run_on_spark(job: TrainingJob, job_file: Path, use_gpu: bool, master: str, work: Path) -> None:
-    """Run `pipeline/training.py job_file` as `job.world_size` training processes across the Spark cluster. The
+def run_on_spark(job: TrainingJob, job_file: Path, script: str, work: Path) -> None:
+    """Run `pipeline/<script> job_file` as `job.world_size` training processes across the Spark cluster. The
     workers do not have this project: the `pipeline` package goes to the shared folder `work` first, and each
     process runs that copy (TorchDistributor's file mode)."""
-    spark_session(master)  # first: it says in one line when pyspark is missing
+    spark_session(job.config.spark_master)  # first: it says in one line when pyspark is missing
     from pyspark.ml.torch.distributor import TorchDistributor
 
     code = work / "code" / "pipeline"
     shutil.rmtree(code, ignore_errors=True)
     shutil.copytree(Path(pipeline.__file__).parent, code, ignore=shutil.ignore_patterns("__pycache__"))
     try:
-        TorchDistributor(num_processes=job.world_size, local_mode=False, use_gpu=use_gpu).run(str(code / "training.py"), str(job_file))
+        TorchDistributor(num_processes=job.world_size, local_mode=False, use_gpu=spark_uses_gpus(job.config.accelerator)).run(
+            str(code / script), str(job_file))
     except Exception as error:  # noqa: BLE001 - a failed Spark task arrives as py4j/Spark errors
         raise PipelineError(f"distributed training failed: {python_error_in(error)}; {SHARED_HINT}") from None
 
@@ -110,7 +129,7 @@ def python_error_in(error: Exception) -> str:
 def logged_metrics(log_dir: Path) -> list[tuple[int, dict[str, float]]]:
     """(step, metrics) of each row rank 0's CSVLogger wrote, in order, without the empty cells; the step is the
     row's epoch where it has one (as `pipeline.training.EpochMLFlowLogger` logs on one machine)."""
-    frame = pd.read_csv(log_dir / "metrics.csv")
+    frame = pd.read_csv(log_dir / METRICS_FILE)
     rows = []
     for _, row in frame.iterrows():
         values = {key: float(value) for key, value in row.items() if key != "step" and pd.notna(value)}

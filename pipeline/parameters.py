@@ -24,7 +24,6 @@ ACCELERATORS = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
 SWITCHES = ("auto", "true", "false")
 GATE_METRICS = TEST_METRICS  # the gate judges the served model's test metric of that name
-BOOLEANS = ("true", "false")
 
 
 def parameter(default, help: str = "", *, choices: tuple[str, ...] | None = None, min: float | None = None,
@@ -49,12 +48,11 @@ def parse_steps(text: str) -> list[str]:
 
 
 @dataclass(frozen=True)
-class Pipeline:
+class MainParameters:
     """`main`'s own parameters; every other `-P` goes to the steps that take it."""
 
     pipeline_steps: str = parameter("all", "'all' or a comma list of steps.")
-    reuse_completed: str = parameter("true", "Skip a step whose finished run had the same parameters, commit and input data.",
-                                     choices=BOOLEANS)
+    reuse_completed: bool = parameter(True, "Skip a step whose finished run had the same parameters, commit and input data.")
 
 
 @dataclass(frozen=True)
@@ -107,8 +105,8 @@ class RegisterModel:
     challenger_alias: str = parameter("challenger", "Alias of a version that failed the gate.")
     gate_metric: str = parameter("test_macro_f1", choices=GATE_METRICS)
     min_score: float = parameter(0.7, "Lowest gate metric a model may serve with.", min=0, max=1)
-    beat_baseline: str = parameter("true", "Serve only a model whose gate metric beats the run's TF-IDF + logistic "
-                                           "regression baseline.", choices=BOOLEANS)
+    beat_baseline: bool = parameter(True, "Serve only a model whose gate metric beats the run's TF-IDF + logistic "
+                                          "regression baseline.")
 
 
 STEP_PARAMETERS = {DOWNLOAD: DownloadData, FINE_TUNING: FineTuning, REGISTER: RegisterModel}
@@ -125,7 +123,19 @@ def click_type(item: dataclasses.Field) -> click.ParamType:
         return click.IntRange(min=meta["min"], max=meta["max"]) if meta["min"] is not None or meta["max"] is not None else click.INT
     if item.type is float:
         return click.FloatRange(min=meta["min"], max=meta["max"], min_open=meta["min_open"])
+    if item.type is bool:  # true/false on the command line and in MLproject, a bool in the dataclass
+        return click.BOOL
     return click.STRING
+
+
+def as_text(value) -> str:
+    """A parameter value as the command line and MLflow's params write it (`true`, not `True`)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def logged_params(config) -> dict[str, str]:
+    """A step's parameters as its run logs them: the strings `mlflow run` logs for the same values."""
+    return {name: as_text(value) for name, value in dataclasses.asdict(config).items()}
 
 
 def command_line(config_class):
@@ -152,5 +162,5 @@ def check_value(step: str, key: str, value: str) -> None:
 
 
 def mlproject_type(item: dataclasses.Field) -> str:
-    """The MLproject type of a field (`int`, `float` or `str`)."""
-    return {int: "int", float: "float", str: "str"}[item.type]
+    """The MLproject type of a field (`int`, `float` or `str`; MLflow has no bool: `true`/`false` as text)."""
+    return {int: "int", float: "float", str: "str", bool: "str"}[item.type]

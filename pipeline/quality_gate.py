@@ -24,8 +24,8 @@ from pipeline.baseline import NAME as BASELINE_NAME
 from pipeline.data import LABEL_COLUMN, TEXT_COLUMN, read_split
 from pipeline.errors import PipelineError, first_line
 from pipeline.metrics import split_scores
-from pipeline.reuse import input_digests
-from pipeline.tracking import download
+from pipeline.input_data import input_digests
+from pipeline.tracking import download_artifacts
 
 @dataclass(frozen=True)
 class Verdict:
@@ -100,7 +100,7 @@ def candidate_test_csv(candidate: Run, scratch: Path) -> Path:
     """The test split the candidate was scored on: from its download run, or the folder it read."""
     data_run_id = candidate.data.tags.get(DATA_RUN_TAG)
     if data_run_id:
-        return download(data_uri(data_run_id, "test"), scratch)
+        return download_artifacts(data_uri(data_run_id, "test"), scratch)
     folder = Path(candidate.data.params.get("data_path", ""))
     if (folder / "test.csv").is_file():
         return folder / "test.csv"

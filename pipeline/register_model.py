@@ -11,7 +11,6 @@ import sys
 if __name__ == "__main__":  # the project folder, also where Databricks runs this source from MLflow's wrapper
     sys.path.insert(0, os.getcwd())
 
-import dataclasses
 
 import click
 import mlflow
@@ -24,9 +23,9 @@ from pipeline.contract import SOURCE_RUN_TAG, STEP_TAG, latest_finished_run
 from pipeline.entry import run_entry_point
 from pipeline.errors import PipelineError, first_line, reports_errors
 from pipeline.mlflow_internals import check_registry_names
-from pipeline.parameters import RegisterModel, command_line
+from pipeline.parameters import RegisterModel, command_line, logged_params
 from pipeline.quality_gate import judge, promote
-from pipeline.reuse import input_digests
+from pipeline.input_data import input_digests
 from pipeline.tracking import check_model_name, log_new_params, shown_tracking_uri, step_run
 
 
@@ -41,11 +40,11 @@ def register(config: RegisterModel) -> None:
     mlflow_run_id, registered_model_name, alias = config.mlflow_run_id, config.registered_model_name, config.alias
     challenger_alias, gate_metric = config.challenger_alias, config.gate_metric
     with step_run(REGISTER) as run:
-        log_new_params(dataclasses.asdict(config))
+        log_new_params(logged_params(config))
         check_names(registered_model_name, (alias, challenger_alias))
         client = MlflowClient()
         source = find_source_run(client, mlflow_run_id, run.info.experiment_id)
-        verdict = judge(client, registered_model_name, alias, source, gate_metric, config.min_score, config.beat_baseline == "true")
+        verdict = judge(client, registered_model_name, alias, source, gate_metric, config.min_score, config.beat_baseline)
         test_digest = input_digests(source).get("test", "")
         gate = "passed" if verdict.passed else "failed"
         version = mlflow.register_model(

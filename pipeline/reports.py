@@ -61,14 +61,15 @@ def log_test_report(confusion: torch.Tensor) -> None:
     plt.close(figure)
 
 
-def log_model_vs_baseline(tested: dict[str, dict[str, float]], choice, baseline_fit_seconds: float) -> None:
-    """`reports/model_vs_baseline.md` (and `.json`): the test scores of the fine-tuned transformer ("model"), the
-    TF-IDF baseline and the served model (`choice`: a `pipeline.serving_choice.ServingChoice`), and why it is served."""
-    rows = {name: {part: tested[part][name] for part in ("model", "baseline", "served")}
+def log_model_vs_baseline(test, choice, baseline_fit_seconds: float) -> None:
+    """`reports/model_vs_baseline.md` (and `.json`): the test scores (`pipeline.evaluation.TestScores`) of the
+    fine-tuned transformer, the TF-IDF baseline and the served model (`choice`: a
+    `pipeline.serving_choice.ServingChoice`), and why it is served."""
+    rows = {name: {part: getattr(test, part)[name] for part in ("transformer", "baseline", "served")}
             for name in TEST_METRICS}
     table = ["| test metric | fine-tuned transformer | TF-IDF + logistic regression | served model | lift of the served model |",
              "|---|---|---|---|---|"]
-    table += [f"| {name} | {row['model']:.4f} | {row['baseline']:.4f} | {row['served']:.4f} | {row['served'] - row['baseline']:+.4f} |"
+    table += [f"| {name} | {row['transformer']:.4f} | {row['baseline']:.4f} | {row['served']:.4f} | {row['served'] - row['baseline']:+.4f} |"
               for name, row in rows.items()]
     table += ["", f"Served: the {choice.served} (transformer weight {choice.weight:.2f}): {choice.reason}."]
     mlflow.log_text("\n".join(table) + "\n", "reports/model_vs_baseline.md")

@@ -2,23 +2,21 @@
 
 MLflow's multistep example compares parameters as Python values against MLflow's stored strings and takes
 the oldest match; this compares the strings MLflow stores, checks the commit and the data digests, and
-takes the newest match.
+takes the newest match. `run_identity` is also what an interrupted run resumes by (`pipeline.launcher`).
 """
 
 import shlex
 import subprocess
 from pathlib import Path
 
-import mlflow
 from mlflow.entities import Run
-from mlflow.exceptions import MlflowException
 
-from pipeline.contract import COMMIT_TAG, DOWNLOAD, FINE_TUNING, LATEST, REGISTER, SOURCE_RUN_TAG, SOURCE_TAG, STEP_TAG
-from pipeline.contract import finished_runs, latest_finished_run, validators_tag
-from pipeline.errors import PipelineError, first_line
+from pipeline.contract import COMMIT_TAG, DOWNLOAD, FINE_TUNING, LATEST, REGISTER, SOURCE_RUN_TAG, SOURCE_TAG
+from pipeline.contract import finished_runs, validators_tag
 from pipeline.fetch import source_validators
+from pipeline.input_data import input_digests
 from pipeline.parameters import OUTSIDE_IDENTITY
-from pipeline.tracking import run_id_in, shown_tracking_uri
+from pipeline.tracking import latest_run_or_none, run_id_in, step_run_by_id
 
 DATA_REFERENCE = "data_path"  # compared by content (the input data's digests), not by the reference that names it
 
@@ -37,16 +35,6 @@ def git_commit(folder: Path) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return result.stdout.strip() if result.returncode == 0 else None
-
-
-def input_digests(run: Run) -> dict[str, str]:
-    """{context: digest} of the data sets a run logged as inputs (train/valid/test)."""
-    digests = {}
-    for dataset_input in run.inputs.dataset_inputs:
-        context = next((tag.value for tag in dataset_input.tags if tag.key == "mlflow.data.context"), None)
-        if context:
-            digests[context] = dataset_input.dataset.digest
-    return digests
 
 
 def find_reusable_run(step: str, experiment_id: str, params: dict[str, str], commit: str | None,
@@ -97,23 +85,3 @@ def data_run_for(data_path: str, experiment_id: str):
         return latest_run_or_none(DOWNLOAD, experiment_id)
     run_id = run_id_in(data_path)
     return step_run_by_id(run_id, DOWNLOAD, f"data_path={data_path!r}") if run_id is not None else None
-
-
-def step_run_by_id(run_id: str, step: str, given: str) -> Run:
-    """The run `run_id`, which must exist and be a run of `step`; `given` names what the user passed."""
-    try:
-        run = mlflow.MlflowClient().get_run(run_id)
-    except MlflowException as error:
-        raise PipelineError(f"{given}: no run {run_id!r} in {shown_tracking_uri()} ({first_line(error)})") from None
-    found = run.data.tags.get(STEP_TAG)
-    if found != step:
-        raise PipelineError(f"{given}: run {run_id} is a {found or 'non-pipeline'} run, not a {step} run")
-    return run
-
-
-def latest_run_or_none(step: str, experiment_id: str):
-    """The latest finished run of `step`, or None when there is none."""
-    try:
-        return latest_finished_run(step, experiment_id)
-    except PipelineError:
-        return None

@@ -1,4 +1,4 @@
-"""A step's own MLflow run, its parameters, the tracking server's reachability and artifacts by URI."""
+"""A step's own MLflow run, its parameters, the tracking server's reachability, artifacts by URI and finding a step's runs."""
 
 import contextlib
 from pathlib import Path
@@ -9,10 +9,11 @@ import requests
 from mlflow import MlflowClient
 from mlflow.environment_variables import (MLFLOW_TRACKING_INSECURE_TLS, MLFLOW_TRACKING_PASSWORD, MLFLOW_TRACKING_SERVER_CERT_PATH,
                                           MLFLOW_TRACKING_TOKEN, MLFLOW_TRACKING_USERNAME)
+from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.utils.uri import is_databricks_unity_catalog_uri
 
-from pipeline.contract import ERROR_TAG, STEP_TAG
+from pipeline.contract import ERROR_TAG, STEP_TAG, latest_finished_run
 from pipeline.errors import PipelineError, first_line, without_credentials
 
 
@@ -100,7 +101,7 @@ def is_artifact_uri(location: str) -> bool:
     return len(scheme) > 1 and scheme != "file"  # one letter is a Windows drive
 
 
-def download(uri: str, destination: Path) -> Path:
+def download_artifacts(uri: str, destination: Path) -> Path:
     """Download an MLflow artifact (folder or file) into `destination`."""
     try:
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(destination)))
@@ -126,3 +127,23 @@ def end_unfinished_run(run_id: str, status: str, reason: str) -> None:
         if status != "FINISHED" and ERROR_TAG not in run.data.tags:
             client.set_tag(run_id, ERROR_TAG, reason)
         client.set_terminated(run_id, status)
+
+
+def step_run_by_id(run_id: str, step: str, given: str) -> Run:
+    """The run `run_id`, which must exist and be a run of `step`; `given` names what the user passed."""
+    try:
+        run = mlflow.MlflowClient().get_run(run_id)
+    except MlflowException as error:
+        raise PipelineError(f"{given}: no run {run_id!r} in {shown_tracking_uri()} ({first_line(error)})") from None
+    found = run.data.tags.get(STEP_TAG)
+    if found != step:
+        raise PipelineError(f"{given}: run {run_id} is a {found or 'non-pipeline'} run, not a {step} run")
+    return run
+
+
+def latest_run_or_none(step: str, experiment_id: str):
+    """The latest finished run of `step`, or None when there is none."""
+    try:
+        return latest_finished_run(step, experiment_id)
+    except PipelineError:
+        return None

@@ -1,9 +1,8 @@
-"""The training job: one fine-tuning configuration fitted by Lightning, then tested at its best epoch.
+"""A training process: one `TrainingJob` fitted by Lightning, then tested at its best epoch.
 
-`pipeline.launcher` starts this file as its own process, `python pipeline/training.py <job.json>`, in the
-same way for every mode: on one machine (where Lightning's DDP launcher starts it again for each further
-device) and on each process Spark's TorchDistributor starts across several machines. The step that launched
-it never runs any of this; global rank 0 hands back an `Outcome` in `<log_dir>/outcome.json`.
+Started as `python pipeline/training.py <job.json>` by either launcher (`pipeline.launcher`): on one machine, where
+Lightning's DDP launcher starts it again for each further device, and on each process Spark's TorchDistributor
+starts across several machines. Global rank 0 writes the `Outcome`, or its one line of error, into the job's `log_dir`.
 """
 
 import ctypes
@@ -29,45 +28,8 @@ from pipeline.contract import MONITOR
 from pipeline.datamodule import ReviewsDataModule
 from pipeline.errors import PipelineError, first_line, without_credentials
 from pipeline.hardware import training_process_hardware
-from pipeline.parameters import FineTuning
 from pipeline.strategies import strategy_callbacks
-
-OUTCOME_FILE, ERROR_FILE = "outcome.json", "error.txt"  # what global rank 0 hands back, in the job's log_dir
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainingJob:
-    """Everything a training process needs, as JSON. With `num_nodes > 1` every path lies in a folder all nodes
-    read (`pipeline.multinode.check_shared`)."""
-
-    params: dict  # the FineTuning fields
-    data_dir: str
-    checkpoints: str
-    resume_from: str | None
-    log_dir: str  # the outcome; with no run id also the metrics (CSV), which the step logs into its run
-    world_size: int  # processes Spark starts, one device each; 1: one process that starts one per device itself
-    mlflow_run_id: str | None  # log live into the step's run (one machine: it has the credentials); None: CSV
-
-    def write(self, path: Path) -> Path:
-        path.write_text(json.dumps(dataclasses.asdict(self)))
-        return path
-
-    @classmethod
-    def read(cls, path: Path) -> "TrainingJob":
-        return cls(**json.loads(Path(path).read_text()))
-
-
-@dataclasses.dataclass(frozen=True)
-class Outcome:
-    """What training hands back to the step (global rank 0's view: the best checkpoint, the test counts)."""
-
-    best_model_path: str
-    best_model_score: float
-    confusion: list[list[int]]
-    resolved: dict
-    train_batches_per_epoch: int
-    fit_seconds: float  # trainer.fit alone: the training and validation epochs, without start-up and testing
-
+from pipeline.training_job import ERROR_FILE, OUTCOME_FILE, Outcome, TrainingJob
 
 class EpochMLFlowLogger(MLFlowLogger):
     """Lightning's MLflow logger, with each per-epoch value at step = its epoch (from 0) instead of the global
@@ -91,7 +53,7 @@ def job_logger(job: TrainingJob) -> Logger:
 
 def train(job: TrainingJob) -> Outcome | None:
     """Fit the configuration (from `resume_from` when given), test its best epoch; global rank 0's outcome."""
-    config = FineTuning(**job.params)
+    config = job.config
     hardware = training_process_hardware(config, job.world_size)
     if hardware.tf32:
         torch.set_float32_matmul_precision("high")  # TF32 tensor cores for fp32 matmuls (Ampere and later)

@@ -16,7 +16,7 @@ from conftest import wait_for_stop, write_splits
 from pipeline import fine_tuning_model
 from pipeline.data import read_dataset
 from pipeline.reports import epoch_points
-from pipeline.reuse import input_digests
+from pipeline.input_data import data_digests, input_digests
 from pipeline.contract import DATA_ARTIFACT, MONITOR, STEP_TAG, baseline_metric, lift_metric, served_metric
 from pipeline.parameters import GATE_METRICS
 
@@ -66,7 +66,7 @@ def test_logs_params_metrics_and_data(finished_run, easy_data):
         assert name in run.data.metrics
     assert {d.dataset.name for d in run.inputs.dataset_inputs} == {"imdb-train", "imdb-valid", "imdb-test"}
     # Checkpoints are keyed by the digests reuse compares, computed from the data alone on every DDP rank.
-    assert fine_tuning_model.data_digests(read_dataset(easy_data)) == input_digests(run)
+    assert data_digests(read_dataset(easy_data)) == input_digests(run)
     assert list((folder / "checkpoints").iterdir()) == []  # finished runs leave no checkpoints behind
 
 
@@ -133,7 +133,7 @@ def test_logs_the_baseline_the_served_model_and_the_lifts(finished_run):
     assert params["serve"] == "auto" and params["served_model"] in ("transformer", "blend")
     assert 0 <= float(params["blend_weight"]) <= 1 and (params["served_model"] == "blend" or params["blend_weight"] == "1.0")
     side_by_side = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/reports/model_vs_baseline.json")
-    assert side_by_side["test_macro_f1"] == {"model": metrics["test_macro_f1"], "baseline": metrics["baseline_test_macro_f1"],
+    assert side_by_side["test_macro_f1"] == {"transformer": metrics["test_macro_f1"], "baseline": metrics["baseline_test_macro_f1"],
                                              "served": metrics["served_test_macro_f1"]}
     assert side_by_side["served_model"] == params["served_model"]
     table = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/reports/model_vs_baseline.md")

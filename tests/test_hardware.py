@@ -3,7 +3,7 @@
 import pytest
 
 from pipeline.errors import PipelineError
-from pipeline.hardware import Capabilities, choose_hardware
+from pipeline.hardware import Capabilities, choose_hardware, scoring_device
 
 CPU_LAPTOP = Capabilities(cuda_devices=0, cuda_bf16=False, cuda_compute_capability=None, mps=False, cpu_count=2)
 MAC = Capabilities(cuda_devices=0, cuda_bf16=False, cuda_compute_capability=None, mps=True, cpu_count=8)
@@ -99,3 +99,11 @@ def test_impossible_requests_are_clear_errors(kwargs, caps, message):
     with pytest.raises(PipelineError) as error:
         choose_hardware(capabilities=caps, **kwargs)
     assert message in str(error.value)
+
+
+def test_the_step_scores_on_the_device_accelerator_names():
+    """Validation and test are scored where `-P accelerator` says: a GPU machine told `cpu` scores on its CPU."""
+    assert [scoring_device("auto", caps) for caps in (CPU_LAPTOP, MAC, T4)] == ["cpu", "mps", "cuda"]
+    assert scoring_device("cpu", T4) == "cpu" and scoring_device("cpu", MAC) == "cpu"
+    with pytest.raises(PipelineError, match=r"^accelerator='cuda': no CUDA GPU is visible"):
+        scoring_device("cuda", CPU_LAPTOP)

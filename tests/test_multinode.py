@@ -18,11 +18,12 @@ from conftest import REPO, cli_runner, client_env, easy_reviews, mlflow_run, par
 from conftest import tracking_at, wait_for_stop, write_splits
 from pipeline import download_data, fine_tuning_model
 from pipeline.errors import PipelineError
-from pipeline.launcher import training_job
-from pipeline.multinode import paths_outside_shared_folders, python_error_in, shared_copy
+from pipeline.launcher import job_for_run
+from pipeline.multinode import paths_outside_shared_folders, python_error_in, shared_job
 from pipeline.parameters import FineTuning
 
 SPARK = "local-cluster[2,1,1024]"
+DIGESTS = {"train": "1", "valid": "2", "test": "3"}
 
 
 def test_a_failed_training_process_is_its_own_error():
@@ -38,27 +39,27 @@ def test_every_path_a_training_process_gets_lies_in_the_shared_folders(tmp_path,
     cache, checkpoints = tmp_path / "shared" / "cache", tmp_path / "shared" / "ckpt"
     config = FineTuning(foundation_model=str(tiny_model), cache_dir=str(cache), checkpoint_dir=str(checkpoints), num_nodes=2)
     work = cache / "runs" / "run-1"
-    data = shared_copy(easy_data, work / "data")
-    job = training_job(config, data, checkpoints / "key", work, run_id="run-1")
+    job = shared_job(job_for_run(config, easy_data, DIGESTS, run_id="run-1"), work)
     assert paths_outside_shared_folders(job) == []
     assert (job.world_size, job.mlflow_run_id) == (2, None)  # no credentials travel: rank 0 writes CSV for the driver
     assert job.data_dir == str(work / "data") and (work / "data" / "train.csv").is_file()
-    assert job.params["foundation_model"] == str(work / "foundation_model") and (work / "foundation_model" / "config.json").is_file()
+    assert job.config.foundation_model == str(work / "foundation_model") and (work / "foundation_model" / "config.json").is_file()
     assert config.foundation_model == str(tiny_model)  # the step's own parameters (its run identity) are unchanged
-    hub = training_job(dataclasses.replace(config, foundation_model="prajjwal1/bert-tiny"), data, checkpoints / "key", work, "run-1")
-    assert hub.params["foundation_model"] == "prajjwal1/bert-tiny"  # a hub id: each node downloads it
+    hub = shared_job(job_for_run(dataclasses.replace(config, foundation_model="prajjwal1/bert-tiny"), easy_data, DIGESTS, "run-1"), work)
+    assert hub.config.foundation_model == "prajjwal1/bert-tiny"  # a hub id: each node downloads it
 
 
 def test_a_path_outside_the_shared_folders_is_refused(tmp_path, easy_data):
     config = FineTuning(cache_dir=str(tmp_path / "cache"), checkpoint_dir=str(tmp_path / "ckpt"), num_nodes=2)
-    with pytest.raises(PipelineError, match=rf"num_nodes > 1: data_dir={easy_data} would not be readable by the other nodes; "):
-        training_job(config, easy_data, tmp_path / "ckpt" / "key", tmp_path / "cache" / "runs" / "r", "r")
+    job = job_for_run(config, easy_data, DIGESTS, "r")
+    with pytest.raises(PipelineError, match=rf"num_nodes > 1: data_dir={tmp_path / 'elsewhere'}/data, log_dir={tmp_path / 'elsewhere'}/logs would not be readable by the other nodes; "):
+        shared_job(job, tmp_path / "elsewhere")
 
 
 def test_one_machine_logs_live_into_the_steps_run(tmp_path, easy_data):
     """On one machine the job is one process with the step's credentials, logging into the step's run."""
     config = FineTuning(cache_dir=str(tmp_path / "cache"), checkpoint_dir=str(tmp_path / "ckpt"))
-    job = training_job(config, easy_data, tmp_path / "ckpt" / "key", tmp_path / "scratch", "run-1")
+    job = job_for_run(config, easy_data, DIGESTS, "run-1")
     assert (job.world_size, job.mlflow_run_id, job.resume_from) == (1, "run-1", None)
 
 

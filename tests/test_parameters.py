@@ -4,12 +4,15 @@ import dataclasses
 import subprocess
 import sys
 
+import click
+import pytest
 from mlflow.projects._project_spec import load_project
 
 import main
 from conftest import REPO
 from pipeline import download_data, fine_tuning_model, register_model
-from pipeline.parameters import GATE_METRICS, STEP_PARAMETERS, FineTuning, Pipeline, mlproject_type
+from pipeline.parameters import GATE_METRICS, STEP_PARAMETERS, FineTuning, MainParameters, RegisterModel, as_text, check_value
+from pipeline.parameters import click_type, logged_params, mlproject_type
 from pipeline.metrics import split_scores
 
 COMMANDS = {"download_data": download_data.main, "fine_tuning_model": fine_tuning_model.main,
@@ -27,8 +30,19 @@ def test_mlflow_reads_the_declared_types_and_defaults():
     for step, config in STEP_PARAMETERS.items():
         declared = project.get_entry_point(step).parameters
         assert {name: (spec.type, spec.default) for name, spec in declared.items()} == {
-            item.name: (mlproject_type(item), item.default) for item in dataclasses.fields(config)}, step
+            item.name: (mlproject_type(item), as_text(item.default) if item.type is bool else item.default)
+            for item in dataclasses.fields(config)}, step
         assert set(main.step_defaults()[step]) <= set(project.get_entry_point("main").parameters)
+
+
+def test_a_switch_is_a_bool_in_the_dataclass_and_true_or_false_outside():
+    """`-P beat_baseline=false` reaches the step as False, and its run logs `false` as `mlflow run` does."""
+    (item,) = [item for item in dataclasses.fields(RegisterModel) if item.name == "beat_baseline"]
+    assert click_type(item).convert("false", None, None) is False
+    assert logged_params(RegisterModel(beat_baseline=False))["beat_baseline"] == "false"
+    assert main.step_defaults()["register_model"]["beat_baseline"] == "true"
+    with pytest.raises(click.BadParameter):
+        check_value("register_model", "beat_baseline", "maybe")
 
 
 def test_each_step_command_takes_its_declared_parameters():
@@ -59,6 +73,6 @@ def test_the_readme_table_lists_every_parameter_with_its_default():
         if len(cells) == 4 and cells[1].startswith("`"):
             step = cells[0] or step
             rows.setdefault(step, {})[cells[1].strip("`")] = cells[2].strip("`")
-    expected = {"main": {item.name: str(item.default) for item in dataclasses.fields(Pipeline)}}
-    expected |= {step: {item.name: str(item.default) for item in dataclasses.fields(config)} for step, config in STEP_PARAMETERS.items()}
+    expected = {"main": {item.name: as_text(item.default) for item in dataclasses.fields(MainParameters)}}
+    expected |= {step: {item.name: as_text(item.default) for item in dataclasses.fields(config)} for step, config in STEP_PARAMETERS.items()}
     assert rows == expected

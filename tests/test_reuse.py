@@ -1,6 +1,7 @@
 """pipeline/reuse.py: one definition of "the same run" for reuse and resume, downloads reused only while their source
 is unchanged, and one-line errors for bad run ids."""
 
+import dataclasses
 import os
 import time
 
@@ -11,7 +12,10 @@ import main
 from conftest import cli_runner, easy_reviews, write_splits, zip_folder
 from pipeline import download_data, fine_tuning_model
 from pipeline.errors import PipelineError
-from pipeline.reuse import data_run_for, find_reusable_run, reusable_run, run_identity, step_run_by_id
+from pipeline.launcher import job_for_run
+from pipeline.parameters import FineTuning
+from pipeline.reuse import data_run_for, find_reusable_run, reusable_run, run_identity
+from pipeline.tracking import step_run_by_id
 from pipeline.contract import SOURCE_TAG, STEP_TAG
 
 PARAMS = {"epochs": "3", "learning_rate": "0.0001", "checkpoint_dir": "./checkpoints", "cache_dir": "~/.cache/x",
@@ -28,9 +32,12 @@ def test_placement_hardware_and_data_reference_do_not_make_another_run(tmp_path)
     assert run_identity(PARAMS | {"precision": "bf16-mixed"}, DIGESTS) != run_identity(PARAMS, DIGESTS)  # other numbers
     # Resume uses the same identity: re-downloaded identical data (another data_path), or the run killed on two
     # GPUs started again on one, finds the same checkpoints.
-    for params in (PARAMS, moved):
-        params["checkpoint_dir"] = str(tmp_path)
-    assert fine_tuning_model.checkpoint_folder(PARAMS, DIGESTS) == fine_tuning_model.checkpoint_folder(moved, DIGESTS)
+    config = FineTuning(checkpoint_dir=str(tmp_path), epochs=3)
+    elsewhere = dataclasses.replace(config, cache_dir="/tmp/cache", data_path="runs:/def/imdb", devices="2",
+                                    accelerator="cuda", num_nodes=2, spark_master="local[2]", compile="true")
+    assert job_for_run(config, tmp_path, DIGESTS, "run-1").checkpoints == job_for_run(elsewhere, tmp_path, DIGESTS, "run-2").checkpoints
+    assert job_for_run(config, tmp_path, DIGESTS, "run-1").checkpoints != job_for_run(
+        dataclasses.replace(config, epochs=4), tmp_path, DIGESTS, "run-1").checkpoints
 
 
 def test_unknown_or_wrong_run_ids_are_one_line(tracking):

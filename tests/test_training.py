@@ -1,4 +1,5 @@
-"""pipeline.training and pipeline.launcher: the training job as its own process, its outcome or its one line."""
+"""pipeline.training, pipeline.training_job and pipeline.launcher: the training job as its own process, its outcome or
+its one line."""
 
 import dataclasses
 import json
@@ -9,15 +10,18 @@ import mlflow
 import pytest
 
 from pipeline.errors import PipelineError
-from pipeline.launcher import TRAINING_SCRIPT, outcome_of, training_job
+from pipeline.launcher import TRAINING_SCRIPT, job_for_run
 from pipeline.parameters import FineTuning
-from pipeline.training import ERROR_FILE, OUTCOME_FILE, EpochMLFlowLogger, TrainingJob
+from pipeline.training import EpochMLFlowLogger
+from pipeline.training_job import ERROR_FILE, OUTCOME_FILE, TrainingJob, read_outcome
 
 
 def job_for(tmp_path, data, **fields) -> TrainingJob:
+    """A job that writes CSV metrics into `<tmp_path>/work/logs`, as a launcher without a run id places it."""
     config = FineTuning(data_path=str(data), epochs=1, batch_size=16, max_length=16, cache_dir=str(tmp_path / "cache"),
                         checkpoint_dir=str(tmp_path / "ckpt"), **fields)
-    job = dataclasses.replace(training_job(config, data, tmp_path / "ckpt" / "key", tmp_path / "work", "unused"), mlflow_run_id=None)
+    job = dataclasses.replace(job_for_run(config, data, {"train": "1"}, "unused"), mlflow_run_id=None,
+                              log_dir=str(tmp_path / "work" / "logs"))
     (tmp_path / "work" / "logs").mkdir(parents=True)
     return job
 
@@ -32,14 +36,15 @@ def run_job(job: TrainingJob, tmp_path) -> subprocess.CompletedProcess:
 def test_a_job_travels_as_json_unchanged(tmp_path, easy_data):
     job = job_for(tmp_path, easy_data)
     assert TrainingJob.read(job.write(tmp_path / "job.json")) == job
-    assert json.loads((tmp_path / "job.json").read_text())["params"]["epochs"] == 1
+    assert json.loads((tmp_path / "job.json").read_text())["config"]["epochs"] == 1
+    assert isinstance(TrainingJob.read(tmp_path / "job.json").config, FineTuning)  # the dataclass, not a dict
 
 
 def test_a_training_process_writes_its_outcome_and_metrics(tmp_path, easy_data, tiny_model):
     job = job_for(tmp_path, easy_data, foundation_model=str(tiny_model))
     result = run_job(job, tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    outcome = outcome_of(job, result.returncode)
+    outcome = read_outcome(job, result.returncode)
     assert outcome.best_model_path.endswith(".ckpt") and sum(map(sum, outcome.confusion)) == 100  # the 100 test reviews
     assert outcome.resolved["resolved_accelerator"] == "cpu" and outcome.train_batches_per_epoch == 25
     assert "val_macro_f1" in (tmp_path / "work" / "logs" / "metrics.csv").read_text()  # no run id: CSV for the step
@@ -52,16 +57,16 @@ def test_a_failed_training_process_hands_back_its_one_line(tmp_path, easy_data):
     line = (tmp_path / "work" / "logs" / ERROR_FILE).read_text()
     assert line.startswith(f"foundation_model={str(tmp_path / 'no-model')!r}: cannot load it")
     with pytest.raises(PipelineError, match=r"^training failed: foundation_model="):
-        outcome_of(job, result.returncode)
+        read_outcome(job, result.returncode)
 
 
 def test_a_training_process_that_dies_without_a_word_is_still_one_line(tmp_path, easy_data):
     job = job_for(tmp_path, easy_data)
     with pytest.raises(PipelineError, match=r"^training ended without a result \(exit code -9\)"):
-        outcome_of(job, -9)
+        read_outcome(job, -9)
     (tmp_path / "work" / "logs" / OUTCOME_FILE).write_text("{}")
     with pytest.raises(PipelineError, match=r"exit code 1\)"):
-        outcome_of(job, 1)  # an outcome from an earlier attempt does not count when the process failed
+        read_outcome(job, 1)  # an outcome from an earlier attempt does not count when the process failed
 
 
 def test_the_epoch_logger_logs_at_the_epoch_and_leaves_the_run_open(tracking):

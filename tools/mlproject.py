@@ -14,7 +14,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from pipeline.parameters import STEP_PARAMETERS, Pipeline, mlproject_type  # noqa: E402
+from pipeline.parameters import STEP_PARAMETERS, MainParameters, as_text, mlproject_type  # noqa: E402
 
 FILES = {"download_data": "pipeline/download_data.py", "fine_tuning_model": "pipeline/fine_tuning_model.py",
          "register_model": "pipeline/register_model.py", "main": "main.py"}
@@ -22,7 +22,7 @@ MARKER = "entry_points:\n"
 
 
 def declaration(item: dataclasses.Field) -> str:
-    default = json.dumps(item.default) if item.type is str else repr(item.default)
+    default = json.dumps(as_text(item.default)) if item.type in (str, bool) else repr(item.default)
     return f"{{type: {mlproject_type(item)}, default: {default}}}"
 
 
@@ -51,9 +51,9 @@ def entry_points() -> str:
     forwarded = [item for config in STEP_PARAMETERS.values() for item in dataclasses.fields(config)]
     unique = list({item.name: item for item in forwarded}.values())
     lines += ["  main:", "    parameters:"]
-    lines += [f"      {item.name}: {declaration(item)}" for item in dataclasses.fields(Pipeline)]
+    lines += [f"      {item.name}: {declaration(item)}" for item in dataclasses.fields(MainParameters)]
     lines += [f"      {item.name}: *{item.name}" for item in unique]
-    lines += command(FILES["main"], [option(item) for item in dataclasses.fields(Pipeline)] +
+    lines += command(FILES["main"], [option(item) for item in dataclasses.fields(MainParameters)] +
                      [f"{item.name}={{{item.name}}}" for item in unique])
     return "\n".join(lines) + "\n"
 
