@@ -7,7 +7,7 @@ CLUSTER_VENV ?= .venv-cluster
 RUN_ARGS ?=
 PYTEST_ARGS ?=
 # The cluster-like environment's share of the suite: the unit tests, the Databricks tests and one pipeline.
-CLUSTER_TESTS ?= tests/test_databricks.py tests/test_main.py::test_full_pipeline
+CLUSTER_TESTS ?= tests/databricks/test_databricks.py tests/test_main.py::test_full_pipeline
 
 EXPERIMENT ?= /Shared/sentiment
 CLUSTER_SPEC ?= cluster_spec.json
@@ -26,18 +26,18 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	touch $@
 
 run: venv  ## the whole pipeline in this environment: make run RUN_ARGS="-P epochs=1"
-	$(BIN)/python -m pipeline.preflight
+	$(BIN)/python -m pipeline.tracking.preflight
 	PATH="$(abspath $(BIN)):$$PATH" mlflow run . $(RUN_ARGS)
 
 databricks: venv  ## the pipeline on a Databricks job cluster (backend databricks-jobs), waiting for it: make databricks EXPERIMENT=/Users/<you>/sentiment RUN_ARGS="-P registered_model_name=main.ml.sentiment"
-	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-databricks} $(BIN)/python -m pipeline.submit . --backend-config $(CLUSTER_SPEC) \
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-databricks} $(BIN)/python -m pipeline.databricks.submit . --backend-config $(CLUSTER_SPEC) \
 	  --experiment-name $(EXPERIMENT) $(RUN_ARGS)
 
 test: venv  ## the whole test suite, CPU and offline
 	PATH="$(abspath $(BIN)):$$PATH" python -m pytest $(PYTEST_ARGS)
 
 fuzz: venv  ## the property-based tests with a long budget (CI runs them with the `ci` profile's fixed one)
-	PATH="$(abspath $(BIN)):$$PATH" HYPOTHESIS_PROFILE=fuzz python -m pytest tests/test_download_fuzz.py tests/test_data.py $(PYTEST_ARGS)
+	PATH="$(abspath $(BIN)):$$PATH" HYPOTHESIS_PROFILE=fuzz python -m pytest tests/data/test_download_fuzz.py tests/data/test_reviews.py $(PYTEST_ARGS)
 
 test-fast: venv  ## the tests without the slow end-to-end ones
 	PATH="$(abspath $(BIN)):$$PATH" python -m pytest -m "not slow" $(PYTEST_ARGS)
@@ -48,7 +48,7 @@ test-cluster: venv  ## unit tests, Databricks tests and one pipeline on Python 3
 	PATH="$(abspath $(CLUSTER_VENV))/bin:$$PATH" $(CLUSTER_VENV)/bin/python -m pytest $(CLUSTER_TESTS) $(PYTEST_ARGS)
 
 test-databricks: venv  ## the pipeline on a real workspace (backend databricks-jobs): DATABRICKS_HOST, DATABRICKS_TOKEN, DATABRICKS_CATALOG, DATABRICKS_SCHEMA, DATABRICKS_EXPERIMENT
-	PATH="$(abspath $(BIN)):$$PATH" python -m pytest -m workspace -rsA tests/test_workspace.py $(PYTEST_ARGS)
+	PATH="$(abspath $(BIN)):$$PATH" python -m pytest -m workspace -rsA tests/databricks/test_workspace.py $(PYTEST_ARGS)
 
 deps: venv  ## regenerate conda.yaml and MLproject's python_libraries from pyproject.toml and requirements.txt
 	$(BIN)/python tools/dependencies.py write

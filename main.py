@@ -28,18 +28,18 @@ from mlflow.utils.mlflow_tags import MLFLOW_PROJECT_BACKEND, MLFLOW_RUN_NAME
 
 from pipeline.contract import COMMIT_TAG, DOWNLOAD, ERROR_TAG, FINE_TUNING, REUSED_TAG, STEPS_TAG
 from pipeline.contract import REGISTER, data_uri, step_run_id_tag
-from pipeline.cluster import on_databricks
-from pipeline.credentials import credentials_for_children
-from pipeline.databricks_jobs import NAME as DATABRICKS_JOBS
-from pipeline.databricks_jobs import submit_project
+from pipeline.databricks.cluster import on_databricks
+from pipeline.databricks.credentials import credentials_for_children
+from pipeline.databricks.jobs import NAME as DATABRICKS_JOBS
+from pipeline.databricks.jobs import submit_project
 from pipeline.entry import INTERRUPTED, project_dir, run_entry_point
 from pipeline.errors import PipelineError, reports_errors
 from pipeline.logs import LOGGER
-from pipeline.mlflow_internals import step_environment
+from pipeline.tracking.mlflow_internals import step_environment
 from pipeline.parameters import STEP_PARAMETERS, MainParameters, as_text, check_value, command_line, declaring_steps
 from pipeline.parameters import parse_steps
-from pipeline.reuse import git_commit, reusable_run
-from pipeline.tracking import check_model_name, check_tracking_server, end_unfinished_run
+from pipeline.tracking.reuse import git_commit, reusable_run
+from pipeline.tracking.runs import check_model_name, check_tracking_server, end_unfinished_run
 
 TRAINING_CLUSTER_SPEC = "training_cluster_spec.json"  # the job cluster of multi-node training on Databricks
 

@@ -4,7 +4,7 @@
 
 No IMDB download here: the reviews are a size proxy stitched from the committed real sentences
 (data/sample/uci-sentences, CC BY 4.0) to IMDB's count and mean length (25,000 train reviews of ~230 words,
-2,500 each for validation and test). `pipeline.baseline.fit_baseline` is timed as every fine-tuning run calls it:
+2,500 each for validation and test). `pipeline.evaluation.baseline.fit_baseline` is timed as every fine-tuning run calls it:
 one vectoriser, four regularisation strengths, the best on validation scored on test. Prints one JSON line.
 """
 
@@ -21,7 +21,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.baseline import fit_baseline  # noqa: E402
+from pipeline.evaluation.baseline import fit_baseline  # noqa: E402
 
 
 def proxy_reviews(sentences: pd.DataFrame, count: int, words: int, rng: random.Random) -> pd.DataFrame:

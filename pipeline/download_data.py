@@ -16,14 +16,14 @@ from pathlib import Path
 import click
 import mlflow
 
-from pipeline.cluster import local_path
+from pipeline.databricks.cluster import local_path
 from pipeline.contract import DATA_ARTIFACT, DOWNLOAD, SHA256_TAG, SOURCE_TAG, validators_tag
-from pipeline.data import LABEL_COLUMN, SPLITS, read_dataset
+from pipeline.data.reviews import LABEL_COLUMN, SPLITS, read_dataset
 from pipeline.entry import run_entry_point
 from pipeline.errors import PipelineError, reports_errors
-from pipeline.fetch import extract_zip, fetch, sha256_of, source_validators
+from pipeline.data.fetch import extract_zip, fetch, sha256_of, source_validators
 from pipeline.parameters import DownloadData, command_line, logged_params
-from pipeline.tracking import log_new_params, step_run
+from pipeline.tracking.runs import log_new_params, step_run
 
 
 @click.command(help=__doc__)

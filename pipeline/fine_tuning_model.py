@@ -1,9 +1,9 @@
 """Entry point `fine_tuning_model`: fine-tune a Hugging Face backbone on the reviews and log the model to MLflow.
 
-The recipe: resolve and log the data (`pipeline.input_data`), tokenize it once into `cache_dir`, train
-(`pipeline.launcher`: one machine or several, each process choosing its device and precision in
-`pipeline.hardware`), log what training handed back, evaluate the transformer against the TF-IDF baseline and
-choose what to serve (`pipeline.evaluation`), and log the served model (`pipeline.model_logging`). Lightning keeps
+The recipe: resolve and log the data (`pipeline.data.input_data`), tokenize it once into `cache_dir`, train
+(`pipeline.training.launcher`: one machine or several, each process choosing its device and precision in
+`pipeline.training.hardware`), log what training handed back, evaluate the transformer against the TF-IDF baseline and
+choose what to serve (`pipeline.evaluation.comparison`), and log the served model (`pipeline.serving.model_logging`). Lightning keeps
 the best checkpoint (by validation macro-F1) and resumes an interrupted run of the same identity from its last one.
 """
 
@@ -21,20 +21,20 @@ import click
 import mlflow
 import torch
 
-from pipeline.classifier import SentimentClassifier, check_backbone, load_tokenizer
+from pipeline.training.classifier import SentimentClassifier, check_backbone, load_tokenizer
 from pipeline.contract import BEST_CHECKPOINT_TAG, FINE_TUNING, MODEL_URI_TAG, MONITOR, RESUMED_TAG, TEST_METRICS
 from pipeline.contract import TOKENS_CACHED_TAG
-from pipeline.datamodule import ReviewsDataModule
+from pipeline.training.datamodule import ReviewsDataModule
 from pipeline.entry import run_entry_point
 from pipeline.errors import reports_errors
-from pipeline.evaluation import evaluate, log_evaluation
-from pipeline.hardware import scoring_device
-from pipeline.input_data import data_digests, log_data_inputs, resolve_data
-from pipeline.launcher import job_for_run, launch, refuse_missing_devices
-from pipeline.model_logging import log_sentiment_model
+from pipeline.evaluation.comparison import evaluate, log_evaluation
+from pipeline.training.hardware import scoring_device
+from pipeline.data.input_data import data_digests, log_data_inputs, resolve_data
+from pipeline.training.launcher import job_for_run, launch, refuse_missing_devices
+from pipeline.serving.model_logging import log_sentiment_model
 from pipeline.parameters import FineTuning, command_line, logged_params
-from pipeline.reports import log_test_report, log_training_curves
-from pipeline.tracking import log_new_params, step_run
+from pipeline.evaluation.reports import log_test_report, log_training_curves
+from pipeline.tracking.runs import log_new_params, step_run
 
 
 @click.command(help=__doc__)

@@ -15,11 +15,11 @@ import click
 
 from pipeline.contract import DOWNLOAD, FINE_TUNING, LATEST, REGISTER, STEPS, TEST_METRICS
 from pipeline.errors import PipelineError
-from pipeline.truncation import TRUNCATIONS
+from pipeline.serving.truncation import TRUNCATIONS
 
 IMDB_URL = "https://pl-flash-data.s3.amazonaws.com/imdb.zip"
 STRATEGIES = ("no_freeze", "freeze", "freeze_unfreeze")
-SERVES = ("auto", "transformer", "blend")  # pipeline.serving_choice
+SERVES = ("auto", "transformer", "blend")  # pipeline.evaluation.serving_choice
 ACCELERATORS = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
 SWITCHES = ("auto", "true", "false")
@@ -31,7 +31,7 @@ def parameter(default, help: str = "", *, choices: tuple[str, ...] | None = None
     """A step parameter. `tokens`: it shapes the tokens of a review (the token cache key and the served model's
     tokenization come from exactly these fields). `identity=False`: it says where files go, where training runs
     or how fast, or names data compared by content; two runs that differ only in such fields are the same run,
-    for reuse and resume alike (`pipeline.reuse.run_identity`)."""
+    for reuse and resume alike (`pipeline.tracking.reuse.run_identity`)."""
     return field(default=default, metadata={"help": help, "choices": choices, "min": min, "max": max,
                                             "min_open": min_open, "tokens": tokens, "identity": identity})
 

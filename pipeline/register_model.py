@@ -22,11 +22,11 @@ from pipeline.contract import MODEL_URI_TAG, REGISTER, REGISTERED_NAME_TAG, REGI
 from pipeline.contract import SOURCE_RUN_TAG, STEP_TAG, latest_finished_run
 from pipeline.entry import run_entry_point
 from pipeline.errors import PipelineError, first_line, reports_errors
-from pipeline.mlflow_internals import check_registry_names
+from pipeline.tracking.mlflow_internals import check_registry_names
 from pipeline.parameters import RegisterModel, command_line, logged_params
-from pipeline.quality_gate import judge, promote
-from pipeline.input_data import input_digests
-from pipeline.tracking import check_model_name, log_new_params, shown_tracking_uri, step_run
+from pipeline.evaluation.quality_gate import judge, promote
+from pipeline.data.input_data import input_digests
+from pipeline.tracking.runs import check_model_name, log_new_params, shown_tracking_uri, step_run
 
 
 @click.command(help=__doc__)

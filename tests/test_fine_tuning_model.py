@@ -14,9 +14,9 @@ import torch
 from conftest import REPO, cli_runner, easy_reviews, mlflow_run, params, stopping_after_first_epoch, tracking_at
 from conftest import wait_for_stop, write_splits
 from pipeline import fine_tuning_model
-from pipeline.data import read_dataset
-from pipeline.reports import epoch_points
-from pipeline.input_data import data_digests, input_digests
+from pipeline.data.reviews import read_dataset
+from pipeline.evaluation.reports import epoch_points
+from pipeline.data.input_data import data_digests, input_digests
 from pipeline.contract import DATA_ARTIFACT, MONITOR, STEP_TAG, baseline_metric, lift_metric, served_metric
 from pipeline.parameters import GATE_METRICS
 

@@ -13,7 +13,7 @@ from conftest import REPO
 from pipeline import download_data, fine_tuning_model, register_model
 from pipeline.parameters import GATE_METRICS, STEP_PARAMETERS, FineTuning, MainParameters, RegisterModel, as_text, check_value
 from pipeline.parameters import click_type, logged_params, mlproject_type
-from pipeline.metrics import split_scores
+from pipeline.evaluation.metrics import split_scores
 
 COMMANDS = {"download_data": download_data.main, "fine_tuning_model": fine_tuning_model.main,
             "register_model": register_model.main}

@@ -1,6 +1,6 @@
 """Test-only, put on PYTHONPATH by the tests that interrupt a step at a known point (`PIPELINE_TEST_STOP_AT`):
 
-- `first_checkpoint`: a training process (`pipeline/training.py`) stops right after it saved its first `last.ckpt`;
+- `first_checkpoint`: a training process (`pipeline/training/process.py`) stops right after it saved its first `last.ckpt`;
 - `alias`: `register_model` stops right before it moves an alias.
 
 The process writes the file PIPELINE_TEST_STOPPED names, then stops itself (SIGSTOP); the test acts (kills it,
@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 POINT, MARKER = os.environ.get("PIPELINE_TEST_STOP_AT"), os.environ.get("PIPELINE_TEST_STOPPED")
-SCRIPT = Path(sys.argv[0]).name if sys.argv else ""
+ARGV0 = Path(sys.argv[0]) if sys.argv else Path()
+SCRIPT = ARGV0.name
 
 
 def stop_here(what: str) -> None:
@@ -20,7 +21,7 @@ def stop_here(what: str) -> None:
     os.kill(os.getpid(), signal.SIGSTOP)
 
 
-if MARKER and POINT == "first_checkpoint" and SCRIPT == "training.py":
+if MARKER and POINT == "first_checkpoint" and ARGV0.parts[-2:] == ("training", "process.py"):
     from lightning.pytorch import Trainer
 
     save_checkpoint = Trainer.save_checkpoint

@@ -1,0 +1,80 @@
+"""Class probabilities of raw texts, as the served model computes them, and the blend of two models' probabilities.
+
+Fast the way serving needs: one batched tokenizer call, reviews sorted by length and cut into forward passes
+of a padded-token budget (`TOKENS_PER_PASS`), each padded only to its own longest review, under
+`torch.inference_mode`, results put back in the caller's order. The fine-tuning step scores its validation and
+test splits through the same function, so the blend weight it chooses and the test metrics it logs are the
+served model's. Like `truncation.py`, this module travels with the logged model and imports nothing from the
+project.
+"""
+
+import numpy as np
+import torch
+
+try:  # beside this file in the logged model (code_paths), or in this repository
+    from truncation import encode
+except ModuleNotFoundError:
+    from pipeline.serving.truncation import encode
+
+# Padded tokens (reviews x longest review) per forward pass. CPU: the fastest of 128 to 1,000,000 on a 2-core
+# Xeon for calls of 32 and 256 real sentences, 3 % off the best for 32 IMDB-length reviews
+# (benchmarks/scoring_pass_budget.py, BENCHMARKS.md "Serving"): bigger passes stop paying once the matrices fill
+# the cores, and smaller ones pad less. GPU: the 64 full-length reviews a pass took before, not yet measured.
+TOKENS_PER_PASS = {"cpu": 512, "cuda": 16384}
+
+
+def class_probabilities(tokenizer, network, texts: list[str], max_length: int, truncation: str,
+                        tokens_per_pass: int | None = None) -> np.ndarray:
+    """(len(texts), classes) softmax probabilities of `network` in eval mode (no dropout; its mode is restored), on
+    the device its parameters are on, in passes of at most `tokens_per_pass` padded tokens (a longer review
+    alone); by default the device's `TOKENS_PER_PASS`."""
+    device, training = next(network.parameters()).device, network.training
+    budget = tokens_per_pass or TOKENS_PER_PASS.get(device.type, TOKENS_PER_PASS["cuda"])
+    ids = encode(tokenizer, texts, max_length, truncation)
+    probabilities = np.empty((len(ids), network.config.num_labels), dtype=np.float64)
+    if training:  # switching walks every submodule: a visible share of a one-review call, so only when needed
+        network.eval()
+    with torch.inference_mode():
+        for chosen in forward_passes(ids, budget):
+            input_ids, attention_mask = padded([ids[index] for index in chosen], tokenizer.pad_token_id, tokenizer.padding_side)
+            logits = network(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
+            probabilities[chosen] = logits.float().softmax(dim=-1).cpu().numpy()
+    if training:
+        network.train()
+    return probabilities
+
+
+def forward_passes(ids: list[list[int]], tokens_per_pass: int):
+    """Indices of `ids` pass by pass: shortest first, each pass as many reviews as fit `tokens_per_pass` once
+    padded to its longest (always at least one)."""
+    chosen = []
+    for index in sorted(range(len(ids)), key=lambda index: len(ids[index])):
+        if chosen and (len(chosen) + 1) * len(ids[index]) > tokens_per_pass:
+            yield chosen
+            chosen = []
+        chosen.append(index)
+    if chosen:
+        yield chosen
+
+
+def padded(ids: list[list[int]], pad_id: int, side: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids padded to the longest of them and their attention mask, as `tokenizer.pad` makes them for
+    training, without its per-call Python overhead: padded as lists, one tensor each (a visible share of a
+    one-review call)."""
+    longest = max(len(row) for row in ids)
+    input_ids, attention_mask = [], []
+    for tokens in ids:
+        padding = longest - len(tokens)
+        input_ids.append([pad_id] * padding + tokens if side == "left" else tokens + [pad_id] * padding)
+        attention_mask.append([0] * padding + [1] * len(tokens) if side == "left" else [1] * len(tokens) + [0] * padding)
+    return torch.tensor(input_ids), torch.tensor(attention_mask)
+
+
+def labels_of(positive: np.ndarray, labels) -> np.ndarray:
+    """The label of each positive-class probability: `labels` is (negative, positive); 0.5 and above is positive."""
+    return np.where(positive >= 0.5, labels[1], labels[0])
+
+
+def blend(transformer_positive: np.ndarray, baseline_positive: np.ndarray, weight: float) -> np.ndarray:
+    """The served positive-class probability: `weight` of the transformer's, the rest the baseline's."""
+    return weight * transformer_positive + (1.0 - weight) * baseline_positive

@@ -1,0 +1,62 @@
+"""The logged MLflow model: raw review text in, `label` and `probability` out.
+
+Takes what a user reaches for first: a list of strings, one string, a pandas Series, or a DataFrame with a
+`review` column (`mlflow models serve`: `{"inputs": [...]}` or `{"dataframe_records": [{"review": ...}]}`).
+
+Logged as a model from code (`mlflow.pyfunc.log_model(python_model=<this file>)`), so loading it needs only
+MLflow, torch, transformers (and scikit-learn for a blend), not this repository: `pipeline/serving/inference.py` and
+`pipeline/serving/truncation.py` travel with it, so the served model keeps the same tokens of a long review as training
+did. The fine-tuned network and its tokenizer travel as the artifact `classifier` (a `save_pretrained` folder).
+A blend (`pipeline.evaluation.serving_choice`) also carries the fitted TF-IDF baseline as the artifact `baseline` (an MLflow
+sklearn model in skops format) and its weight in the model config, and adds each part's positive probability.
+"""
+
+import mlflow
+import mlflow.sklearn
+import numpy as np
+import pandas as pd
+import torch
+from mlflow.models import set_model
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+try:  # pipeline/serving/inference.py, which the model carries (code_paths): MLflow puts it on sys.path when loading
+    from inference import blend, class_probabilities, labels_of
+except ModuleNotFoundError:  # MLflow also runs this file while logging, from this repository
+    from pipeline.serving.inference import blend, class_probabilities, labels_of
+
+
+class SentimentModel(mlflow.pyfunc.PythonModel):
+    def load_context(self, context):
+        folder = context.artifacts["classifier"]
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+        if torch.cuda.is_available():  # served where a GPU is: scoring moves each batch to the network's device
+            self.model.cuda()
+        # The tokenization the run trained with, all of it logged with the model: no defaults to drift from it.
+        self.max_length = int(context.model_config["max_length"])
+        self.truncation = context.model_config["truncation"]
+        self.weight = context.model_config.get("blend_weight")  # absent: the transformer alone
+        self.baseline = mlflow.sklearn.load_model(context.artifacts["baseline"]) if self.weight is not None else None
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        texts = review_texts(model_input)
+        labels = [self.model.config.id2label[index] for index in range(self.model.config.num_labels)]
+        transformer = class_probabilities(self.tokenizer, self.model, texts, self.max_length, self.truncation)
+        if self.baseline is None:
+            best = transformer.argmax(axis=1)
+            return pd.DataFrame({"label": [labels[index] for index in best], "probability": transformer.max(axis=1)})
+        positive_column = list(self.baseline.classes_).index(labels[1])
+        parts = {"transformer_positive_probability": transformer[:, 1],
+                 "baseline_positive_probability": self.baseline.predict_proba(texts)[:, positive_column]}
+        positive = blend(*parts.values(), self.weight)
+        return pd.DataFrame({"label": labels_of(positive, labels),
+                             "probability": np.maximum(positive, 1 - positive)} | parts)
+
+
+def review_texts(model_input: pd.DataFrame) -> list[str]:
+    """The reviews in what MLflow hands over. The signature's input is one unnamed string column, so MLflow passes
+    a list, a Series or one string as a one-column frame, and a DataFrame as its first column (name it `review`)."""
+    return [str(text) for text in model_input.to_numpy()[:, 0]]
+
+
+set_model(SentimentModel())

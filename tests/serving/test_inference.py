@@ -1,0 +1,83 @@
+"""pipeline/serving/inference.py: length-sorted batches give each review the probabilities it gets alone, in the caller's order."""
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from pipeline.serving.inference import blend, class_probabilities, forward_passes, labels_of, padded
+from pipeline.serving.truncation import encode
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_model):
+    network = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=2).eval()
+    return AutoTokenizer.from_pretrained(tiny_model), network
+
+
+def test_each_review_scores_as_it_does_alone_and_in_order(classifier):
+    tokenizer, network = classifier
+    texts = ["great", "a long and winding review of a film that was dull", "bad film", "fine " * 30, "ok"]
+    batched = class_probabilities(tokenizer, network, texts, max_length=24, truncation="head_tail", tokens_per_pass=40)
+    with torch.inference_mode():
+        alone = [network(input_ids=torch.tensor([ids])).logits.softmax(-1)[0].numpy()
+                 for ids in encode(tokenizer, texts, 24, "head_tail")]
+    assert batched.shape == (5, 2) and np.allclose(batched.sum(axis=1), 1)
+    assert np.allclose(batched, np.stack(alone), atol=1e-5)
+
+
+def test_forward_passes_stay_within_the_token_budget_shortest_first(classifier):
+    tokenizer, network = classifier
+    texts = ["fine " * words for words in (3, 20, 1, 7, 7, 2, 12, 5)]
+    shapes = []
+    hook = network.register_forward_hook(lambda module, args, kwargs, output: shapes.append(tuple(kwargs["input_ids"].shape)),
+                                         with_kwargs=True)
+    try:
+        class_probabilities(tokenizer, network, texts, max_length=16, truncation="head", tokens_per_pass=30)
+    finally:
+        hook.remove()
+    lengths = sorted(len(ids) for ids in encode(tokenizer, texts, 16, "head"))
+    assert sum(reviews for reviews, _ in shapes) == len(texts) and len(shapes) > 1
+    assert all(reviews * longest <= 30 or reviews == 1 for reviews, longest in shapes)
+    assert [longest for _, longest in shapes] == sorted(longest for _, longest in shapes)
+    assert shapes[-1][1] == lengths[-1]  # the longest review comes last, padded to nothing longer than itself
+
+
+def test_forward_passes_put_a_review_longer_than_the_budget_alone():
+    assert list(forward_passes([[1] * 50, [1] * 2, [1] * 3], tokens_per_pass=10)) == [[1, 2], [0]]
+
+
+def test_a_network_in_training_mode_scores_without_dropout_and_stays_in_training_mode(classifier):
+    """A LightningModule's network is in training mode (dropout on) when the step scores it."""
+    tokenizer, network = classifier
+    texts = ["great", "bad film", "fine " * 10]
+    expected = class_probabilities(tokenizer, network, texts, max_length=24, truncation="head")
+    network.train()
+    try:
+        again = [class_probabilities(tokenizer, network, texts, max_length=24, truncation="head") for _ in range(2)]
+        assert network.training
+    finally:
+        network.eval()
+    assert (again[0] == expected).all() and (again[1] == expected).all()
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_padding_matches_the_tokenizers_own(classifier, side):
+    tokenizer, _ = classifier
+    ids = encode(tokenizer, ["a much longer review than the other", "short"], 24, "head")
+    tokenizer.padding_side = side
+    try:
+        expected = tokenizer.pad({"input_ids": ids}, return_tensors="pt")
+    finally:
+        tokenizer.padding_side = "right"
+    input_ids, attention_mask = padded(ids, tokenizer.pad_token_id, side)
+    assert torch.equal(input_ids, expected["input_ids"]) and torch.equal(attention_mask, expected["attention_mask"])
+
+
+def test_blend_weighs_the_transformer_by_weight():
+    assert blend(np.array([1.0, 0.0]), np.array([0.0, 1.0]), 0.25) == pytest.approx([0.25, 0.75])
+
+
+def test_labels_of_puts_one_half_on_the_positive_side():
+    assert list(labels_of(np.array([0.0, 0.4999, 0.5, 1.0]), ("negative", "positive"))) == [
+        "negative", "negative", "positive", "positive"]

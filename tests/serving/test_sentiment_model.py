@@ -1,0 +1,89 @@
+"""pipeline.serving.model_logging and pipeline.serving.sentiment_model: the logged model predicts from raw text in every input
+shape MLflow hands over, tokenizes as its run did (from the logged config, with no defaults of its own), and
+names what it needs to run."""
+
+import mlflow
+import pandas as pd
+import pytest
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from conftest import easy_reviews
+from pipeline.evaluation.baseline import fit_baseline
+from pipeline.serving.model_logging import log_sentiment_model
+from pipeline.parameters import FineTuning
+from pipeline.serving.sentiment_model import SentimentModel, review_texts
+
+
+def network(tiny_model):
+    return AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=2, id2label={0: "negative", 1: "positive"},
+                                                              label2id={"negative": 0, "positive": 1})
+
+
+@pytest.fixture
+def logged(tracking, tiny_model):
+    tokenization = FineTuning(foundation_model=str(tiny_model), max_length=24, truncation="tail").tokenization()
+    with mlflow.start_run():
+        info = log_sentiment_model(network(tiny_model), AutoTokenizer.from_pretrained(tiny_model), tokenization)
+    return info, tokenization
+
+
+@pytest.fixture
+def blended(tracking, tiny_model):
+    frames = {"train": easy_reviews(200, 1), "valid": easy_reviews(40, 2), "test": easy_reviews(40, 3)}
+    tokenization = FineTuning(foundation_model=str(tiny_model), max_length=24).tokenization()
+    with mlflow.start_run():
+        return log_sentiment_model(network(tiny_model), AutoTokenizer.from_pretrained(tiny_model), tokenization,
+                                   baseline=fit_baseline(frames).pipeline, blend_weight=0.25)
+
+
+def test_it_predicts_a_label_and_its_probability_for_each_input_shape(logged):
+    info, _ = logged
+    model = mlflow.pyfunc.load_model(info.model_uri)
+    texts = ["a wonderful film", "a dull film", "fine"]
+    answers = [model.predict(shape) for shape in (texts, pd.Series(texts), pd.DataFrame({"review": texts}))]
+    for answer in answers:
+        assert list(answer.columns) == ["label", "probability"] and len(answer) == 3
+        assert set(answer["label"]) <= {"positive", "negative"} and answer["probability"].between(0.5, 1).all()
+        pd.testing.assert_frame_equal(answer, answers[0])
+    assert len(model.predict("one review")) == 1
+
+
+def test_the_whole_tokenization_travels_and_serving_has_no_defaults(logged, tmp_path):
+    info, tokenization = logged
+    assert mlflow.pyfunc.load_model(info.model_uri).model_config == tokenization
+    stored = mlflow.MlflowClient().get_logged_model(info.model_id).artifact_location
+    requirements = mlflow.artifacts.download_artifacts(f"{stored}/requirements.txt", dst_path=str(tmp_path))
+    names = [line.split("==")[0] for line in open(requirements).read().split()]
+    assert {"mlflow", "torch", "transformers", "pandas"} <= set(names)
+
+    class Context:  # what MLflow hands load_context, without the tokenization
+        artifacts = {"classifier": mlflow.artifacts.download_artifacts(f"{stored}/artifacts/classifier", dst_path=str(tmp_path / "c"))}
+        model_config = {"foundation_model": "x"}
+
+    with pytest.raises(KeyError, match="max_length"):
+        SentimentModel().load_context(Context())
+
+
+def test_a_blend_serves_the_weighted_probability_and_each_part(blended, tmp_path):
+    model = mlflow.pyfunc.load_model(blended.model_uri)
+    assert model.model_config["blend_weight"] == 0.25
+    answer = model.predict(["a wonderful film", "a dull film", "fine"])
+    assert list(answer.columns) == ["label", "probability", "transformer_positive_probability", "baseline_positive_probability"]
+    positive = 0.25 * answer["transformer_positive_probability"] + 0.75 * answer["baseline_positive_probability"]
+    assert answer["probability"].tolist() == pytest.approx(positive.where(positive >= 0.5, 1 - positive).tolist())
+    assert (answer["label"] == positive.map(lambda p: "positive" if p >= 0.5 else "negative")).all()
+    assert pd.testing.assert_frame_equal(model.predict(pd.Series(["fine"])), model.predict("fine")) is None
+    assert model.metadata.signature.outputs.input_names() == list(answer.columns)
+
+    stored = mlflow.MlflowClient().get_logged_model(blended.model_id).artifact_location
+    folder = mlflow.artifacts.download_artifacts(stored, dst_path=str(tmp_path))
+    names = [line.split("==")[0] for line in open(f"{folder}/requirements.txt").read().split()]
+    assert {"mlflow", "torch", "transformers", "pandas", "scikit-learn", "skops"} <= set(names)
+    baseline_flavour = open(f"{folder}/artifacts/baseline/MLmodel").read()
+    assert "serialization_format: skops" in baseline_flavour  # scikit-learn's safe format, not a pickle
+    assert not list((tmp_path).rglob("*.pkl"))
+
+
+def test_review_texts_reads_the_first_column_as_text():
+    assert review_texts(pd.DataFrame({"review": ["a", 3]})) == ["a", "3"]
+    assert review_texts(pd.DataFrame({0: ["x"], "other": ["y"]})) == ["x"]
