@@ -28,7 +28,8 @@ from pipeline.training.datamodule import ReviewsDataModule
 from pipeline.entry import run_entry_point
 from pipeline.errors import reports_errors
 from pipeline.evaluation.comparison import evaluate, log_evaluation
-from pipeline.training.hardware import scoring_device
+from pipeline.evaluation.precision_choice import refuse_unchecked_precision
+from pipeline.training.hardware import Capabilities, scoring_device
 from pipeline.data.input_data import data_digests, log_data_inputs, resolve_data
 from pipeline.training.launcher import job_for_run, launch, refuse_missing_devices
 from pipeline.serving.model_logging import log_sentiment_model
@@ -46,6 +47,9 @@ def main(**values) -> None:
 
 def fine_tune(config: FineTuning) -> None:
     refuse_missing_devices(config)
+    capabilities = Capabilities.detect()
+    device = scoring_device(config.accelerator, capabilities)
+    refuse_unchecked_precision(config.serve_precision, device, capabilities.cpu_bf16)
     with step_run(FINE_TUNING, log_system_metrics=True) as run, tempfile.TemporaryDirectory(prefix="fine-tuning-") as scratch:
         data_dir, data_run_id = resolve_data(config.data_path, run.info.experiment_id, Path(scratch))
         tokenizer = load_tokenizer(config.foundation_model)
@@ -72,11 +76,11 @@ def fine_tune(config: FineTuning) -> None:
         log_test_report(torch.tensor(outcome.confusion))
 
         transformer_test = {name: mlflow.get_run(run.info.run_id).data.metrics[name] for name in TEST_METRICS}
-        evaluation = evaluate(config.serve, datamodule.frames, model.model, tokenizer, config.tokenization(),
-                              scoring_device(config.accelerator), transformer_test)
+        evaluation = evaluate(config.serve, config.serve_precision, datamodule.frames, model.model, tokenizer,
+                              config.tokenization(), device, capabilities.cpu_bf16, transformer_test)
         log_evaluation(evaluation)
         blend = {"baseline": evaluation.baseline.pipeline, "blend_weight": evaluation.choice.weight}
-        model_info = log_sentiment_model(model.model, tokenizer, config.tokenization(),
+        model_info = log_sentiment_model(model.model, tokenizer, config.tokenization(), evaluation.precision.model_config(),
                                          **(blend if evaluation.choice.served == "blend" else {}))
         mlflow.set_tag(MODEL_URI_TAG, model_info.model_uri)
         shutil.rmtree(job.checkpoints, ignore_errors=True)  # finished: the model lives in MLflow now

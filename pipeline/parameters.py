@@ -20,6 +20,7 @@ from pipeline.serving.truncation import TRUNCATIONS
 IMDB_URL = "https://pl-flash-data.s3.amazonaws.com/imdb.zip"
 STRATEGIES = ("no_freeze", "freeze", "freeze_unfreeze")
 SERVES = ("auto", "transformer", "blend")  # pipeline.evaluation.serving_choice
+SERVE_PRECISIONS = ("auto", "fp32", "int8", "bf16")  # pipeline.serving.inference.SERVE_PRECISIONS, and auto
 ACCELERATORS = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
 SWITCHES = ("auto", "true", "false")
@@ -78,6 +79,9 @@ class FineTuning:
     serve: str = parameter("auto", "What the logged model serves: the fine-tuned transformer, or its blend with the TF-IDF "
                                    "baseline (weight chosen on validation); 'auto': the blend when it beats the transformer "
                                    "alone on validation.", choices=SERVES)
+    serve_precision: str = parameter("auto", "The served transformer's precision on a CPU: fp32, int8 (dynamic quantization) "
+                                             "or bf16 (CPUs with native bf16); 'auto': the fastest the serving CPU has among "
+                                             "those within 0.5 point of fp32's validation accuracy.", choices=SERVE_PRECISIONS)
     seed: int = parameter(42)
     unfreeze_epoch: int = parameter(1, "freeze_unfreeze: epoch the backbone starts training.", min=0)
     patience: int = parameter(2, "Epochs without validation gain before stopping early.", min=1)

@@ -1,6 +1,7 @@
 """What the step serves and how well: the fine-tuned transformer, the TF-IDF baseline fitted on the same splits
-(`pipeline.evaluation.baseline`) and the served model (the transformer or their blend: `pipeline.evaluation.serving_choice`), scored on
-test as the logged model scores, and logged as the metrics the quality gate reads (`pipeline.contract`)."""
+(`pipeline.evaluation.baseline`) and the served model (the transformer or their blend: `pipeline.evaluation.serving_choice`,
+its transformer in the precision this machine serves: `pipeline.evaluation.precision_choice`), scored on test as the
+logged model scores, and logged as the metrics the quality gate reads (`pipeline.contract`)."""
 
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ from pipeline.evaluation.baseline import Baseline, fit_baseline
 from pipeline.contract import TEST_METRICS, baseline_metric, lift_metric, served_metric
 from pipeline.data.reviews import LABEL_COLUMN, LABELS, TEXT_COLUMN
 from pipeline.evaluation.metrics import split_scores
+from pipeline.evaluation.precision_choice import SAFE_DROP, PrecisionCheck, check_precisions
 from pipeline.evaluation.reports import log_model_vs_baseline
 from pipeline.serving.inference import class_probabilities, labels_of
 from pipeline.evaluation.serving_choice import ServingChoice, choose
@@ -32,16 +34,25 @@ class Evaluation:
     choice: ServingChoice
     baseline: Baseline
     test: TestScores
+    precision: PrecisionCheck
 
 
-def evaluate(serve: str, frames: dict[str, pd.DataFrame], network, tokenizer, tokenization: dict, device: str,
-             transformer_test: dict[str, float]) -> Evaluation:
-    """Fit the baseline, score the transformer on validation and test on `device` as the served model scores,
-    choose what to serve on validation alone (`serve`: `FineTuning.serve`) and score each on test."""
+def evaluate(serve: str, serve_precision: str, frames: dict[str, pd.DataFrame], network, tokenizer, tokenization: dict,
+             device: str, cpu_bf16: bool, transformer_test: dict[str, float]) -> Evaluation:
+    """Fit the baseline, score the transformer on validation on `device` as the served model scores, check the
+    precisions this CPU may serve it in (`serve_precision`: `FineTuning.serve_precision`; `cpu_bf16`: native bf16),
+    choose what to serve on validation alone (`serve`: `FineTuning.serve`) with the transformer in the precision
+    served here, and score each on test."""
     baseline = fit_baseline(frames)
-    transformer = {split: class_probabilities(tokenizer, network.to(device), frames[split][TEXT_COLUMN].tolist(),
-                                              tokenization["max_length"], tokenization["truncation"])[:, 1]
-                   for split in ("valid", "test")}
+    texts = {split: frames[split][TEXT_COLUMN].tolist() for split in ("valid", "test")}
+
+    def positive(net, split: str):
+        return class_probabilities(tokenizer, net, texts[split], tokenization["max_length"], tokenization["truncation"])[:, 1]
+
+    precision, served_network, valid = check_precisions(serve_precision, network, tokenizer, tokenization, texts["valid"],
+                                                        frames["valid"][LABEL_COLUMN], positive(network.to(device), "valid"),
+                                                        device, cpu_bf16)
+    transformer = {"valid": valid, "test": positive(served_network, "test")}
     network.cpu()
     choice = choose(serve, frames["valid"][LABEL_COLUMN], transformer["valid"], baseline.positive["valid"])
     truth = frames["test"][LABEL_COLUMN]
@@ -49,7 +60,7 @@ def evaluate(serve: str, frames: dict[str, pd.DataFrame], network, tokenizer, to
     return Evaluation(choice, baseline, TestScores(
         transformer={name: transformer_test[name] for name in TEST_METRICS},
         baseline=split_scores(truth, labels_of(baseline.positive["test"], LABELS)),
-        served=split_scores(truth, labels_of(served, LABELS))))
+        served=split_scores(truth, labels_of(served, LABELS))), precision)
 
 
 def log_evaluation(evaluation: Evaluation) -> None:
@@ -60,9 +71,14 @@ def log_evaluation(evaluation: Evaluation) -> None:
                        | {lift_metric(name, served=False): test.transformer[name] - test.baseline[name] for name in TEST_METRICS}
                        | {lift_metric(name, served=True): test.served[name] - test.baseline[name] for name in TEST_METRICS}
                        | {"baseline_fit_seconds": baseline.fit_seconds})
-    mlflow.log_params({"baseline_c": baseline.regularisation_c, "served_model": choice.served, "blend_weight": choice.weight})
+    mlflow.log_metrics({f"valid_accuracy_{name}": value for name, value in evaluation.precision.valid_accuracy.items()})
+    mlflow.log_params({"baseline_c": baseline.regularisation_c, "served_model": choice.served, "blend_weight": choice.weight,
+                       "served_precision": evaluation.precision.served})
     log_model_vs_baseline(test, choice, baseline.fit_seconds)
     f1 = {part: getattr(test, part)["test_macro_f1"] for part in ("transformer", "baseline", "served")}
+    accuracies = ", ".join(f"{name} {value:.4f}" for name, value in evaluation.precision.valid_accuracy.items())
     click.echo(f"test macro-F1: transformer {f1['transformer']:.4f}, {BASELINE_NAME} baseline {f1['baseline']:.4f} (fit in "
                f"{baseline.fit_seconds:.1f} s), served {f1['served']:.4f} (lift {f1['served'] - f1['baseline']:+.4f}); "
-               f"serving the {choice.served}: {choice.reason}")
+               f"serving the {choice.served}: {choice.reason}; its transformer in {evaluation.precision.served} here "
+               f"(validation accuracy {accuracies}; within {SAFE_DROP * 100:g} point of fp32: "
+               f"{', '.join(evaluation.precision.safe)})")

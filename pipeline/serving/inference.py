@@ -4,9 +4,13 @@ Fast the way serving needs: one batched tokenizer call, reviews sorted by length
 of a padded-token budget (`TOKENS_PER_PASS`), each padded only to its own longest review, under
 `torch.inference_mode`, results put back in the caller's order. The fine-tuning step scores its validation and
 test splits through the same function, so the blend weight it chooses and the test metrics it logs are the
-served model's. Like `truncation.py`, this module travels with the logged model and imports nothing from the
-project.
+served model's. On a CPU the network may serve in int8 or bf16 (`served_precision`, `in_precision`): the step
+records which ones keep its validation accuracy, and the served model picks among those at load. Like
+`truncation.py`, this module travels with the logged model and imports nothing from the project.
 """
+
+import copy
+import warnings
 
 import numpy as np
 import torch
@@ -21,6 +25,42 @@ except ModuleNotFoundError:
 # (benchmarks/scoring_pass_budget.py, BENCHMARKS.md "Serving"): bigger passes stop paying once the matrices fill
 # the cores, and smaller ones pad less. GPU: the 64 full-length reviews a pass took before, not yet measured.
 TOKENS_PER_PASS = {"cpu": 512, "cuda": 16384}
+
+SERVE_PRECISIONS = ("fp32", "int8", "bf16")  # what a CPU may serve the network in
+FASTEST_FIRST = ("bf16", "int8", "fp32")  # `auto`'s preference among the recorded-safe ones (BENCHMARKS.md)
+
+
+def native_cpu_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX). torch's mkldnn bf16 check also says True
+    on plain AVX-512, where bf16 is emulated and slower than fp32."""
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(check() for check in checks if check is not None)
+
+
+def cpu_precisions(cpu_bf16: bool) -> tuple[str, ...]:
+    """The precisions a CPU runs at speed: fp32 and int8 everywhere, bf16 where it is native (`native_cpu_bf16`)."""
+    return SERVE_PRECISIONS if cpu_bf16 else ("fp32", "int8")
+
+
+def served_precision(asked: str, safe: list[str], cpu_bf16: bool) -> str:
+    """What a CPU serves: `asked` where it names a precision; `auto`: the fastest of the `safe` ones (recorded at
+    logging) that this CPU runs at speed, fp32 when none is."""
+    if asked != "auto":
+        return asked
+    return next(precision for precision in FASTEST_FIRST if precision == "fp32" or (
+        precision in safe and precision in cpu_precisions(cpu_bf16)))
+
+
+def in_precision(network, precision: str):
+    """A copy of the fp32 CPU `network` that computes in `precision` (`network` itself for fp32): int8 quantizes
+    the weights of its Linear layers and each call's activations (dynamic quantization), bf16 casts it."""
+    if precision == "int8":
+        with warnings.catch_warnings():  # deprecated for torchao, which every served model would then need; works in torch 2.13
+            warnings.simplefilter("ignore")
+            return torch.ao.quantization.quantize_dynamic(network, {torch.nn.Linear}, dtype=torch.qint8)
+    if precision == "bf16":
+        return copy.deepcopy(network).to(torch.bfloat16)
+    return network
 
 
 def class_probabilities(tokenizer, network, texts: list[str], max_length: int, truncation: str,

@@ -25,11 +25,13 @@ PART_OUTPUTS = [ColSpec("double", "transformer_positive_probability"), ColSpec("
 INPUT_EXAMPLE = ["A moving story with wonderful acting.", "Dull, predictable and far too long."]
 
 
-def log_sentiment_model(network, tokenizer, tokenization: dict, baseline=None, blend_weight: float | None = None):
+def log_sentiment_model(network, tokenizer, tokenization: dict, precisions: dict | None = None, baseline=None,
+                        blend_weight: float | None = None):
     """Save `network` and `tokenizer` with `save_pretrained` and log them behind `pipeline/serving/sentiment_model.py`,
     with the modules it scores through beside it and the run's whole tokenization config
-    (`FineTuning.tokenization`), so serving keeps the tokens training kept. With `baseline` (a fitted scikit-learn
-    pipeline) and `blend_weight`, the model serves their blend."""
+    (`FineTuning.tokenization`), so serving keeps the tokens training kept. `precisions`: what a CPU may serve it in
+    (`pipeline.evaluation.precision_choice.PrecisionCheck.model_config`; without it, fp32). With `baseline` (a fitted
+    scikit-learn pipeline) and `blend_weight`, the model serves their blend."""
     blended = baseline is not None
     with tempfile.TemporaryDirectory(prefix="classifier-") as scratch:
         folder = Path(scratch) / "classifier"
@@ -50,7 +52,7 @@ def log_sentiment_model(network, tokenizer, tokenization: dict, baseline=None, b
             python_model=str(HERE / "sentiment_model.py"),
             artifacts=artifacts,
             # MLflow also logs the config as the run's params: `blend_weight` only where it is the step's param too.
-            model_config=tokenization | ({"blend_weight": blend_weight} if blended else {}),
+            model_config=tokenization | (precisions or {}) | ({"blend_weight": blend_weight} if blended else {}),
             code_paths=[str(HERE / "inference.py"), str(HERE / "truncation.py")],
             signature=ModelSignature(inputs=INPUTS, outputs=Schema(OUTPUTS + (PART_OUTPUTS if blended else []))),
             input_example=INPUT_EXAMPLE,

@@ -9,6 +9,9 @@ MLflow, torch, transformers (and scikit-learn for a blend), not this repository:
 did. The fine-tuned network and its tokenizer travel as the artifact `classifier` (a `save_pretrained` folder).
 A blend (`pipeline.evaluation.serving_choice`) also carries the fitted TF-IDF baseline as the artifact `baseline` (an MLflow
 sklearn model in skops format) and its weight in the model config, and adds each part's positive probability.
+On a CPU the transformer serves in the precision its config asks (`serve_precision`); `auto`: the fastest of those the
+logging step found as accurate as fp32 on validation (`safe_precisions`) that this CPU runs at speed. A model
+logged before these keys existed serves fp32; on a GPU the model serves as it always did.
 """
 
 import mlflow
@@ -20,18 +23,25 @@ from mlflow.models import set_model
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 try:  # pipeline/serving/inference.py, which the model carries (code_paths): MLflow puts it on sys.path when loading
-    from inference import blend, class_probabilities, labels_of
+    from inference import blend, class_probabilities, in_precision, labels_of, native_cpu_bf16, served_precision
 except ModuleNotFoundError:  # MLflow also runs this file while logging, from this repository
-    from pipeline.serving.inference import blend, class_probabilities, labels_of
+    from pipeline.serving.inference import blend, class_probabilities, in_precision, labels_of, native_cpu_bf16, served_precision
 
 
 class SentimentModel(mlflow.pyfunc.PythonModel):
-    def load_context(self, context):
+    def load_context(self, context, cpu_bf16: bool | None = None):
+        """`cpu_bf16`: whether this CPU has native bf16 (default: detected), given by tests that stand in for another CPU."""
         folder = context.artifacts["classifier"]
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
         if torch.cuda.is_available():  # served where a GPU is: scoring moves each batch to the network's device
             self.model.cuda()
+            self.precision = "fp32"
+        else:
+            self.precision = served_precision(context.model_config.get("serve_precision", "fp32"),
+                                              context.model_config.get("safe_precisions", ["fp32"]),
+                                              native_cpu_bf16() if cpu_bf16 is None else cpu_bf16)
+            self.model = in_precision(self.model, self.precision)
         # The tokenization the run trained with, all of it logged with the model: no defaults to drift from it.
         self.max_length = int(context.model_config["max_length"])
         self.truncation = context.model_config["truncation"]

@@ -1,8 +1,9 @@
 """The one place that decides device, precision and data-loading settings for training, and the device that scores.
 
-The same code runs on a laptop CPU, an Apple GPU, one NVIDIA GPU (bf16 where the card has it,
-fp16 with loss scaling on older cards such as the Databricks g4dn T4), all GPUs of a node (DDP) and one
-device per process on several nodes (DDP, processes started by Spark).
+The same code runs on a laptop CPU (bf16 mixed precision where it has bf16 matrix instructions: AVX512-BF16 or
+AMX), an Apple GPU, one NVIDIA GPU (bf16 where the card has it, fp16 with loss scaling on older cards such as the
+Databricks g4dn T4), all GPUs of a node (DDP) and one device per process on several nodes (DDP, processes
+started by Spark).
 """
 
 import os
@@ -12,6 +13,7 @@ import torch
 
 from pipeline.errors import PipelineError
 from pipeline.parameters import ACCELERATORS, PRECISIONS, SWITCHES, FineTuning
+from pipeline.serving.inference import native_cpu_bf16
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,7 @@ class Capabilities:
     cuda_compute_capability: tuple[int, int] | None
     mps: bool
     cpu_count: int
+    cpu_bf16: bool  # native bf16 on the CPU (the served model's check, which serving shares)
 
     @classmethod
     def detect(cls) -> "Capabilities":
@@ -34,6 +37,7 @@ class Capabilities:
             cuda_compute_capability=capability,
             mps=torch.backends.mps.is_available(),
             cpu_count=os.cpu_count() or 1,
+            cpu_bf16=native_cpu_bf16(),
         )
 
 
@@ -107,7 +111,7 @@ def choose_hardware(
         if accelerator == "cuda":
             precision = "bf16-mixed" if caps.cuda_bf16 else "16-mixed"
         else:
-            precision = "32-true"
+            precision = "bf16-mixed" if accelerator == "cpu" and caps.cpu_bf16 else "32-true"
     if precision == "bf16-mixed" and accelerator == "cuda" and not caps.cuda_bf16:
         raise PipelineError("precision='bf16-mixed': this GPU has no bfloat16 support (use precision=16-mixed or auto)")
     if precision == "16-mixed" and accelerator == "cpu":

@@ -1,11 +1,14 @@
 """pipeline/serving/inference.py: length-sorted batches give each review the probabilities it gets alone, in the caller's order."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from pipeline.serving.inference import blend, class_probabilities, forward_passes, labels_of, padded
+from pipeline.serving.inference import blend, class_probabilities, cpu_precisions, forward_passes, in_precision, labels_of
+from pipeline.serving.inference import native_cpu_bf16, padded, served_precision
 from pipeline.serving.truncation import encode
 
 
@@ -81,3 +84,37 @@ def test_blend_weighs_the_transformer_by_weight():
 def test_labels_of_puts_one_half_on_the_positive_side():
     assert list(labels_of(np.array([0.0, 0.4999, 0.5, 1.0]), ("negative", "positive"))) == [
         "negative", "negative", "positive", "positive"]
+
+
+@pytest.mark.parametrize(("asked", "safe", "cpu_bf16", "served"), [
+    ("auto", ["fp32", "int8", "bf16"], True, "bf16"),  # the fastest safe one this CPU runs natively
+    ("auto", ["fp32", "int8", "bf16"], False, "int8"),  # bf16 would be emulated here: slower than fp32
+    ("auto", ["fp32", "bf16"], False, "fp32"),
+    ("auto", ["fp32", "int8"], True, "int8"),  # bf16 lost accuracy when the model was logged
+    ("auto", ["fp32"], True, "fp32"),
+    ("int8", ["fp32"], True, "int8"),  # asked by name: served as asked
+    ("fp32", ["fp32", "int8", "bf16"], True, "fp32"),
+])
+def test_served_precision_is_the_fastest_recorded_safe_one_this_cpu_runs(asked, safe, cpu_bf16, served):
+    assert served_precision(asked, safe, cpu_bf16) == served
+
+
+def test_bf16_counts_only_where_the_cpu_has_it_natively():
+    assert cpu_precisions(True) == ("fp32", "int8", "bf16") and cpu_precisions(False) == ("fp32", "int8")
+    flags = set(open("/proc/cpuinfo").read().split()) if Path("/proc/cpuinfo").exists() else None
+    if flags is None or not {"avx2", "avx512f", "neon", "asimd"} & flags:
+        pytest.skip("no /proc/cpuinfo flags to compare with")
+    assert native_cpu_bf16() == bool({"avx512_bf16", "amx_bf16"} & flags)
+
+
+def test_int8_and_bf16_copies_score_close_to_fp32_and_leave_it_untouched(classifier):
+    tokenizer, network = classifier
+    texts = ["great", "a long and winding review of a film that was dull", "bad film", "fine " * 30]
+    fp32 = class_probabilities(tokenizer, network, texts, max_length=24, truncation="head_tail")
+    assert in_precision(network, "fp32") is network
+    int8, bf16 = in_precision(network, "int8"), in_precision(network, "bf16")
+    assert isinstance(int8.bert.encoder.layer[0].intermediate.dense, torch.ao.nn.quantized.dynamic.Linear)
+    assert next(bf16.parameters()).dtype == torch.bfloat16 and next(network.parameters()).dtype == torch.float32
+    for copy in (int8, bf16):
+        assert np.allclose(class_probabilities(tokenizer, copy, texts, max_length=24, truncation="head_tail"), fp32, atol=0.02)
+    assert np.array_equal(class_probabilities(tokenizer, network, texts, max_length=24, truncation="head_tail"), fp32)

@@ -1,15 +1,20 @@
 """pipeline.training.hardware: the device/precision choice for each kind of machine (GPUs faked through Capabilities)."""
 
+from dataclasses import replace
+
 import pytest
 
 from pipeline.errors import PipelineError
 from pipeline.training.hardware import Capabilities, choose_hardware, scoring_device
 
-CPU_LAPTOP = Capabilities(cuda_devices=0, cuda_bf16=False, cuda_compute_capability=None, mps=False, cpu_count=2)
-MAC = Capabilities(cuda_devices=0, cuda_bf16=False, cuda_compute_capability=None, mps=True, cpu_count=8)
-T4 = Capabilities(cuda_devices=1, cuda_bf16=False, cuda_compute_capability=(7, 5), mps=False, cpu_count=4)
-H100 = Capabilities(cuda_devices=1, cuda_bf16=True, cuda_compute_capability=(9, 0), mps=False, cpu_count=16)
-A100_X4 = Capabilities(cuda_devices=4, cuda_bf16=True, cuda_compute_capability=(8, 0), mps=False, cpu_count=32)
+CPU_LAPTOP = Capabilities(cuda_devices=0, cuda_bf16=False, cuda_compute_capability=None, mps=False, cpu_count=2, cpu_bf16=False)
+MAC = Capabilities(cuda_devices=0, cuda_bf16=False, cuda_compute_capability=None, mps=True, cpu_count=8, cpu_bf16=False)
+T4 = Capabilities(cuda_devices=1, cuda_bf16=False, cuda_compute_capability=(7, 5), mps=False, cpu_count=4, cpu_bf16=False)
+H100 = Capabilities(cuda_devices=1, cuda_bf16=True, cuda_compute_capability=(9, 0), mps=False, cpu_count=16, cpu_bf16=False)
+A100_X4 = Capabilities(cuda_devices=4, cuda_bf16=True, cuda_compute_capability=(8, 0), mps=False, cpu_count=32, cpu_bf16=False)
+XEON_AMX = Capabilities(cuda_devices=0, cuda_bf16=False, cuda_compute_capability=None, mps=False, cpu_count=2, cpu_bf16=True)
+H100_ON_XEON_AMX = Capabilities(cuda_devices=1, cuda_bf16=True, cuda_compute_capability=(9, 0), mps=False, cpu_count=16,
+                                cpu_bf16=True)
 
 
 @pytest.mark.parametrize(("capability", "native", "precision"), [((7, 5), False, "16-mixed"), ((8, 0), True, "bf16-mixed")])
@@ -39,12 +44,14 @@ def test_this_machine_is_detected():
     hardware = choose_hardware(capabilities=caps)
     expected = "cuda" if caps.cuda_devices else "mps" if caps.mps else "cpu"
     assert hardware.accelerator == expected
+    assert choose_hardware("cpu", capabilities=caps).precision == ("bf16-mixed" if caps.cpu_bf16 else "32-true")
 
 
 @pytest.mark.parametrize(
     "caps, accelerator, devices, precision, strategy, tf32",
     [
         (CPU_LAPTOP, "cpu", 1, "32-true", "auto", False),
+        (XEON_AMX, "cpu", 1, "bf16-mixed", "auto", False),  # native bf16 matrix units (AMX or AVX512-BF16)
         (MAC, "mps", 1, "32-true", "auto", False),
         (T4, "cuda", 1, "16-mixed", "auto", False),  # Databricks g4dn: no bf16, fp16 with loss scaling
         (H100, "cuda", 1, "bf16-mixed", "auto", True),
@@ -59,6 +66,18 @@ def test_automatic_choice(caps, accelerator, devices, precision, strategy, tf32)
     assert hardware.pad_to_multiple_of == (8 if accelerator == "cuda" else None)
     assert hardware.compile == (accelerator == "cuda")
     assert hardware.trainer_flags() == {"accelerator": accelerator, "devices": devices, "precision": precision, "strategy": strategy}
+
+
+def test_cpu_bf16_chooses_only_the_cpus_precision():
+    """Native CPU bf16 decides for training on that CPU, never for a GPU or an Apple GPU beside it."""
+    assert choose_hardware(capabilities=H100_ON_XEON_AMX).precision == "bf16-mixed"
+    assert choose_hardware(capabilities=replace(T4, cpu_bf16=True)).precision == "16-mixed"
+    assert choose_hardware(capabilities=replace(MAC, cpu_bf16=True)).precision == "32-true"
+    assert choose_hardware("cpu", capabilities=T4).precision == "32-true"
+    assert choose_hardware("cpu", capabilities=H100_ON_XEON_AMX).precision == "bf16-mixed"
+    assert choose_hardware(precision="32-true", capabilities=XEON_AMX).precision == "32-true"
+    cpu_ddp = choose_hardware("cpu", devices="2", capabilities=XEON_AMX)
+    assert (cpu_ddp.strategy, cpu_ddp.precision) == ("ddp", "bf16-mixed")
 
 
 def test_workers_only_feed_gpus():
