@@ -5,10 +5,12 @@ names what it needs to run."""
 import mlflow
 import pandas as pd
 import pytest
+import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from conftest import easy_reviews
 from pipeline.evaluation.baseline import fit_baseline
+from pipeline.serving.inference import class_probabilities
 from pipeline.serving.model_logging import log_sentiment_model
 from pipeline.parameters import FineTuning
 from pipeline.serving.sentiment_model import SentimentModel, review_texts
@@ -82,6 +84,54 @@ def test_a_blend_serves_the_weighted_probability_and_each_part(blended, tmp_path
     baseline_flavour = open(f"{folder}/artifacts/baseline/MLmodel").read()
     assert "serialization_format: skops" in baseline_flavour  # scikit-learn's safe format, not a pickle
     assert not list((tmp_path).rglob("*.pkl"))
+
+
+class Context:
+    """What MLflow hands `load_context`: the classifier folder of a logged model and a model config."""
+
+    def __init__(self, classifier: str, model_config: dict):
+        self.artifacts, self.model_config = {"classifier": classifier}, model_config
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the model serves in fp32 whatever its config says")
+@pytest.mark.parametrize(("precisions", "cpu_bf16", "served"), [
+    ({}, True, "fp32"),  # logged before serving precisions existed
+    ({"serve_precision": "auto", "safe_precisions": ["fp32", "int8", "bf16"]}, True, "bf16"),
+    ({"serve_precision": "auto", "safe_precisions": ["fp32", "int8", "bf16"]}, False, "int8"),
+    ({"serve_precision": "auto", "safe_precisions": ["fp32"]}, True, "fp32"),
+    ({"serve_precision": "int8", "safe_precisions": ["fp32"]}, False, "int8"),
+])
+def test_a_cpu_serves_the_precision_its_config_and_flags_allow(logged, tmp_path, precisions, cpu_bf16, served):
+    info, tokenization = logged
+    stored = mlflow.MlflowClient().get_logged_model(info.model_id).artifact_location
+    folder = mlflow.artifacts.download_artifacts(f"{stored}/artifacts/classifier", dst_path=str(tmp_path))
+    model = SentimentModel()
+    model.load_context(Context(folder, tokenization | precisions), cpu_bf16=cpu_bf16)
+    assert model.precision == served
+    linear = model.model.bert.encoder.layer[0].output.dense
+    assert isinstance(linear, torch.ao.nn.quantized.dynamic.Linear) == (served == "int8")
+    assert next(model.model.parameters()).dtype == (torch.bfloat16 if served == "bf16" else torch.float32)
+    answer = model.predict(None, pd.DataFrame({"review": ["a wonderful film", "a dull film"]}))
+    assert list(answer.columns) == ["label", "probability"] and answer["probability"].between(0.5, 1).all()
+
+
+def test_a_blend_mixes_the_transformer_in_its_served_precision(tracking, tiny_model, tmp_path):
+    """The blend's transformer part is computed in the precision served, and blended with the baseline as in fp32."""
+    frames = {"train": easy_reviews(200, 1), "valid": easy_reviews(40, 2), "test": easy_reviews(40, 3)}
+    tokenization = FineTuning(foundation_model=str(tiny_model), max_length=24).tokenization()
+    with mlflow.start_run():
+        info = log_sentiment_model(network(tiny_model), AutoTokenizer.from_pretrained(tiny_model), tokenization,
+                                   {"serve_precision": "int8", "safe_precisions": ["fp32", "int8"]},
+                                   baseline=fit_baseline(frames).pipeline, blend_weight=0.5)
+    model = mlflow.pyfunc.load_model(info.model_uri)
+    assert model.unwrap_python_model().precision == ("fp32" if torch.cuda.is_available() else "int8")
+    texts = ["a wonderful film", "a dull film", "fine"]
+    answer = model.predict(texts)
+    served = model.unwrap_python_model()
+    transformer = class_probabilities(served.tokenizer, served.model, texts, 24, tokenization["truncation"])[:, 1]
+    assert answer["transformer_positive_probability"].tolist() == pytest.approx(transformer.tolist())
+    positive = 0.5 * answer["transformer_positive_probability"] + 0.5 * answer["baseline_positive_probability"]
+    assert answer["probability"].tolist() == pytest.approx(positive.where(positive >= 0.5, 1 - positive).tolist())
 
 
 def test_review_texts_reads_the_first_column_as_text():
