@@ -19,6 +19,7 @@ from pipeline.evaluation.reports import epoch_points
 from pipeline.data.input_data import data_digests, input_digests
 from pipeline.contract import DATA_ARTIFACT, MONITOR, STEP_TAG, baseline_metric, lift_metric, served_metric
 from pipeline.parameters import GATE_METRICS
+from pipeline.serving.inference import native_cpu_bf16
 
 FAST = ["--epochs", "3", "--batch-size", "16", "--learning-rate", "3e-3", "--max-length", "32"]
 
@@ -59,7 +60,8 @@ def test_logs_params_metrics_and_data(finished_run, easy_data):
     assert run.info.status == "FINISHED"
     params = run.data.params
     assert params["fine_tuning_strategy"] == "no_freeze" and params["epochs"] == "3"
-    assert (params["resolved_accelerator"], params["resolved_precision"]) == ("cpu", "32-true")
+    # A CPU with native bf16 (AVX512-BF16 or AMX) trains in bf16 mixed precision, others in fp32.
+    assert (params["resolved_accelerator"], params["resolved_precision"]) == ("cpu", "bf16-mixed" if native_cpu_bf16() else "32-true")
     history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_macro_f1")
     assert [point.step for point in history] == [0, 1, 2]  # one per epoch, at step = epoch
     for name in ("train_loss", "train_accuracy", "train_macro_f1", "val_loss", "val_accuracy", "test_loss", "test_macro_f1"):
@@ -156,7 +158,8 @@ def test_the_served_metrics_are_the_logged_models_own(finished_run, easy_data):
 
 def test_serve_blend_logs_a_blend_and_serve_transformer_the_transformer(tracking, tiny_model, easy_data, tmp_path):
     common = ["--foundation-model", str(tiny_model), "--data-path", str(easy_data), "--epochs", "1",
-              "--checkpoint-dir", str(tmp_path / "ckpt"), "--cache-dir", str(tmp_path / "cache")]
+              "--checkpoint-dir", str(tmp_path / "ckpt"), "--cache-dir", str(tmp_path / "cache"),
+              "--precision", "32-true", "--serve-precision", "fp32"]  # what Lightning's test computes
     for serve in ("blend", "transformer"):
         result = fine_tune(*common, "--serve", serve)
         assert result.exit_code == 0, result.output
@@ -166,6 +169,33 @@ def test_serve_blend_logs_a_blend_and_serve_transformer_the_transformer(tracking
         assert ("baseline_positive_probability" in columns) == (serve == "blend")
     # The transformer served alone scores the test split as Lightning's test of the same checkpoint did.
     assert run.data.metrics["served_test_accuracy"] == pytest.approx(run.data.metrics["test_accuracy"])
+
+
+def test_the_served_precision_is_checked_on_validation_and_served(finished_run):
+    """Each precision this CPU runs at speed scored validation; the model serves the fastest safe one, and the
+    served test metrics are its own (test_the_served_metrics_are_the_logged_models_own)."""
+    run, folder = finished_run
+    metrics, params = run.data.metrics, run.data.params
+    checked = ["fp32", "int8"] + (["bf16"] if native_cpu_bf16() else [])
+    assert sorted(name for name in metrics if name.startswith("valid_accuracy_")) == sorted(f"valid_accuracy_{p}" for p in checked)
+    model = mlflow.pyfunc.load_model(run.data.tags["pipeline.model_uri"])
+    config = model.model_config
+    assert config["serve_precision"] == "auto" and config["precision_valid_accuracy"] == pytest.approx(
+        {name: metrics[f"valid_accuracy_{name}"] for name in checked})
+    assert config["safe_precisions"] == [p for p in checked if metrics[f"valid_accuracy_{p}"] >= metrics["valid_accuracy_fp32"] - 0.005]
+    assert params["served_precision"] == model.unwrap_python_model().precision
+    assert params["served_precision"] == next(p for p in ("bf16", "int8", "fp32") if p in config["safe_precisions"])
+    assert f"its transformer in {params['served_precision']} here" in (folder / "output.txt").read_text()
+
+
+def test_a_precision_this_machine_cannot_check_stops_before_training(tracking, tiny_model, easy_data, tmp_path):
+    if not torch.cuda.is_available() and native_cpu_bf16():
+        pytest.skip("this CPU checks every precision (tests/evaluation/test_precision_choice.py fakes one that cannot)")
+    asked = "int8" if torch.cuda.is_available() else "bf16"
+    result = fine_tune("--foundation-model", str(tiny_model), "--data-path", str(easy_data), "--serve-precision", asked,
+                       "--checkpoint-dir", str(tmp_path))
+    assert result.exit_code == 1 and result.stderr.strip().splitlines()[-1].startswith(f"error: serve_precision='{asked}': ")
+    assert mlflow.search_runs(experiment_names=["Default"], output_format="list") == []
 
 
 def test_the_run_logs_every_metric_the_gate_reads(finished_run):
