@@ -7,8 +7,10 @@
 (a) HF `Trainer` with its defaults plus dynamic padding (`DataCollatorWithPadding`): what most users run;
 (b) HF `Trainer` at its best: length-grouped batches (`train_sampling_strategy="group_by_length"`, transformers 5's
 name for `group_by_length=True`), `optim="adamw_torch_fused"`, and this project's loader workers, pinned memory,
-pad-to-multiple, precision and `torch_compile` choice; (c) `SentimentClassifier` + `ReviewsDataModule` +
-Lightning `Trainer` with the flags `pipeline.training.hardware` picks. Both train a randomly
+pad-to-multiple, precision (bf16 on CPUs with native bf16 too) and `torch_compile` choice; (c) `SentimentClassifier`
++ `ReviewsDataModule` + Lightning `Trainer` with the flags `pipeline.training.hardware` picks; where that is
+bf16-mixed on a CPU (native bf16: AVX512-BF16 or AMX), also (d) the same in fp32 (`32-true`), whose samples/s
+`bf16_speedup` divides. Both train a randomly
 initialised BERT of the chosen shape (weights do not change speed) on reviews whose lengths follow IMDB's
 (log-normal, median ~175 words), truncated to --max-length tokens, with the same tokenizer. Timing starts
 after --warmup steps (compilation, allocator warm-up) and ends with the last step (CUDA synchronised).
@@ -21,6 +23,7 @@ Needs `accelerate` (the HF Trainer requires it): pip install -r benchmarks/requi
 
 import argparse
 import csv
+import dataclasses
 import json
 import random
 import sys
@@ -130,7 +133,8 @@ def run_hf_trainer(model_dir, tokenizer, dataset, args, hardware, tuned: bool) -
         training = TrainingArguments(
             output_dir=output, per_device_train_batch_size=args.batch_size, max_steps=args.warmup + args.steps,
             learning_rate=1e-4, report_to="none", save_strategy="no", logging_strategy="no", eval_strategy="no",
-            bf16=cuda and hardware.precision.startswith("bf16"), fp16=cuda and hardware.precision == "16-mixed",
+            # On a CPU only the tuned side takes bf16 (autocast), where the project trains in it: HF's default is fp32.
+            bf16=hardware.precision.startswith("bf16") and (cuda or tuned), fp16=cuda and hardware.precision == "16-mixed",
             use_cpu=not cuda, seed=args.seed, disable_tqdm=True,
             **({"train_sampling_strategy": "group_by_length", "optim": "adamw_torch_fused", "torch_compile": hardware.compile,
                 "dataloader_num_workers": hardware.num_workers, "dataloader_pin_memory": hardware.pin_memory} if tuned else {}),
@@ -209,6 +213,9 @@ def main() -> None:
         runners = {"hf_trainer": lambda: run_hf_trainer(model_dir, tokenizer, dataset, args, hardware, tuned=False),
                    "hf_tuned": lambda: run_hf_trainer(model_dir, tokenizer, dataset, args, hardware, tuned=True),
                    "project": lambda: run_project(model_dir, tokenizer, data_dir, args, hardware)}
+        if not cuda and hardware.precision == "bf16-mixed":
+            fp32 = dataclasses.replace(hardware, precision="32-true")
+            runners["project_fp32"] = lambda: run_project(model_dir, tokenizer, data_dir, args, fp32)
         timings, peaks = {name: [] for name in runners}, {name: 0 for name in runners}
         for _ in range(args.repeats):
             for name, runner in runners.items():
@@ -233,13 +240,19 @@ def main() -> None:
     ratio = results["project"]["samples_per_s"] / results["hf_trainer"]["samples_per_s"]
     ratio_tuned = results["project"]["samples_per_s"] / results["hf_tuned"]["samples_per_s"]
     print(f"ratio (project / HF Trainer defaults): {ratio:.2f}; ratio_tuned (project / tuned HF Trainer): {ratio_tuned:.2f}")
+    fp32 = {"project_fp32_samples_per_s": round(results["project_fp32"]["samples_per_s"], 2),
+            "bf16_speedup": round(results["project"]["samples_per_s"] / results["project_fp32"]["samples_per_s"], 3)
+            } if "project_fp32" in results else {}
+    if fp32:
+        print(f"bf16_speedup (project bf16-mixed / project 32-true): {fp32['bf16_speedup']:.2f}")
     print(json.dumps({
         "device": device_name, "model": args.model, "parameters": parameters, "batch_size": args.batch_size,
         "max_length": args.max_length, "precision": hardware.precision, "compile": hardware.compile,
         "hf_trainer_samples_per_s": round(results["hf_trainer"]["samples_per_s"], 2),
         "project_samples_per_s": round(results["project"]["samples_per_s"], 2),
         "hf_tuned_samples_per_s": round(results["hf_tuned"]["samples_per_s"], 2),
-        "ratio": round(ratio, 3), "ratio_tuned": round(ratio_tuned, 3), "repeats": args.repeats,
+        "ratio": round(ratio, 3), "ratio_tuned": round(ratio_tuned, 3), "repeats": args.repeats, **fp32,
+        "hf_tuned_bf16": hardware.precision.startswith("bf16"),
         **{f"{name}_{key}": value for name, result in results.items() for key, value in (
             ("tokens_per_s", round(result["tokens_per_s"])), ("peak_memory_mb", round(result["peak_memory_mb"])),
             ("mfu", result["mfu"]), ("runs_samples_per_s", [round(v, 2) for v in result["runs_samples_per_s"]]))},
