@@ -28,10 +28,10 @@ from mlflow.utils.mlflow_tags import MLFLOW_PROJECT_BACKEND, MLFLOW_RUN_NAME
 
 from pipeline.contract import COMMIT_TAG, DOWNLOAD, ERROR_TAG, FINE_TUNING, REUSED_TAG, STEPS_TAG
 from pipeline.contract import REGISTER, data_uri, step_run_id_tag
-from pipeline.databricks.cluster import on_databricks
-from pipeline.databricks.credentials import credentials_for_children
-from pipeline.databricks.jobs import NAME as DATABRICKS_JOBS
-from pipeline.databricks.jobs import submit_project
+from pipeline.on_databricks.cluster import on_databricks
+from pipeline.on_databricks.credentials import credentials_for_children
+from pipeline.on_databricks.jobs import NAME as DATABRICKS_JOBS
+from pipeline.on_databricks.jobs import submit_project
 from pipeline.entry import INTERRUPTED, project_dir, run_entry_point
 from pipeline.errors import PipelineError, reports_errors
 from pipeline.logs import LOGGER

@@ -34,7 +34,7 @@ CHECKS = {
     r"mlflow run \. -e register_model -P mlflow_run_id=<run id>": "tests/test_register_model.py::test_refuses_runs_that_are_not_fine_tuning",
     r"mlflow run \. -P num_nodes=2 -P spark_master='local-cluster\[2,1,1024\]'": "tests/training/test_multinode.py::test_two_processes_train_one_model_end_to_end",
     r"mlflow run https://github\.com/<you>/<repo>\.git -v <full sha> -b databricks-jobs .*":
-        "tests/databricks/test_databricks.py::test_remote_code_on_databricks_from_the_cli",
+        "tests/on_databricks/test_databricks.py::test_remote_code_on_databricks_from_the_cli",
 }
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 import pipeline
-from pipeline.databricks.cluster import local_path
+from pipeline.on_databricks.cluster import local_path
 from pipeline.contract import FINE_TUNING
 from pipeline.errors import PipelineError, first_line
 from pipeline.training.hardware import spark_processes, spark_uses_gpus

@@ -1,7 +1,7 @@
 """Databricks as the target, local and remote code: our `databricks-jobs` backend on a workspace of 2026, and
 MLflow's own `databricks` backend on one that still has a DBFS root.
 
-The client side is the real thing (`mlflow run -b databricks-jobs` / `-b databricks`, `python -m pipeline.databricks.submit`,
+The client side is the real thing (`mlflow run -b databricks-jobs` / `-b databricks`, `python -m pipeline.on_databricks.submit`,
 databricks-sdk auth, `MLFLOW_TRACKING_URI=databricks`); the workspace is `tests/databricks_emulator.py`, whose jobs
 run the submitted command for real and track into a real `mlflow server`. Its runtime tokens expire every
 TOKEN_SECONDS, less than a fine-tuning step takes. The tests run in file order and share the two workspaces.
@@ -102,7 +102,7 @@ def job_runs(server_uri: str, job_id: int, experiment_name: str = EXPERIMENT,
 
 
 def submit_command(uri: str, *args: str, backend_config: Path = REPO / "cluster_spec.json") -> list[str]:
-    return [sys.executable, "-m", "pipeline.databricks.submit", uri, "--backend-config", str(backend_config),
+    return [sys.executable, "-m", "pipeline.on_databricks.submit", uri, "--backend-config", str(backend_config),
             "--experiment-name", EXPERIMENT, "--poll-seconds", "1", *args]
 
 
@@ -175,7 +175,7 @@ def test_local_code_on_databricks(workspace, project, tiny_model, easy_zip_url, 
 
 
 def test_remote_code_on_databricks_waits_with_submit(workspace, git_remote, tiny_model, easy_zip_url):
-    """`pipeline.databricks.submit` with a git URI and a pinned commit: prints the run page and progress, exits 0 at SUCCESS."""
+    """`pipeline.on_databricks.submit` with a git URI and a pinned commit: prints the run page and progress, exits 0 at SUCCESS."""
     emulator, server_uri, _, _ = workspace
     model_name, before = f"{MODEL}_remote", set(emulator.jobs)
     result = submit(workspace, f"{git_remote['url']}/sentiment.git", "--version", git_remote["pinned"],
@@ -357,7 +357,7 @@ def test_token_is_never_logged(workspace, project, easy_zip_url):
 
 
 def test_ctrl_c_in_submit_cancels_the_job(workspace, project, tiny_model, easy_zip_url):
-    """Interrupting `pipeline.databricks.submit` cancels the Databricks run (its processes stop) and fails the MLflow run."""
+    """Interrupting `pipeline.on_databricks.submit` cancels the Databricks run (its processes stop) and fails the MLflow run."""
     emulator, server_uri, env, _ = workspace
     before = set(emulator.jobs)
     # A shell without job control starts background commands with SIGINT ignored, and the child would inherit
@@ -467,7 +467,7 @@ def test_only_the_driver_process_holds_credentials_and_spark(legacy_workspace):
 
 
 def test_what_travels_is_the_project_with_its_commit(workspace, tmp_path, easy_zip_url):
-    """`pipeline.databricks.submit <checkout>` uploads what git lists, not the venv, downloads, checkpoints or local store, into
+    """`pipeline.on_databricks.submit <checkout>` uploads what git lists, not the venv, downloads, checkpoints or local store, into
     a folder named by its content: the same code again uploads nothing."""
     emulator, server_uri, _, _ = workspace
     checkout = tmp_path / "checkout"
@@ -566,7 +566,7 @@ def test_code_can_go_to_a_unity_catalog_volume_once(workspace, project, monkeypa
     folder named by their content, and the same code a second time sends nothing."""
     from databricks.sdk import WorkspaceClient
 
-    from pipeline.databricks.jobs import staged_files, upload_code
+    from pipeline.on_databricks.jobs import staged_files, upload_code
 
     emulator, _, _, _ = workspace
     client = WorkspaceClient(host=emulator.host, token=TOKEN)
@@ -576,6 +576,6 @@ def test_code_can_go_to_a_unity_catalog_volume_once(workspace, project, monkeypa
     assert re.fullmatch(r"/Volumes/main/default/files/code/[0-9a-f]{64}", folder)
     assert {str(path.relative_to(local)) for path in local.rglob("*") if path.is_file()} == set(files) | {".complete"}
     before = {path: path.stat().st_mtime_ns for path in local.rglob("*")}
-    monkeypatch.setattr("pipeline.databricks.jobs.VolumeFiles.put", lambda *args: pytest.fail("uploaded again"))
+    monkeypatch.setattr("pipeline.on_databricks.jobs.VolumeFiles.put", lambda *args: pytest.fail("uploaded again"))
     assert upload_code(client, files, "/Volumes/main/default/files/code") == folder
     assert {path: path.stat().st_mtime_ns for path in local.rglob("*")} == before
