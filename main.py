@@ -27,7 +27,7 @@ from mlflow.projects.utils import PROJECT_STORAGE_DIR, PROJECT_SYNCHRONOUS
 from mlflow.utils.mlflow_tags import MLFLOW_PROJECT_BACKEND, MLFLOW_RUN_NAME
 
 from pipeline.contract import COMMIT_TAG, DOWNLOAD, ERROR_TAG, FINE_TUNING, REUSED_TAG, STEPS_TAG
-from pipeline.contract import REGISTER, data_uri, step_run_id_tag
+from pipeline.contract import BATCH, REGISTER, data_uri, serving_uri, step_run_id_tag
 from pipeline.cluster import on_databricks
 from pipeline.credentials import credentials_for_children
 from pipeline.databricks_jobs import NAME as DATABRICKS_JOBS
@@ -143,6 +143,8 @@ def main(pipeline_steps: str, reuse_completed: str, parameters: tuple[str, ...])
     declared = step_defaults()
     values = parse_parameters(parameters)
     check_before_steps(steps, values, declared)
+    if BATCH in steps and "model_uri" not in values:  # the model register_model serves, under the name given here
+        values["model_uri"] = serving_uri(*(values.get(key, str(declared[REGISTER][key])) for key in ("registered_model_name", "alias")))
     steps_use_this_python()
     LOGGER.info(environment_line())
     check_tracking_server()
