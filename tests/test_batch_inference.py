@@ -144,7 +144,8 @@ def test_scores_csv_parquet_and_a_table_as_the_model_does_row_for_row(spark, reg
         output = tmp_path / f"scored-{source}"
         result = run_step("--model-uri", registered, "--input-path", str(tmp_path / source), "--output-path", str(output))
         assert result.exit_code == 0, result.stderr
-        scored = pd.read_parquet(output).sort_values("id").reset_index(drop=True)
+        scored = pd.read_parquet(output)
+        scored = scored.iloc[scored["id"].astype(int).argsort()].reset_index(drop=True)  # a CSV's ids are text
         assert list(scored.columns) == ["review", "sentiment", "id", "label", "probability"]
         assert scored["review"].tolist() == frame["review"].tolist()  # the CSV's quotes, commas, line breaks and NA
         assert scored["label"].tolist() == expected["label"].tolist()
