@@ -41,6 +41,7 @@ from pipeline.reuse import git_commit, reusable_run
 from pipeline.tracking import check_model_name, check_tracking_server, end_unfinished_run
 
 TRAINING_CLUSTER_SPEC = "training_cluster_spec.json"  # the job cluster of multi-node training on Databricks
+CLUSTER_SPEC = "cluster_spec.json"  # the job cluster of the other steps, batch_inference's own job too
 
 
 def step_defaults() -> dict[str, dict[str, object]]:
@@ -125,11 +126,14 @@ def check_before_steps(steps: list[str], values: dict[str, str], declared: dict[
 
 
 def step_backend(folder: Path, step: str, parameters: dict[str, str]) -> tuple[str, str | None]:
-    """Where a step runs: beside `main`, except multi-node training on Databricks. There the process that calls
-    Spark's TorchDistributor must be a Spark job's own driver (runtime 13+ gives child processes of the driver no
-    Spark), so fine_tuning_model goes as its own job to the multi-node cluster of `training_cluster_spec.json`."""
+    """Where a step runs: beside `main`, except the steps that use Spark on Databricks. There the process that calls
+    Spark must be a Spark job's own driver (runtime 13+ gives child processes of the driver no Spark), so
+    multi-node fine_tuning_model goes as its own job to the multi-node cluster of `training_cluster_spec.json`, and
+    batch_inference to a cluster of `cluster_spec.json`."""
     if step == FINE_TUNING and int(parameters.get("num_nodes", 1)) > 1 and on_databricks():
         return DATABRICKS_JOBS, str(folder / TRAINING_CLUSTER_SPEC)
+    if step == BATCH and on_databricks():
+        return DATABRICKS_JOBS, str(folder / CLUSTER_SPEC)
     return "local", None
 
 

@@ -8,12 +8,12 @@ from mlflow.projects._project_spec import load_project
 
 import main
 from conftest import REPO
-from pipeline import download_data, fine_tuning_model, register_model
+from pipeline import batch_inference, download_data, fine_tuning_model, register_model
 from pipeline.parameters import GATE_METRICS, STEP_PARAMETERS, FineTuning, Pipeline, mlproject_type
 from pipeline.metrics import split_scores
 
 COMMANDS = {"download_data": download_data.main, "fine_tuning_model": fine_tuning_model.main,
-            "register_model": register_model.main}
+            "register_model": register_model.main, "batch_inference": batch_inference.main}
 
 
 def test_mlproject_is_what_tools_mlproject_writes():
