@@ -105,7 +105,8 @@ def read(spark, location: str, scratch: Path):
     """The input as a Spark DataFrame; an MLflow artifact (`runs:/...`) is downloaded to the driver first."""
     if not is_artifact_uri(location):
         return batch_scoring.read_input(spark, location)
-    return spark.createDataFrame(batch_scoring.read_local_download(download(location, scratch)))
+    frame = batch_scoring.read_local_download(download(location, scratch))
+    return spark.createDataFrame(frame.astype(object).where(frame.notna(), None))  # pandas' missing values as Spark's null
 
 
 def dataset(frame, location: str):

@@ -96,13 +96,17 @@ def check_texts(frame, text_column: str, location: str) -> int:
 
 
 def scored(spark, frame, model_path: str, text_column: str):
-    """`frame` with the model's `label` and `probability` for each row's text (lazy: Spark scores when it writes)."""
+    """`frame` with the model's `label` and `probability` for each row's text, in at least one partition per task
+    slot (lazy: Spark scores when it writes; the rows' order is not kept)."""
     import mlflow
     from pyspark.sql import functions as F
 
     threads = spark.conf.get("spark.task.cpus", "1")
     predict = mlflow.pyfunc.spark_udf(spark, model_path, result_type=RESULT_TYPE, env_manager="local",
                                       extra_env={"OMP_NUM_THREADS": threads})
+    slots = spark.sparkContext.defaultParallelism
+    if frame.rdd.getNumPartitions() < slots:  # one file (a multi-line CSV is never split) would keep one core busy
+        frame = frame.repartition(slots)
     return frame.withColumn("_scored", predict(F.col(text_column))).select(
         *frame.columns, F.col(f"_scored.{LABEL}").alias(LABEL), F.col(f"_scored.{PROBABILITY}").alias(PROBABILITY))
 

@@ -12,7 +12,7 @@ import main
 from conftest import REPO, cli_runner, easy_reviews
 from pipeline import batch_inference, batch_scoring
 from pipeline.baseline import fit_baseline
-from pipeline.contract import ERROR_TAG, MODEL_VERSION_TAG, OUTPUT_MARKER, serving_uri
+from pipeline.contract import DOWNLOAD, ERROR_TAG, MODEL_VERSION_TAG, OUTPUT_MARKER, STEP_TAG, serving_uri
 from pipeline.errors import PipelineError
 from pipeline.metrics import label_scores
 from pipeline.model_logging import log_sentiment_model
@@ -106,6 +106,22 @@ def test_inputs_it_cannot_score_are_refused_in_one_line(spark, tmp_path):
     path = str(tmp_path / "nulls.parquet")
     with pytest.raises(PipelineError, match=rf"^input_path='{path}': no column 'text' \(text_column\); its columns: review, sentiment$"):
         batch_scoring.check_texts(batch_scoring.read_input(spark, path), "text", path)
+
+
+def test_an_mlflow_artifact_is_read_on_the_driver_and_latest_is_the_latest_download(spark, tracking, tmp_path):
+    (tmp_path / "imdb").mkdir()
+    pd.DataFrame({"review": ["good", "", "NA"], "sentiment": ["positive"] * 3}).to_csv(tmp_path / "imdb" / "test.csv", index=False)
+    with mlflow.start_run() as run:
+        mlflow.set_tag(STEP_TAG, DOWNLOAD)
+        mlflow.log_artifacts(str(tmp_path / "imdb"), "imdb")
+    location = batch_inference.input_of("latest", run.info.experiment_id)
+    assert location == f"runs:/{run.info.run_id}/imdb/test.csv"
+    frame = batch_inference.read(spark, location, tmp_path / "scratch")
+    assert [row.review for row in frame.collect()] == ["good", None, "NA"]  # only an empty field is missing, as Spark reads a CSV
+    with pytest.raises(PipelineError, match=rf"^input_path='{location}': 1 of 3 rows have no 'review' \(null\)"):
+        batch_scoring.check_texts(frame, "review", location)
+    with pytest.raises(PipelineError, match=f"^cannot download runs:/{run.info.run_id}/imdb/train.csv: "):
+        batch_inference.read(spark, f"runs:/{run.info.run_id}/imdb/train.csv", tmp_path / "scratch")
 
 
 def test_an_output_that_is_not_a_previous_output_is_refused(spark, tmp_path):
