@@ -174,6 +174,7 @@ def main(pipeline_steps: str, reuse_completed: str, parameters: tuple[str, ...])
                 run_id = run_step(folder, step, step_values, experiment_id, commit)
             if step == DOWNLOAD:
                 values["data_path"] = data_uri(run_id)
+                values.setdefault("input_path", data_uri(run_id, "test"))  # batch_inference's, unless given
             elif step == FINE_TUNING:
                 values["mlflow_run_id"] = run_id
         LOGGER.info(f"pipeline finished: {', '.join(steps)} (parent run {parent.info.run_id})")

@@ -70,6 +70,8 @@ def batch_inference(config: BatchInference) -> None:
 def fetch_model(model_uri: str, destination: Path) -> str:
     """The model downloaded once on the driver (a URI that does not resolve fails here, before Spark starts); a
     models:/ URI's registry version goes on the run."""
+    if not is_artifact_uri(model_uri) and not Path(model_uri).expanduser().exists():
+        raise PipelineError(f"model_uri={model_uri!r}: no such model folder")
     try:
         version = registry_version(model_uri)
         path = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(destination))

@@ -78,7 +78,8 @@ def last_run():
 
 def test_a_model_uri_that_does_not_resolve_is_one_line_and_a_failed_run(tracking, tmp_path):
     for uri, reason in {"models:/nothing@champion": "Registered Model with name=nothing not found",
-                        f"{tmp_path}/no-model": f"model_uri='{tmp_path}/no-model': ",
+                        f"{tmp_path}/no-model": "no such model folder",
+                        f"runs:/{'0' * 32}/model": f"model_uri='runs:/{'0' * 32}/model': ",
                         str(tmp_path): "not an MLflow model (no MLmodel file)"}.items():
         result = run_step("--model-uri", uri, "--input-path", str(tmp_path), "--output-path", str(tmp_path / "out"))
         line = result.stderr.strip().splitlines()[-1]
