@@ -27,7 +27,7 @@ from mlflow.projects.utils import PROJECT_STORAGE_DIR, PROJECT_SYNCHRONOUS
 from mlflow.utils.mlflow_tags import MLFLOW_PROJECT_BACKEND, MLFLOW_RUN_NAME
 
 from pipeline.contract import COMMIT_TAG, DOWNLOAD, ERROR_TAG, FINE_TUNING, REUSED_TAG, STEPS_TAG
-from pipeline.contract import BATCH, REGISTER, data_uri, serving_uri, step_run_id_tag
+from pipeline.contract import BATCH, LATEST, REGISTER, data_uri, serving_uri, step_run_id_tag
 from pipeline.cluster import on_databricks
 from pipeline.credentials import credentials_for_children
 from pipeline.databricks_jobs import NAME as DATABRICKS_JOBS
@@ -125,6 +125,15 @@ def check_before_steps(steps: list[str], values: dict[str, str], declared: dict[
         check_model_name(values.get("registered_model_name", str(declared[REGISTER]["registered_model_name"])))
 
 
+def batch_model_uri(values: dict[str, str], declared: dict[str, dict[str, object]]) -> str:
+    """batch_inference's model: `model_uri` where it was given, else the alias register_model serves under the
+    `registered_model_name` and `alias` given (`mlflow run` passes main every parameter: a default is "not given")."""
+    default = str(declared[BATCH]["model_uri"])
+    if values.get("model_uri", default) != default:
+        return values["model_uri"]
+    return serving_uri(*(values.get(key, str(declared[REGISTER][key])) for key in ("registered_model_name", "alias")))
+
+
 def step_backend(folder: Path, step: str, parameters: dict[str, str]) -> tuple[str, str | None]:
     """Where a step runs: beside `main`, except the steps that use Spark on Databricks. There the process that calls
     Spark must be a Spark job's own driver (runtime 13+ gives child processes of the driver no Spark), so
@@ -147,8 +156,8 @@ def main(pipeline_steps: str, reuse_completed: str, parameters: tuple[str, ...])
     declared = step_defaults()
     values = parse_parameters(parameters)
     check_before_steps(steps, values, declared)
-    if BATCH in steps and "model_uri" not in values:  # the model register_model serves, under the name given here
-        values["model_uri"] = serving_uri(*(values.get(key, str(declared[REGISTER][key])) for key in ("registered_model_name", "alias")))
+    if BATCH in steps:
+        values["model_uri"] = batch_model_uri(values, declared)
     steps_use_this_python()
     LOGGER.info(environment_line())
     check_tracking_server()
@@ -174,7 +183,8 @@ def main(pipeline_steps: str, reuse_completed: str, parameters: tuple[str, ...])
                 run_id = run_step(folder, step, step_values, experiment_id, commit)
             if step == DOWNLOAD:
                 values["data_path"] = data_uri(run_id)
-                values.setdefault("input_path", data_uri(run_id, "test"))  # batch_inference's, unless given
+                if values.get("input_path", LATEST) == LATEST:  # batch_inference's latest download: this one
+                    values["input_path"] = data_uri(run_id, "test")
             elif step == FINE_TUNING:
                 values["mlflow_run_id"] = run_id
         LOGGER.info(f"pipeline finished: {', '.join(steps)} (parent run {parent.info.run_id})")

@@ -8,8 +8,7 @@ import pandas as pd
 import pytest
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-import main
-from conftest import REPO, cli_runner, easy_reviews
+from conftest import cli_runner, easy_reviews, mlflow_run, params, runs_by_entry_point
 from pipeline import batch_inference, batch_scoring
 from pipeline.baseline import fit_baseline
 from pipeline.contract import DOWNLOAD, ERROR_TAG, MODEL_VERSION_TAG, OUTPUT_MARKER, STEP_TAG, serving_uri
@@ -196,15 +195,13 @@ def test_a_failing_run_leaves_the_previous_output_as_it_was(spark, registered, t
 
 
 @pytest.mark.slow
-def test_main_runs_batch_inference_on_the_model_it_names(registered, tmp_path, monkeypatch):
-    """`main` alone with `pipeline_steps=batch_inference`: the model is the alias of the registered name given."""
+def test_main_runs_batch_inference_on_the_model_it_names(registered, tracking, tmp_path):
+    """`mlflow run .` (entry point main) with only batch_inference: the model is the alias of the registered name
+    given (main gets every parameter's default from MLproject, model_uri's too)."""
     reviews().to_csv(tmp_path / "reviews.csv", index=False)
-    monkeypatch.chdir(REPO)  # main.py runs in the project folder
-    result = cli_runner().invoke(main.main, ["--pipeline-steps", "batch_inference", "registered_model_name=batch",
-                                             f"input_path={tmp_path / 'reviews.csv'}", f"output_path={tmp_path / 'scored'}",
-                                             f"spark_master={SPARK}"])
-    assert result.exit_code == 0, result.stderr
-    (step,) = [run for run in mlflow.search_runs(search_all_experiments=True, output_format="list")
-               if run.data.tags.get("pipeline.step") == "batch_inference"]
+    result = mlflow_run(tracking, *params(pipeline_steps="batch_inference", registered_model_name="batch", spark_master=SPARK,
+                                          input_path=tmp_path / "reviews.csv", output_path=tmp_path / "scored"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    (step,) = runs_by_entry_point(tracking)["batch_inference"]
     assert step.data.params["model_uri"] == "models:/batch@champion" and step.data.tags[MODEL_VERSION_TAG] == "1"
     assert len(pd.read_parquet(tmp_path / "scored")) == 60

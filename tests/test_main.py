@@ -37,6 +37,15 @@ def test_steps_that_use_spark_on_databricks_go_as_their_own_job(monkeypatch):
     assert main.step_backend(REPO, "register_model", {}) == ("local", None)
 
 
+def test_batch_inference_scores_with_the_alias_of_the_name_given_unless_told_another_model():
+    declared = main.step_defaults()
+    assert main.batch_model_uri({}, declared) == "models:/dl_finetuned_model@champion"
+    # `mlflow run` passes every default along: the default model_uri follows registered_model_name and alias
+    given = {"model_uri": "models:/dl_finetuned_model@champion", "registered_model_name": "main.ml.m", "alias": "serving"}
+    assert main.batch_model_uri(given, declared) == "models:/main.ml.m@serving"
+    assert main.batch_model_uri(given | {"model_uri": "runs:/abc/model"}, declared) == "runs:/abc/model"
+
+
 def test_parameters_are_checked_before_any_step():
     assert main.parse_parameters(("epochs=2", "learning_rate=1e-4", "data_path=")) == {
         "epochs": "2", "learning_rate": "1e-4", "data_path": ""}
