@@ -68,7 +68,8 @@ def read_input(spark, location: str):
 
 def input_format(path: Path, location: str) -> str:
     """`csv` or `parquet`, from the file's suffix or the files in the folder."""
-    files = [path] if path.is_file() else [file for file in path.rglob("*") if file.is_file() and not file.name.startswith(("_", "."))]
+    files = [path] if path.is_file() else [file for file in path.rglob("*")
+                                            if file.is_file() and not file.name.startswith(("_", "."))]  # as Spark reads
     suffixes = {file.suffix for file in files} & {".csv", ".parquet"}
     if len(suffixes) != 1:
         found = "both .csv and .parquet files" if suffixes else "no .csv or .parquet file"
@@ -82,7 +83,8 @@ def check_texts(frame, text_column: str, location: str) -> int:
     from pyspark.sql import functions as F
 
     if text_column not in frame.columns:
-        raise PipelineError(f"input_path={location!r}: no column {text_column!r} (text_column); its columns: {', '.join(frame.columns)}")
+        raise PipelineError(f"input_path={location!r}: no column {text_column!r} (text_column); "
+                            f"its columns: {', '.join(frame.columns)}")
     taken = [column for column in (LABEL, PROBABILITY) if column in frame.columns]
     if taken:
         raise PipelineError(f"input_path={location!r}: already has column(s) {', '.join(taken)}, which scoring adds; "

@@ -45,7 +45,8 @@ def parse_steps(text: str) -> list[str]:
     known = STEPS + OPTIONAL_STEPS
     unknown = [step for step in asked if step not in known]
     if unknown or not asked:
-        raise PipelineError(f"pipeline_steps={text!r}: unknown step(s) {unknown or [text]}; valid: all, or a comma list of {', '.join(known)}")
+        raise PipelineError(f"pipeline_steps={text!r}: unknown step(s) {unknown or [text]}; "
+                            f"valid: all, or a comma list of {', '.join(known)}")
     return [step for step in known if step in asked]
 
 
@@ -116,7 +117,8 @@ class RegisterModel:
 @dataclass(frozen=True)
 class BatchInference:
     model_uri: str = parameter(serving_uri(RegisterModel.registered_model_name, RegisterModel.alias),
-                               "models:/, runs:/ or local model URI (main, when not given: models:/<registered_model_name>@<alias>).")
+                               "models:/, runs:/ or local model URI; main turns this default into "
+                               "models:/<registered_model_name>@<alias> of the values it was given.")
     input_path: str = parameter(LATEST, "CSV or Parquet file or folder, or MLflow artifact URI such as runs:/<id>/imdb/test.csv; "
                                         "on Databricks also a Unity Catalog table catalog.schema.table or a /Volumes/ path; "
                                         "'latest': the test split of the latest download_data run.")

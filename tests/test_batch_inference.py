@@ -46,8 +46,8 @@ def spark(tmp_path_factory):
 def registered(tracking, tiny_model):
     """A blend of the tiny BERT and a TF-IDF baseline (labels a bag of words decides), registered as `batch` with
     alias `champion`; returns its models:/ URI."""
-    network = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=2, id2label={0: "negative", 1: "positive"},
-                                                                 label2id={"negative": 0, "positive": 1})
+    network = AutoModelForSequenceClassification.from_pretrained(
+        tiny_model, num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1})
     frames = {"train": easy_reviews(200, 1), "valid": easy_reviews(40, 2), "test": easy_reviews(40, 3)}
     tokenization = FineTuning(foundation_model=str(tiny_model), max_length=24).tokenization()
     with mlflow.start_run():
@@ -110,7 +110,8 @@ def test_inputs_it_cannot_score_are_refused_in_one_line(spark, tmp_path):
 
 def test_an_mlflow_artifact_is_read_on_the_driver_and_latest_is_the_latest_download(spark, tracking, tmp_path):
     (tmp_path / "imdb").mkdir()
-    pd.DataFrame({"review": ["good", "", "NA"], "sentiment": ["positive"] * 3}).to_csv(tmp_path / "imdb" / "test.csv", index=False)
+    texts = pd.DataFrame({"review": ["good", "", "NA"], "sentiment": ["positive"] * 3})
+    texts.to_csv(tmp_path / "imdb" / "test.csv", index=False)
     with mlflow.start_run() as run:
         mlflow.set_tag(STEP_TAG, DOWNLOAD)
         mlflow.log_artifacts(str(tmp_path / "imdb"), "imdb")
@@ -135,7 +136,7 @@ def test_an_output_that_is_not_a_previous_output_is_refused(spark, tmp_path):
     batch_scoring.check_output(spark, str(tmp_path / "new"))
 
     spark.range(3).write.saveAsTable("spark_catalog.default.foreign")
-    with pytest.raises(PipelineError, match="^output_path='spark_catalog.default.foreign': the table exists and is not a batch_inference"):
+    with pytest.raises(PipelineError, match="^output_path='spark_catalog.default.foreign': the table exists and is not a batch"):
         batch_scoring.check_output(spark, "spark_catalog.default.foreign")
 
 
@@ -174,15 +175,16 @@ def test_scores_csv_parquet_and_a_table_as_the_model_does_row_for_row(spark, reg
         truth_scores = label_scores(frame["sentiment"], expected["label"])
         assert run.data.metrics["accuracy"] == pytest.approx(truth_scores["accuracy"])
         assert run.data.metrics["macro_f1"] == pytest.approx(truth_scores["macro_f1"])
-        assert {tag.value for dataset in run.inputs.dataset_inputs for tag in dataset.tags if tag.key == "mlflow.data.context"} == {
-            "input", "output"}
+        contexts = {tag.value for dataset in run.inputs.dataset_inputs for tag in dataset.tags if tag.key == "mlflow.data.context"}
+        assert contexts == {"input", "output"}
 
 
 @pytest.mark.slow
 def test_a_failing_run_leaves_the_previous_output_as_it_was(spark, registered, tmp_path):
     reviews().to_csv(tmp_path / "reviews.csv", index=False)
     output = tmp_path / "scored"
-    assert run_step("--model-uri", registered, "--input-path", str(tmp_path / "reviews.csv"), "--output-path", str(output)).exit_code == 0
+    first = run_step("--model-uri", registered, "--input-path", str(tmp_path / "reviews.csv"), "--output-path", str(output))
+    assert first.exit_code == 0, first.stderr
     before = {path.name: path.read_bytes() for path in output.iterdir()}
 
     (tmp_path / "failing.py").write_text(FAILING_MODEL)

@@ -33,7 +33,8 @@ def test_steps_that_use_spark_on_databricks_go_as_their_own_job(monkeypatch):
     assert main.step_backend(REPO, "batch_inference", {}) == ("local", None)
     monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "17.3")
     assert main.step_backend(REPO, "batch_inference", {}) == ("databricks-jobs", str(REPO / "cluster_spec.json"))
-    assert main.step_backend(REPO, "fine_tuning_model", {"num_nodes": "2"}) == ("databricks-jobs", str(REPO / "training_cluster_spec.json"))
+    training = ("databricks-jobs", str(REPO / "training_cluster_spec.json"))
+    assert main.step_backend(REPO, "fine_tuning_model", {"num_nodes": "2"}) == training
     assert main.step_backend(REPO, "register_model", {}) == ("local", None)
 
 

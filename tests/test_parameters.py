@@ -4,12 +4,13 @@ import dataclasses
 import subprocess
 import sys
 
+import pytest
 from mlflow.projects._project_spec import load_project
 
 import main
 from conftest import REPO
 from pipeline import batch_inference, download_data, fine_tuning_model, register_model
-from pipeline.parameters import GATE_METRICS, STEP_PARAMETERS, FineTuning, Pipeline, mlproject_type
+from pipeline.parameters import GATE_METRICS, STEP_PARAMETERS, FineTuning, Pipeline, mlproject_type, parameter
 from pipeline.metrics import split_scores
 
 COMMANDS = {"download_data": download_data.main, "fine_tuning_model": fine_tuning_model.main,
@@ -62,3 +63,18 @@ def test_the_readme_table_lists_every_parameter_with_its_default():
     expected = {"main": {item.name: str(item.default) for item in dataclasses.fields(Pipeline)}}
     expected |= {step: {item.name: str(item.default) for item in dataclasses.fields(config)} for step, config in STEP_PARAMETERS.items()}
     assert rows == expected
+
+
+def test_a_parameter_two_steps_take_is_declared_alike(monkeypatch):
+    """main forwards one value to every step that takes a name (spark_master): MLproject declares it once."""
+    from tools import mlproject
+
+    assert "      spark_master: *spark_master" in mlproject.entry_points()
+
+    @dataclasses.dataclass(frozen=True)
+    class Other:
+        spark_master: str = parameter("local[*]")
+
+    monkeypatch.setattr(mlproject, "STEP_PARAMETERS", STEP_PARAMETERS | {"other": Other})
+    with pytest.raises(SystemExit, match=r"^error: other.spark_master is \{type: str, default: \"local\[\*\]\"\}, another step's"):
+        mlproject.entry_points()
