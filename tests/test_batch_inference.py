@@ -157,18 +157,21 @@ def test_scores_csv_parquet_and_a_table_as_the_model_does_row_for_row(spark, reg
         rows.to_parquet(tmp_path / "parquet" / f"part-{part}.parquet")
     expected = mlflow.pyfunc.load_model(registered).predict(frame["review"].tolist())
 
-    for source in ("reviews.csv", "parquet"):
-        output = tmp_path / f"scored-{source}"
+    table = "spark_catalog.default.scored"  # a table by name, as a Unity Catalog one on Databricks (here not Delta)
+    for source, output in (("reviews.csv", tmp_path / "scored-csv"), ("parquet", tmp_path / "scored-parquet"),
+                           ("reviews.csv", table), ("parquet", table)):  # the second replaces the table the first wrote
         result = run_step("--model-uri", registered, "--input-path", str(tmp_path / source), "--output-path", str(output))
         assert result.exit_code == 0, result.stderr
-        scored = pd.read_parquet(output)
+        scored = spark.table(table).toPandas() if output == table else pd.read_parquet(output)
         scored = scored.iloc[scored["id"].astype(int).argsort()].reset_index(drop=True)  # a CSV's ids are text
         assert list(scored.columns) == ["review", "sentiment", "id", "label", "probability"]
         assert scored["review"].tolist() == frame["review"].tolist()  # the CSV's quotes, commas, line breaks and NA
         assert scored["label"].tolist() == expected["label"].tolist()
         assert scored["probability"].tolist() == pytest.approx(expected["probability"].tolist(), abs=1e-6)
         run = last_run()
-        assert json.loads((output / OUTPUT_MARKER).read_text())["run_id"] == run.info.run_id
+        marker = (json.loads((output / OUTPUT_MARKER).read_text())["run_id"] if output != table else
+                  spark.sql(f"SHOW TBLPROPERTIES {table}").toPandas().set_index("key")["value"][batch_scoring.RUN_PROPERTY])
+        assert marker == run.info.run_id
         assert run.data.tags[MODEL_VERSION_TAG] == "1"
         assert run.data.metrics["rows"] == len(frame) and run.data.metrics["rows_per_second"] > 0
         assert run.data.metrics["fraction_positive"] == pytest.approx((expected["label"] == "positive").mean())
