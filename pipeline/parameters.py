@@ -38,10 +38,9 @@ def parameter(default, help: str = "", *, choices: tuple[str, ...] | None = None
 
 
 def parse_steps(text: str) -> list[str]:
-    """`all` (the steps of STEPS) or a comma list of step names, also the OPTIONAL_STEPS, returned in pipeline order."""
-    asked = [step.strip() for step in text.split(",") if step.strip()]
-    if asked == ["all"]:
-        return list(STEPS)
+    """A comma list of step names, also the OPTIONAL_STEPS, where `all` stands for STEPS (`all,batch_inference`),
+    returned in pipeline order."""
+    asked = [name for step in text.split(",") if step.strip() for name in (STEPS if step.strip() == "all" else [step.strip()])]
     known = STEPS + OPTIONAL_STEPS
     unknown = [step for step in asked if step not in known]
     if unknown or not asked:
@@ -55,7 +54,7 @@ class Pipeline:
     """`main`'s own parameters; every other `-P` goes to the steps that take it."""
 
     pipeline_steps: str = parameter("all", "'all' (download_data, fine_tuning_model, register_model) or a comma list of steps, "
-                                           "also batch_inference.")
+                                           "also batch_inference (e.g. all,batch_inference).")
     reuse_completed: str = parameter("true", "Skip a step whose finished run had the same parameters, commit and input data.",
                                      choices=BOOLEANS)
 

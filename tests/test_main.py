@@ -22,6 +22,7 @@ def test_parse_steps_keeps_pipeline_order():
     assert main.parse_steps("all") == ["download_data", "fine_tuning_model", "register_model"]
     assert main.parse_steps("register_model, fine_tuning_model") == ["fine_tuning_model", "register_model"]
     assert main.parse_steps("batch_inference,register_model") == ["register_model", "batch_inference"]  # only when named
+    assert main.parse_steps("all,batch_inference") == [*STEPS, "batch_inference"]
     with pytest.raises(PipelineError, match=r"unknown step\(s\) \['train'\]; valid: all, or a comma list of download_data"):
         main.parse_steps("download_data,train")
     with pytest.raises(PipelineError, match="unknown step"):
