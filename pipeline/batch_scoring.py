@@ -61,9 +61,12 @@ def read_input(spark, location: str):
         raise PipelineError(f"input_path={location!r}: no such file, folder or table")
     kind = input_format(path, location)
     reader = spark.read.option("recursiveFileLookup", "true") if path.is_dir() else spark.read
-    if kind == "parquet":
-        return reader.parquet(str(path.resolve()))
-    return reader.csv(str(path.resolve()), header=True, multiLine=True, escape='"')
+    try:
+        if kind == "parquet":
+            return reader.parquet(str(path.resolve()))
+        return reader.csv(str(path.resolve()), header=True, multiLine=True, escape='"')
+    except Exception as error:  # noqa: BLE001 - Spark's errors arrive as py4j/Spark types
+        raise PipelineError(f"input_path={location!r}: cannot read it as {kind} ({python_error_in(error)})") from None
 
 
 def input_format(path: Path, location: str) -> str:
@@ -89,7 +92,10 @@ def check_texts(frame, text_column: str, location: str) -> int:
     if taken:
         raise PipelineError(f"input_path={location!r}: already has column(s) {', '.join(taken)}, which scoring adds; "
                             "drop or rename them")
-    rows, nulls = frame.agg(F.count(F.lit(1)), F.sum(F.col(text_column).isNull().cast("long"))).first()
+    try:
+        rows, nulls = frame.agg(F.count(F.lit(1)), F.sum(F.col(text_column).isNull().cast("long"))).first()
+    except Exception as error:  # noqa: BLE001 - a file Spark cannot read fails here, when it reads the rows
+        raise PipelineError(f"input_path={location!r}: cannot read it ({python_error_in(error)})") from None
     if rows == 0:
         raise PipelineError(f"input_path={location!r}: no rows to score")
     if nulls:
