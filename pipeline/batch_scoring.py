@@ -8,6 +8,7 @@ workers and the UDF sets again), so N concurrent tasks on an N-core executor do 
 model picks its device itself: a GPU where the executor has one.
 """
 
+import contextlib
 import json
 import re
 import shutil
@@ -21,7 +22,7 @@ from pipeline.multinode import python_error_in, spark_session
 
 LABEL, PROBABILITY = "label", "probability"  # what the logged model returns for each text (pipeline/sentiment_model.py)
 RESULT_TYPE = f"{LABEL} string, {PROBABILITY} double"
-TABLE = re.compile(r"^[A-Za-z_][\w-]*\.[A-Za-z_][\w-]*\.[A-Za-z_][\w-]*$")  # catalog.schema.table
+TABLE = re.compile(r"^[A-Za-z_]\w*\.[A-Za-z_]\w*\.[A-Za-z_]\w*$")  # catalog.schema.table (names Spark takes unquoted)
 RUN_PROPERTY = "pipeline.batch_inference.run_id"  # on an output table: the run that wrote it (a folder has the marker)
 
 
@@ -139,29 +140,35 @@ def write_output(frame, location: str, marker: dict) -> None:
     """Write `frame` to the table (overwritten in one commit where it is Delta, as on Databricks) or Parquet folder
     `location`. A folder is written beside it first, marked, then swapped in: the old output is renamed aside, the
     new one renamed into place, the old one deleted; a failure while scoring leaves the previous output untouched."""
-    try:
-        if is_table(location):
+    if is_table(location):
+        with spark_failures(location):
             frame.write.mode("overwrite").option("overwriteSchema", "true").saveAsTable(location)
-            frame.sparkSession.sql(f"ALTER TABLE {location} SET TBLPROPERTIES ('{RUN_PROPERTY}' = '{marker['run_id']}')")
-            return
-        folder = Path(location).expanduser().resolve()
-        staging, previous = (folder.with_name(f".{folder.name}.{kind}-{marker['run_id']}") for kind in ("writing", "previous"))
-        shutil.rmtree(staging, ignore_errors=True)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        try:
+        frame.sparkSession.sql(f"ALTER TABLE {location} SET TBLPROPERTIES ('{RUN_PROPERTY}' = '{marker['run_id']}')")
+        return
+    folder = Path(location).expanduser().resolve()
+    staging, previous = (folder.with_name(f".{folder.name}.{kind}-{marker['run_id']}") for kind in ("writing", "previous"))
+    shutil.rmtree(staging, ignore_errors=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with spark_failures(location):
             frame.write.parquet(str(staging))
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-    except PipelineError:
+    except BaseException:  # also Ctrl-C: no half-written folder stays behind
+        shutil.rmtree(staging, ignore_errors=True)
         raise
-    except Exception as error:  # noqa: BLE001 - a failed Spark task arrives as py4j/Spark errors
-        raise PipelineError(f"scoring {location} failed: {python_error_in(error)}") from None
     (staging / OUTPUT_MARKER).write_text(json.dumps(marker, indent=1) + "\n")
     if folder.exists():
         folder.rename(previous)
     staging.rename(folder)
     shutil.rmtree(previous, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def spark_failures(location: str):
+    """A Spark job that fails (the model's error on an executor, a full disk) as one line: the Python error in it."""
+    try:
+        yield
+    except Exception as error:  # noqa: BLE001 - a failed Spark task arrives as py4j/Spark errors
+        raise PipelineError(f"scoring into {location} failed: {python_error_in(error)}") from None
 
 
 def read_output(spark, location: str):
