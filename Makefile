@@ -59,5 +59,5 @@ mlproject: venv  ## rewrite MLproject's entry points from the step parameters in
 ui: venv  ## browse the runs and models of the local store (mlflow.db)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
 
-clean:  ## remove local runs, downloads and checkpoints (keeps .venv)
-	rm -rf mlflow.db mlruns mlartifacts checkpoints lightning_logs data/imdb data/.imdb-*
+clean:  ## remove local runs, downloads, checkpoints and batch predictions (keeps .venv)
+	rm -rf mlflow.db mlruns mlartifacts checkpoints lightning_logs data/imdb data/.imdb-* predictions .predictions.*

@@ -23,7 +23,7 @@ import psutil
 import pytest
 import requests
 
-from conftest import REPO, client_env, params
+from conftest import REPO, client_env, easy_reviews, params
 from databricks_emulator import DatabricksEmulator
 from pipeline.contract import STEPS
 from tools.dependencies import mlproject_libraries
@@ -330,6 +330,27 @@ def test_multi_node_training_runs_as_its_own_spark_job(workspace, project, tiny_
     shared = emulator.volumes / "main" / "default" / "files"
     assert list((shared / "cache").glob("*.pt"))  # the tokens the driver made for the workers
     assert (shared / "cache" / "runs").is_dir() and not list((shared / "cache" / "runs").iterdir())  # run folder removed
+
+
+def test_batch_inference_after_the_pipeline_runs_as_its_own_spark_job(workspace, project, tiny_model, easy_zip_url):
+    """`all,batch_inference` on Databricks: `main` sends batch_inference as a job of its own (a driver's child process
+    gets no Spark), which scores a volume's CSV with the Unity Catalog model's @champion into a volume folder."""
+    emulator, server_uri, _, _ = workspace
+    volume = emulator.volumes / "main" / "default" / "files"
+    easy_reviews(40, 5).to_csv(volume / "reviews.csv", index=False)
+    before = set(emulator.jobs)
+    result = submit(workspace, str(project), *pipeline_params(tiny_model, easy_zip_url, f"{MODEL}_batch"), *params(
+        pipeline_steps="all,batch_inference", input_path="/Volumes/main/default/files/reviews.csv",
+        output_path="/Volumes/main/default/files/scored"))
+    assert result.returncode == 0, "\n".join(job.log[-3000:] for run_id, job in emulator.jobs.items() if run_id not in before)
+    pipeline_job, batch_job = (emulator.jobs[run_id] for run_id in sorted(set(emulator.jobs) - before))
+    assert batch_job.result == "SUCCESS", batch_job.log[-3000:]
+    _, children = job_runs(server_uri, pipeline_job.run_id)
+    assert [child.data.tags["mlflow.project.entryPoint"] for child in children] == [*STEPS, "batch_inference"]
+    scored = children[3]
+    assert scored.data.tags["mlflow.databricks.shellJobRunID"] == str(batch_job.run_id)  # its own job
+    assert scored.data.params["model_uri"] == f"models:/{MODEL}_batch@champion" and scored.data.metrics["rows"] == 40
+    assert len(pd.read_parquet(volume / "scored")) == 40
 
 
 def test_token_is_never_logged(workspace, project, easy_zip_url):
