@@ -139,8 +139,10 @@ class SentimentClassifier(L.LightningModule):
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=self.hparams.learning_rate,
-            # One fused kernel instead of a Python loop over parameters, on CUDA and (torch >= 2.4) on CPU.
-            fused=self.device.type in ("cuda", "cpu"),
+            # One fused kernel instead of a Python loop over parameters, on CUDA and (torch >= 2.4) on CPU; in fp32 only:
+            # a fused step unscales fp16 gradients itself, so Lightning refuses it with the gradient clipping we use
+            # under any mixed precision (bf16-mixed too, where nothing is scaled).
+            fused=self.device.type in ("cuda", "cpu") and self.trainer.precision == "32-true",
         )
         total_steps = self.trainer.estimated_stepping_batches
         scheduler = get_linear_schedule_with_warmup(optimizer, int(self.hparams.warmup_ratio * total_steps), total_steps)

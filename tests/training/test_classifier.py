@@ -26,8 +26,11 @@ def test_a_model_that_cannot_be_loaded_is_one_line_saying_how_to_work_offline(tm
 def test_a_fresh_head_in_training_mode_and_decay_only_on_weight_matrices(tiny_model):
     model = SentimentClassifier(str(tiny_model), learning_rate=3e-3, weight_decay=0.05, warmup_ratio=0.2)
     assert model.model.config.id2label == {0: "negative", 1: "positive"} and model.model.training
-    model.trainer = SimpleNamespace(estimated_stepping_batches=10)  # all configure_optimizers asks of a Trainer
+    model.trainer = SimpleNamespace(estimated_stepping_batches=10, precision="32-true")  # what configure_optimizers asks
     configured = model.configure_optimizers()
+    assert configured["optimizer"].defaults["fused"]  # fp32 on a CPU: one fused kernel
+    model.trainer = SimpleNamespace(estimated_stepping_batches=10, precision="bf16-mixed")
+    assert not model.configure_optimizers()["optimizer"].defaults["fused"]  # Lightning clips no fused step's gradients
     decay, no_decay = configured["optimizer"].param_groups
     names = {id(parameter): name for name, parameter in model.named_parameters()}
     assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0 and decay["initial_lr"] == 3e-3

@@ -40,13 +40,16 @@ def test_a_job_travels_as_json_unchanged(tmp_path, easy_data):
     assert isinstance(TrainingJob.read(tmp_path / "job.json").config, FineTuning)  # the dataclass, not a dict
 
 
-def test_a_training_process_writes_its_outcome_and_metrics(tmp_path, easy_data, tiny_model):
-    job = job_for(tmp_path, easy_data, foundation_model=str(tiny_model))
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])  # bf16-mixed: auto's choice on CPUs with native bf16
+def test_a_training_process_writes_its_outcome_and_metrics(tmp_path, easy_data, tiny_model, precision):
+    """Also in bf16 mixed precision, with the gradient clipping every run uses (emulated bf16 on other CPUs)."""
+    job = job_for(tmp_path, easy_data, foundation_model=str(tiny_model), precision=precision)
     result = run_job(job, tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     outcome = read_outcome(job, result.returncode)
     assert outcome.best_model_path.endswith(".ckpt") and sum(map(sum, outcome.confusion)) == 100  # the 100 test reviews
-    assert outcome.resolved["resolved_accelerator"] == "cpu" and outcome.train_batches_per_epoch == 25
+    assert (outcome.resolved["resolved_accelerator"], outcome.resolved["resolved_precision"]) == ("cpu", precision)
+    assert outcome.train_batches_per_epoch == 25
     assert "val_macro_f1" in (tmp_path / "work" / "logs" / "metrics.csv").read_text()  # no run id: CSV for the step
 
 
