@@ -7,7 +7,7 @@ CLUSTER_VENV ?= .venv-cluster
 RUN_ARGS ?=
 PYTEST_ARGS ?=
 # The cluster-like environment's share of the suite: the unit tests, the Databricks tests and one pipeline.
-CLUSTER_TESTS ?= tests/databricks/test_databricks.py tests/test_main.py::test_full_pipeline
+CLUSTER_TESTS ?= tests/on_databricks/test_databricks.py tests/test_main.py::test_full_pipeline
 
 EXPERIMENT ?= /Shared/sentiment
 CLUSTER_SPEC ?= cluster_spec.json
@@ -30,7 +30,7 @@ run: venv  ## the whole pipeline in this environment: make run RUN_ARGS="-P epoc
 	PATH="$(abspath $(BIN)):$$PATH" mlflow run . $(RUN_ARGS)
 
 databricks: venv  ## the pipeline on a Databricks job cluster (backend databricks-jobs), waiting for it: make databricks EXPERIMENT=/Users/<you>/sentiment RUN_ARGS="-P registered_model_name=main.ml.sentiment"
-	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-databricks} $(BIN)/python -m pipeline.databricks.submit . --backend-config $(CLUSTER_SPEC) \
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-databricks} $(BIN)/python -m pipeline.on_databricks.submit . --backend-config $(CLUSTER_SPEC) \
 	  --experiment-name $(EXPERIMENT) $(RUN_ARGS)
 
 test: venv  ## the whole test suite, CPU and offline
@@ -48,7 +48,7 @@ test-cluster: venv  ## unit tests, Databricks tests and one pipeline on Python 3
 	PATH="$(abspath $(CLUSTER_VENV))/bin:$$PATH" $(CLUSTER_VENV)/bin/python -m pytest $(CLUSTER_TESTS) $(PYTEST_ARGS)
 
 test-databricks: venv  ## the pipeline on a real workspace (backend databricks-jobs): DATABRICKS_HOST, DATABRICKS_TOKEN, DATABRICKS_CATALOG, DATABRICKS_SCHEMA, DATABRICKS_EXPERIMENT
-	PATH="$(abspath $(BIN)):$$PATH" python -m pytest -m workspace -rsA tests/databricks/test_workspace.py $(PYTEST_ARGS)
+	PATH="$(abspath $(BIN)):$$PATH" python -m pytest -m workspace -rsA tests/on_databricks/test_workspace.py $(PYTEST_ARGS)
 
 deps: venv  ## regenerate conda.yaml and MLproject's python_libraries from pyproject.toml and requirements.txt
 	$(BIN)/python tools/dependencies.py write
@@ -59,5 +59,5 @@ mlproject: venv  ## rewrite MLproject's entry points from the step parameters in
 ui: venv  ## browse the runs and models of the local store (mlflow.db)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
 
-clean:  ## remove local runs, downloads and checkpoints (keeps .venv)
-	rm -rf mlflow.db mlruns mlartifacts checkpoints lightning_logs data/imdb data/.imdb-*
+clean:  ## remove local runs, downloads, checkpoints and batch predictions (keeps .venv)
+	rm -rf mlflow.db mlruns mlartifacts checkpoints lightning_logs data/imdb data/.imdb-* predictions .predictions.*

@@ -1,4 +1,4 @@
-"""What a job of the `databricks-jobs` backend runs on the cluster's driver (pipeline/databricks/jobs.py submits it).
+"""What a job of the `databricks-jobs` backend runs on the cluster's driver (pipeline/on_databricks/jobs.py submits it).
 
     databricks_task.py <entry file> [arguments...]      e.g. databricks_task.py main.py --pipeline-steps all ...
 

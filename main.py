@@ -27,11 +27,11 @@ from mlflow.projects.utils import PROJECT_STORAGE_DIR, PROJECT_SYNCHRONOUS
 from mlflow.utils.mlflow_tags import MLFLOW_PROJECT_BACKEND, MLFLOW_RUN_NAME
 
 from pipeline.contract import COMMIT_TAG, DOWNLOAD, ERROR_TAG, FINE_TUNING, REUSED_TAG, STEPS_TAG
-from pipeline.contract import REGISTER, data_uri, step_run_id_tag
-from pipeline.databricks.cluster import on_databricks
-from pipeline.databricks.credentials import credentials_for_children
-from pipeline.databricks.jobs import NAME as DATABRICKS_JOBS
-from pipeline.databricks.jobs import submit_project
+from pipeline.contract import BATCH, LATEST, REGISTER, data_uri, serving_uri, step_run_id_tag
+from pipeline.on_databricks.cluster import on_databricks
+from pipeline.on_databricks.credentials import credentials_for_children
+from pipeline.on_databricks.jobs import NAME as DATABRICKS_JOBS
+from pipeline.on_databricks.jobs import submit_project
 from pipeline.entry import INTERRUPTED, project_dir, run_entry_point
 from pipeline.errors import PipelineError, reports_errors
 from pipeline.logs import LOGGER
@@ -42,6 +42,7 @@ from pipeline.tracking.reuse import git_commit, reusable_run
 from pipeline.tracking.runs import check_model_name, check_tracking_server, end_unfinished_run
 
 TRAINING_CLUSTER_SPEC = "training_cluster_spec.json"  # the job cluster of multi-node training on Databricks
+CLUSTER_SPEC = "cluster_spec.json"  # the job cluster of the other steps, batch_inference's own job too
 
 
 def step_defaults() -> dict[str, dict[str, str]]:
@@ -125,12 +126,24 @@ def check_before_steps(steps: list[str], values: dict[str, str], declared: dict[
         check_model_name(values.get("registered_model_name", str(declared[REGISTER]["registered_model_name"])))
 
 
+def batch_model_uri(values: dict[str, str], declared: dict[str, dict[str, object]]) -> str:
+    """batch_inference's model: `model_uri` where it was given, else the alias register_model serves under the
+    `registered_model_name` and `alias` given (`mlflow run` passes main every parameter: a default is "not given")."""
+    default = str(declared[BATCH]["model_uri"])
+    if values.get("model_uri", default) != default:
+        return values["model_uri"]
+    return serving_uri(*(values.get(key, str(declared[REGISTER][key])) for key in ("registered_model_name", "alias")))
+
+
 def step_backend(folder: Path, step: str, parameters: dict[str, str]) -> tuple[str, str | None]:
-    """Where a step runs: beside `main`, except multi-node training on Databricks. There the process that calls
-    Spark's TorchDistributor must be a Spark job's own driver (runtime 13+ gives child processes of the driver no
-    Spark), so fine_tuning_model goes as its own job to the multi-node cluster of `training_cluster_spec.json`."""
+    """Where a step runs: beside `main`, except the steps that use Spark on Databricks. There the process that calls
+    Spark must be a Spark job's own driver (runtime 13+ gives child processes of the driver no Spark), so
+    multi-node fine_tuning_model goes as its own job to the multi-node cluster of `training_cluster_spec.json`, and
+    batch_inference to a cluster of `cluster_spec.json`."""
     if step == FINE_TUNING and int(parameters.get("num_nodes", 1)) > 1 and on_databricks():
         return DATABRICKS_JOBS, str(folder / TRAINING_CLUSTER_SPEC)
+    if step == BATCH and on_databricks():
+        return DATABRICKS_JOBS, str(folder / CLUSTER_SPEC)
     return "local", None
 
 
@@ -144,6 +157,8 @@ def main(pipeline_steps: str, reuse_completed: bool, parameters: tuple[str, ...]
     declared = step_defaults()
     values = parse_parameters(parameters)
     check_before_steps(steps, values, declared)
+    if BATCH in steps:
+        values["model_uri"] = batch_model_uri(values, declared)
     steps_use_this_python()
     LOGGER.info(environment_line())
     check_tracking_server()
@@ -169,6 +184,8 @@ def main(pipeline_steps: str, reuse_completed: bool, parameters: tuple[str, ...]
                 run_id = run_step(folder, step, step_values, experiment_id, commit)
             if step == DOWNLOAD:
                 values["data_path"] = data_uri(run_id)
+                if values.get("input_path", LATEST) == LATEST:  # batch_inference's latest download: this one
+                    values["input_path"] = data_uri(run_id, "test")
             elif step == FINE_TUNING:
                 values["mlflow_run_id"] = run_id
         LOGGER.info(f"pipeline finished: {', '.join(steps)} (parent run {parent.info.run_id})")

@@ -5,7 +5,9 @@ import json
 
 from pipeline.errors import PipelineError
 
-DOWNLOAD, FINE_TUNING, REGISTER = STEPS = ("download_data", "fine_tuning_model", "register_model")
+DOWNLOAD, FINE_TUNING, REGISTER = STEPS = ("download_data", "fine_tuning_model", "register_model")  # `all`
+BATCH = "batch_inference"
+OPTIONAL_STEPS = (BATCH,)  # run only when `pipeline_steps` names them, after the steps of `all`
 LATEST = "latest"  # parameter value: take the output of the latest finished run of the step before
 
 # Tags on every step's run
@@ -31,6 +33,10 @@ SOURCE_RUN_TAG = "source_run_id"  # the fine-tuning run whose model it registere
 REGISTERED_NAME_TAG, REGISTERED_VERSION_TAG = "registered_model_name", "registered_model_version"
 GATE_RESULT_TAG, GATE_REASON_TAG = "pipeline.quality_gate", "pipeline.quality_gate_reason"
 GATE_TAG, METRIC_TAG, SCORE_TAG, DIGEST_TAG = "quality_gate", "gate_metric", "gate_score", "test_data_digest"
+
+# batch_inference
+OUTPUT_MARKER = "_BATCH_INFERENCE"  # the file (JSON, the run id) that marks a folder as this step's output
+MODEL_VERSION_TAG = "pipeline.model_version"  # the registry version a models:/ URI resolved to
 
 # main (the parent run)
 STEPS_TAG, REUSED_TAG = "pipeline.steps", "pipeline.reused"
@@ -69,6 +75,11 @@ def step_run_id_tag(step: str) -> str:
 def data_uri(run_id: str, split: str | None = None) -> str:
     """The data a download_data run logged (`runs:/<id>/imdb`), or one split's CSV of it."""
     return f"runs:/{run_id}/{DATA_ARTIFACT}" + (f"/{split}.csv" if split else "")
+
+
+def serving_uri(registered_model_name: str, alias: str) -> str:
+    """The model register_model serves: its alias of the registered model."""
+    return f"models:/{registered_model_name}@{alias}"
 
 
 def finished_runs(step: str, experiment_id: str, max_results: int | None = None) -> list:

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 import mlflow
 
-from pipeline.databricks.cluster import local_path
+from pipeline.on_databricks.cluster import local_path
 from pipeline.contract import DATA_ARTIFACT, DOWNLOAD, SHA256_TAG, SOURCE_TAG, validators_tag
 from pipeline.data.reviews import LABEL_COLUMN, SPLITS, read_dataset
 from pipeline.entry import run_entry_point

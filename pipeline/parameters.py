@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import click
 
-from pipeline.contract import DOWNLOAD, FINE_TUNING, LATEST, REGISTER, STEPS, TEST_METRICS
+from pipeline.contract import BATCH, DOWNLOAD, FINE_TUNING, LATEST, OPTIONAL_STEPS, REGISTER, STEPS, TEST_METRICS, serving_uri
 from pipeline.errors import PipelineError
 from pipeline.serving.truncation import TRUNCATIONS
 
@@ -38,21 +38,23 @@ def parameter(default, help: str = "", *, choices: tuple[str, ...] | None = None
 
 
 def parse_steps(text: str) -> list[str]:
-    """`all` or a comma list of step names, returned in pipeline order."""
-    asked = [step.strip() for step in text.split(",") if step.strip()]
-    if asked == ["all"]:
-        return list(STEPS)
-    unknown = [step for step in asked if step not in STEPS]
+    """A comma list of step names, also the OPTIONAL_STEPS, where `all` stands for STEPS (`all,batch_inference`),
+    returned in pipeline order."""
+    asked = [name for step in text.split(",") if step.strip() for name in (STEPS if step.strip() == "all" else [step.strip()])]
+    known = STEPS + OPTIONAL_STEPS
+    unknown = [step for step in asked if step not in known]
     if unknown or not asked:
-        raise PipelineError(f"pipeline_steps={text!r}: unknown step(s) {unknown or [text]}; valid: all, or a comma list of {', '.join(STEPS)}")
-    return [step for step in STEPS if step in asked]
+        raise PipelineError(f"pipeline_steps={text!r}: unknown step(s) {unknown or [text]}; "
+                            f"valid: all, or a comma list of {', '.join(known)}")
+    return [step for step in known if step in asked]
 
 
 @dataclass(frozen=True)
 class MainParameters:
     """`main`'s own parameters; every other `-P` goes to the steps that take it."""
 
-    pipeline_steps: str = parameter("all", "'all' or a comma list of steps.")
+    pipeline_steps: str = parameter("all", "'all' (download_data, fine_tuning_model, register_model) or a comma list of steps, "
+                                           "also batch_inference (e.g. all,batch_inference).")
     reuse_completed: bool = parameter(True, "Skip a step whose finished run had the same parameters, commit and input data.")
 
 
@@ -113,7 +115,24 @@ class RegisterModel:
                                           "regression baseline.")
 
 
-STEP_PARAMETERS = {DOWNLOAD: DownloadData, FINE_TUNING: FineTuning, REGISTER: RegisterModel}
+@dataclass(frozen=True)
+class BatchInference:
+    model_uri: str = parameter(serving_uri(RegisterModel.registered_model_name, RegisterModel.alias),
+                               "models:/, runs:/ or local model URI; main turns this default into "
+                               "models:/<registered_model_name>@<alias> of the values it was given.")
+    input_path: str = parameter(LATEST, "CSV or Parquet file or folder, or MLflow artifact URI such as runs:/<id>/imdb/test.csv; "
+                                        "on Databricks also a Unity Catalog table catalog.schema.table or a /Volumes/ path; "
+                                        "'latest': the test split of the latest download_data run.")
+    text_column: str = parameter("review", "Column of the texts to score; a null in it is refused (the count is given).")
+    output_path: str = parameter("./predictions", "Parquet folder, or on Databricks a Unity Catalog table (Delta) or a /Volumes/ "
+                                                  "path: the input's columns plus label and probability. Replaced only when it "
+                                                  "is a previous output of this step.")
+    rows_per_batch: int = parameter(1024, "Rows handed to the model at a time (Arrow batch).", min=1)
+    spark_master: str = parameter("auto", "Spark master URL, e.g. local[2]; 'auto': SPARK_MASTER, else the cluster's own "
+                                          "Spark (on a laptop local[*]).", identity=False)
+
+
+STEP_PARAMETERS = {DOWNLOAD: DownloadData, FINE_TUNING: FineTuning, REGISTER: RegisterModel, BATCH: BatchInference}
 OUTSIDE_IDENTITY = frozenset(item.name for config_class in STEP_PARAMETERS.values() for item in dataclasses.fields(config_class)
                              if not item.metadata["identity"])
 

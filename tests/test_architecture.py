@@ -58,9 +58,9 @@ def test_training_processes_never_import_mlflow_helpers():
     """A training process (`pipeline/training/process.py`, also on Spark workers without credentials) reaches no
     run, registry or Databricks code of ours, and no step."""
     loaded = {name for name in modules_loaded_by("import pipeline.training.process") if name.startswith("pipeline.")}
-    walled_off = {name for name in loaded if name.startswith(("pipeline.tracking", "pipeline.evaluation", "pipeline.databricks."))
+    walled_off = {name for name in loaded if name.startswith(("pipeline.tracking", "pipeline.evaluation", "pipeline.on_databricks."))
                   or name.split(".")[1] in STEPS or name == "pipeline.serving.model_logging"}
-    walled_off -= {"pipeline.databricks.cluster"}  # where a cluster's files go: paths only, no client, no credentials
+    walled_off -= {"pipeline.on_databricks.cluster"}  # where a cluster's files go: paths only, no client, no credentials
     assert not walled_off, sorted(walled_off)
 
 
@@ -69,3 +69,12 @@ def test_parameters_and_the_contract_import_nothing_heavy(module):
     """`main` checks every -P value and names every step from these before any step starts: no torch to load."""
     heavy = {"torch", "lightning", "transformers", "sklearn", "mlflow", "pandas"} & modules_loaded_by(f"import {module}")
     assert not heavy, sorted(heavy)
+
+
+def test_no_wing_shadows_an_installed_package(tmp_path):
+    """`python pipeline/<step>.py` puts `pipeline/` first on sys.path: a wing named like an installed top-level
+    package (`databricks`, whose SDK MLflow imports) would hide it from every step."""
+    wings = sorted(path.name for path in PACKAGE.iterdir() if (path / "__init__.py").is_file())
+    code = f"import importlib.util; print([name for name in {wings!r} if importlib.util.find_spec(name)])"
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr[-2000:]

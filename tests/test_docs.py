@@ -32,9 +32,11 @@ CHECKS = {
     r"mlflow run \.": "tests/test_main.py::test_full_pipeline",
     r"mlflow run \. -P pipeline_steps=fine_tuning_model,register_model -P epochs=1": "tests/test_main.py::test_single_steps_take_the_latest_outputs",
     r"mlflow run \. -e register_model -P mlflow_run_id=<run id>": "tests/test_register_model.py::test_refuses_runs_that_are_not_fine_tuning",
+    r"mlflow run \. -P pipeline_steps=batch_inference -P input_path=reviews\.parquet -P output_path=\./predictions":
+        "tests/test_batch_inference.py::test_main_runs_batch_inference_on_the_model_it_names",
     r"mlflow run \. -P num_nodes=2 -P spark_master='local-cluster\[2,1,1024\]'": "tests/training/test_multinode.py::test_two_processes_train_one_model_end_to_end",
     r"mlflow run https://github\.com/<you>/<repo>\.git -v <full sha> -b databricks-jobs .*":
-        "tests/databricks/test_databricks.py::test_remote_code_on_databricks_from_the_cli",
+        "tests/on_databricks/test_databricks.py::test_remote_code_on_databricks_from_the_cli",
 }
 
 

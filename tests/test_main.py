@@ -21,10 +21,31 @@ from pipeline.errors import PipelineError
 def test_parse_steps_keeps_pipeline_order():
     assert main.parse_steps("all") == ["download_data", "fine_tuning_model", "register_model"]
     assert main.parse_steps("register_model, fine_tuning_model") == ["fine_tuning_model", "register_model"]
+    assert main.parse_steps("batch_inference,register_model") == ["register_model", "batch_inference"]  # only when named
+    assert main.parse_steps("all,batch_inference") == [*STEPS, "batch_inference"]
     with pytest.raises(PipelineError, match=r"unknown step\(s\) \['train'\]; valid: all, or a comma list of download_data"):
         main.parse_steps("download_data,train")
     with pytest.raises(PipelineError, match="unknown step"):
         main.parse_steps(" , ")
+
+
+def test_steps_that_use_spark_on_databricks_go_as_their_own_job(monkeypatch):
+    """A Databricks driver's child processes get no Spark: batch_inference and multi-node training are submitted."""
+    assert main.step_backend(REPO, "batch_inference", {}) == ("local", None)
+    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "17.3")
+    assert main.step_backend(REPO, "batch_inference", {}) == ("databricks-jobs", str(REPO / "cluster_spec.json"))
+    training = ("databricks-jobs", str(REPO / "training_cluster_spec.json"))
+    assert main.step_backend(REPO, "fine_tuning_model", {"num_nodes": "2"}) == training
+    assert main.step_backend(REPO, "register_model", {}) == ("local", None)
+
+
+def test_batch_inference_scores_with_the_alias_of_the_name_given_unless_told_another_model():
+    declared = main.step_defaults()
+    assert main.batch_model_uri({}, declared) == "models:/dl_finetuned_model@champion"
+    # `mlflow run` passes every default along: the default model_uri follows registered_model_name and alias
+    given = {"model_uri": "models:/dl_finetuned_model@champion", "registered_model_name": "main.ml.m", "alias": "serving"}
+    assert main.batch_model_uri(given, declared) == "models:/main.ml.m@serving"
+    assert main.batch_model_uri(given | {"model_uri": "runs:/abc/model"}, declared) == "runs:/abc/model"
 
 
 def test_parameters_are_checked_before_any_step():

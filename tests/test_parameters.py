@@ -10,13 +10,13 @@ from mlflow.projects._project_spec import load_project
 
 import main
 from conftest import REPO
-from pipeline import download_data, fine_tuning_model, register_model
+from pipeline import batch_inference, download_data, fine_tuning_model, register_model
 from pipeline.parameters import GATE_METRICS, STEP_PARAMETERS, FineTuning, MainParameters, RegisterModel, as_text, check_value
-from pipeline.parameters import click_type, logged_params, mlproject_type
+from pipeline.parameters import click_type, logged_params, mlproject_type, parameter
 from pipeline.evaluation.metrics import split_scores
 
 COMMANDS = {"download_data": download_data.main, "fine_tuning_model": fine_tuning_model.main,
-            "register_model": register_model.main}
+            "register_model": register_model.main, "batch_inference": batch_inference.main}
 
 
 def test_mlproject_is_what_tools_mlproject_writes():
@@ -76,3 +76,18 @@ def test_the_readme_table_lists_every_parameter_with_its_default():
     expected = {"main": {item.name: as_text(item.default) for item in dataclasses.fields(MainParameters)}}
     expected |= {step: {item.name: as_text(item.default) for item in dataclasses.fields(config)} for step, config in STEP_PARAMETERS.items()}
     assert rows == expected
+
+
+def test_a_parameter_two_steps_take_is_declared_alike(monkeypatch):
+    """main forwards one value to every step that takes a name (spark_master): MLproject declares it once."""
+    from tools import mlproject
+
+    assert "      spark_master: *spark_master" in mlproject.entry_points()
+
+    @dataclasses.dataclass(frozen=True)
+    class Other:
+        spark_master: str = parameter("local[*]")
+
+    monkeypatch.setattr(mlproject, "STEP_PARAMETERS", STEP_PARAMETERS | {"other": Other})
+    with pytest.raises(SystemExit, match=r"^error: other.spark_master is \{type: str, default: \"local\[\*\]\"\}, another step's"):
+        mlproject.entry_points()

@@ -73,7 +73,7 @@ def test_the_databricks_jobs_backend_is_registered_with_mlflow():
     """`pip install -e .` (make venv) declares the backend in MLflow's plugin group; MLflow's loader finds it."""
     from mlflow.projects.backend import loader
 
-    from pipeline.databricks.jobs import DatabricksJobsBackend
+    from pipeline.on_databricks.jobs import DatabricksJobsBackend
 
     assert isinstance(loader.load_backend("databricks-jobs"), DatabricksJobsBackend)
 

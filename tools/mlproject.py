@@ -17,7 +17,8 @@ sys.path.insert(0, str(REPO))
 from pipeline.parameters import STEP_PARAMETERS, MainParameters, as_text, mlproject_type  # noqa: E402
 
 FILES = {"download_data": "pipeline/download_data.py", "fine_tuning_model": "pipeline/fine_tuning_model.py",
-         "register_model": "pipeline/register_model.py", "main": "main.py"}
+         "register_model": "pipeline/register_model.py", "batch_inference": "pipeline/batch_inference.py",
+         "main": "main.py"}
 MARKER = "entry_points:\n"
 
 
@@ -43,9 +44,18 @@ def option(item: dataclasses.Field) -> str:
 
 def entry_points() -> str:
     lines = [MARKER.rstrip("\n")]
+    anchored: dict[str, str] = {}  # name -> declaration: a parameter two steps take (spark_master) is declared once
     for step, config in STEP_PARAMETERS.items():
         lines += [f"  {step}:", "    parameters:"]
-        lines += [f"      {item.name}: &{item.name} {declaration(item)}" for item in dataclasses.fields(config)]
+        for item in dataclasses.fields(config):
+            if item.name in anchored:
+                if anchored[item.name] != declaration(item):
+                    sys.exit(f"error: {step}.{item.name} is {declaration(item)}, another step's is {anchored[item.name]}: "
+                             "main forwards one value to both, so declare them alike")
+                lines.append(f"      {item.name}: *{item.name}")
+            else:
+                anchored[item.name] = declaration(item)
+                lines.append(f"      {item.name}: &{item.name} {declaration(item)}")
         lines += command(FILES[step], [option(item) for item in dataclasses.fields(config)])
         lines.append("")
     forwarded = [item for config in STEP_PARAMETERS.values() for item in dataclasses.fields(config)]

@@ -4,10 +4,10 @@ when an MLflow upgrade changes one of them.
 - The registry's own name checks (`mlflow.utils.validation`): `register_model` runs them before it registers
   anything, so a bad name is one line and no half-registered version. MLflow has no public validator.
 - `DatabricksSubmittedRun.POLL_STATUS_INTERVAL`: how often MLflow's synchronous Databricks wait polls the job
-  (30 s). `pipeline.databricks.submit --poll-seconds` sets it; the public API offers no other knob for that wait.
+  (30 s). `pipeline.on_databricks.submit --poll-seconds` sets it; the public API offers no other knob for that wait.
 - `get_databricks_env_vars` in MLflow's local project backend: it adds the parent's Databricks host and a copy of
   its token to each entry point's environment. `main` replaces what it adds (`step_environment`) with the
-  refreshing credentials of `pipeline.databricks.credentials`, since a copied token expires while a step runs.
+  refreshing credentials of `pipeline.on_databricks.credentials`, since a copied token expires while a step runs.
 """
 
 import contextlib

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mlflow.entities import Run
 
-from pipeline.contract import COMMIT_TAG, DOWNLOAD, FINE_TUNING, LATEST, REGISTER, SOURCE_RUN_TAG, SOURCE_TAG
+from pipeline.contract import BATCH, COMMIT_TAG, DOWNLOAD, FINE_TUNING, LATEST, REGISTER, SOURCE_RUN_TAG, SOURCE_TAG
 from pipeline.contract import finished_runs, validators_tag
 from pipeline.data.fetch import source_validators
 from pipeline.data.input_data import input_digests
@@ -60,6 +60,8 @@ def reusable_run(step: str, values: dict[str, str], declared: dict, experiment_i
 
     `values` are the KEY=VALUE strings `main` passes; `declared` holds each step's parameter defaults, which
     MLflow stores (as strings) when a value is not passed."""
+    if step == BATCH:  # its output lies outside MLflow and an alias moves to other models: always scored anew
+        return None
     params = {key: values.get(key, "" if default is None else str(default)) for key, default in declared[step].items()}
     if step == FINE_TUNING:  # compare the data itself, not the reference to it
         data_run = data_run_for(params[DATA_REFERENCE], experiment_id)

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
-from pipeline.databricks.cluster import local_path
+from pipeline.on_databricks.cluster import local_path
 from pipeline.data.reviews import TEXT_COLUMN, label_ids, read_dataset
 from pipeline.serving.truncation import encode
 

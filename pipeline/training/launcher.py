@@ -17,7 +17,7 @@ from pathlib import Path
 
 import mlflow
 
-from pipeline.databricks.cluster import local_path
+from pipeline.on_databricks.cluster import local_path
 from pipeline.training.hardware import training_process_hardware
 from pipeline.training.multinode import launch_on_spark
 from pipeline.parameters import FineTuning, logged_params

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 import pipeline
-from pipeline.databricks.cluster import local_path
+from pipeline.on_databricks.cluster import local_path
 from pipeline.contract import FINE_TUNING
 from pipeline.errors import PipelineError, first_line
 from pipeline.training.hardware import spark_processes, spark_uses_gpus
@@ -30,16 +30,16 @@ SHARED_HINT = ("with num_nodes > 1, cache_dir and checkpoint_dir must be folders
                "(on Databricks: under /dbfs/ or /Volumes/)")
 
 
-def spark_session(master: str):
+def spark_session(master: str, step: str = FINE_TUNING, needs: str = "num_nodes > 1"):
     """A Spark session on `master` (e.g. local-cluster[2,1,1024]); `auto`: on SPARK_MASTER where it is set, else the
-    cluster's own (on Databricks, the job's)."""
+    cluster's own (on Databricks, the job's; elsewhere Spark's default, local[*]). `needs`: what asked for Spark."""
     try:
         from pyspark.sql import SparkSession
     except ImportError:
-        raise PipelineError("num_nodes > 1 needs pyspark (Databricks runtimes have it; elsewhere: pip install pyspark==4.1.1)") from None
+        raise PipelineError(f"{needs} needs pyspark (Databricks runtimes have it; elsewhere: pip install pyspark==4.1.1)") from None
     if master == "auto":
         master = os.environ.get("SPARK_MASTER", "")
-    builder = SparkSession.builder.appName(FINE_TUNING)
+    builder = SparkSession.builder.appName(step)
     if master:  # a Spark of our own: its Python workers run this environment's Python, on this machine's loopback
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = builder.master(master).config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")

@@ -1,11 +1,11 @@
-"""`pipeline.databricks.submit` refusing what it cannot send, with one line and before any upload; the Databricks runs
+"""`pipeline.on_databricks.submit` refusing what it cannot send, with one line and before any upload; the Databricks runs
 themselves are in `test_databricks.py`."""
 
 import mlflow
 import pytest
 
 from conftest import REPO, cli_runner
-from pipeline.databricks import submit
+from pipeline.on_databricks import submit
 
 
 @pytest.fixture

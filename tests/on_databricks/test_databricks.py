@@ -1,7 +1,7 @@
 """Databricks as the target, local and remote code: our `databricks-jobs` backend on a workspace of 2026, and
 MLflow's own `databricks` backend on one that still has a DBFS root.
 
-The client side is the real thing (`mlflow run -b databricks-jobs` / `-b databricks`, `python -m pipeline.databricks.submit`,
+The client side is the real thing (`mlflow run -b databricks-jobs` / `-b databricks`, `python -m pipeline.on_databricks.submit`,
 databricks-sdk auth, `MLFLOW_TRACKING_URI=databricks`); the workspace is `tests/databricks_emulator.py`, whose jobs
 run the submitted command for real and track into a real `mlflow server`. Its runtime tokens expire every
 TOKEN_SECONDS, less than a fine-tuning step takes. The tests run in file order and share the two workspaces.
@@ -23,7 +23,7 @@ import psutil
 import pytest
 import requests
 
-from conftest import REPO, client_env, params
+from conftest import REPO, client_env, easy_reviews, params
 from databricks_emulator import DatabricksEmulator
 from pipeline.contract import STEPS
 from tools.dependencies import mlproject_libraries
@@ -102,7 +102,7 @@ def job_runs(server_uri: str, job_id: int, experiment_name: str = EXPERIMENT,
 
 
 def submit_command(uri: str, *args: str, backend_config: Path = REPO / "cluster_spec.json") -> list[str]:
-    return [sys.executable, "-m", "pipeline.databricks.submit", uri, "--backend-config", str(backend_config),
+    return [sys.executable, "-m", "pipeline.on_databricks.submit", uri, "--backend-config", str(backend_config),
             "--experiment-name", EXPERIMENT, "--poll-seconds", "1", *args]
 
 
@@ -175,7 +175,7 @@ def test_local_code_on_databricks(workspace, project, tiny_model, easy_zip_url, 
 
 
 def test_remote_code_on_databricks_waits_with_submit(workspace, git_remote, tiny_model, easy_zip_url):
-    """`pipeline.databricks.submit` with a git URI and a pinned commit: prints the run page and progress, exits 0 at SUCCESS."""
+    """`pipeline.on_databricks.submit` with a git URI and a pinned commit: prints the run page and progress, exits 0 at SUCCESS."""
     emulator, server_uri, _, _ = workspace
     model_name, before = f"{MODEL}_remote", set(emulator.jobs)
     result = submit(workspace, f"{git_remote['url']}/sentiment.git", "--version", git_remote["pinned"],
@@ -332,6 +332,27 @@ def test_multi_node_training_runs_as_its_own_spark_job(workspace, project, tiny_
     assert (shared / "cache" / "runs").is_dir() and not list((shared / "cache" / "runs").iterdir())  # run folder removed
 
 
+def test_batch_inference_after_the_pipeline_runs_as_its_own_spark_job(workspace, project, tiny_model, easy_zip_url):
+    """`all,batch_inference` on Databricks: `main` sends batch_inference as a job of its own (a driver's child process
+    gets no Spark), which scores a volume's CSV with the Unity Catalog model's @champion into a volume folder."""
+    emulator, server_uri, _, _ = workspace
+    volume = emulator.volumes / "main" / "default" / "files"
+    easy_reviews(40, 5).to_csv(volume / "reviews.csv", index=False)
+    before = set(emulator.jobs)
+    result = submit(workspace, str(project), *pipeline_params(tiny_model, easy_zip_url, f"{MODEL}_batch"), *params(
+        pipeline_steps="all,batch_inference", input_path="/Volumes/main/default/files/reviews.csv",
+        output_path="/Volumes/main/default/files/scored"))
+    assert result.returncode == 0, "\n".join(job.log[-3000:] for run_id, job in emulator.jobs.items() if run_id not in before)
+    pipeline_job, batch_job = (emulator.jobs[run_id] for run_id in sorted(set(emulator.jobs) - before))
+    assert batch_job.result == "SUCCESS", batch_job.log[-3000:]
+    _, children = job_runs(server_uri, pipeline_job.run_id)
+    assert [child.data.tags["mlflow.project.entryPoint"] for child in children] == [*STEPS, "batch_inference"]
+    scored = children[3]
+    assert scored.data.tags["mlflow.databricks.shellJobRunID"] == str(batch_job.run_id)  # its own job
+    assert scored.data.params["model_uri"] == f"models:/{MODEL}_batch@champion" and scored.data.metrics["rows"] == 40
+    assert len(pd.read_parquet(volume / "scored")) == 40
+
+
 def test_token_is_never_logged(workspace, project, easy_zip_url):
     """Nowhere: not the user's token nor any runtime token the clusters had, in params, tags, files (of the
     workspace, its clusters and the tracking store), outputs or job logs, of this test's own job and any other's."""
@@ -357,7 +378,7 @@ def test_token_is_never_logged(workspace, project, easy_zip_url):
 
 
 def test_ctrl_c_in_submit_cancels_the_job(workspace, project, tiny_model, easy_zip_url):
-    """Interrupting `pipeline.databricks.submit` cancels the Databricks run (its processes stop) and fails the MLflow run."""
+    """Interrupting `pipeline.on_databricks.submit` cancels the Databricks run (its processes stop) and fails the MLflow run."""
     emulator, server_uri, env, _ = workspace
     before = set(emulator.jobs)
     # A shell without job control starts background commands with SIGINT ignored, and the child would inherit
@@ -467,7 +488,7 @@ def test_only_the_driver_process_holds_credentials_and_spark(legacy_workspace):
 
 
 def test_what_travels_is_the_project_with_its_commit(workspace, tmp_path, easy_zip_url):
-    """`pipeline.databricks.submit <checkout>` uploads what git lists, not the venv, downloads, checkpoints or local store, into
+    """`pipeline.on_databricks.submit <checkout>` uploads what git lists, not the venv, downloads, checkpoints or local store, into
     a folder named by its content: the same code again uploads nothing."""
     emulator, server_uri, _, _ = workspace
     checkout = tmp_path / "checkout"
@@ -566,7 +587,7 @@ def test_code_can_go_to_a_unity_catalog_volume_once(workspace, project, monkeypa
     folder named by their content, and the same code a second time sends nothing."""
     from databricks.sdk import WorkspaceClient
 
-    from pipeline.databricks.jobs import staged_files, upload_code
+    from pipeline.on_databricks.jobs import staged_files, upload_code
 
     emulator, _, _, _ = workspace
     client = WorkspaceClient(host=emulator.host, token=TOKEN)
@@ -576,6 +597,6 @@ def test_code_can_go_to_a_unity_catalog_volume_once(workspace, project, monkeypa
     assert re.fullmatch(r"/Volumes/main/default/files/code/[0-9a-f]{64}", folder)
     assert {str(path.relative_to(local)) for path in local.rglob("*") if path.is_file()} == set(files) | {".complete"}
     before = {path: path.stat().st_mtime_ns for path in local.rglob("*")}
-    monkeypatch.setattr("pipeline.databricks.jobs.VolumeFiles.put", lambda *args: pytest.fail("uploaded again"))
+    monkeypatch.setattr("pipeline.on_databricks.jobs.VolumeFiles.put", lambda *args: pytest.fail("uploaded again"))
     assert upload_code(client, files, "/Volumes/main/default/files/code") == folder
     assert {path: path.stat().st_mtime_ns for path in local.rglob("*")} == before

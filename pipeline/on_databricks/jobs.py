@@ -300,7 +300,7 @@ class DatabricksJobRun(SubmittedRun):
     """A submitted job run: `wait()` polls it, `cancel()` cancels it; either way the MLflow run ends, with the job's
     reason in `pipeline.error`, where the job ended before its code could (a library, a checkout, a cancellation)."""
 
-    poll_seconds = 30.0  # `pipeline.databricks.submit --poll-seconds` sets it
+    poll_seconds = 30.0  # `pipeline.on_databricks.submit --poll-seconds` sets it
 
     def __init__(self, mlflow_run_id: str, job_run_id: int, workspace):
         self._run_id, self.job_run_id, self.workspace = mlflow_run_id, job_run_id, workspace

@@ -1,8 +1,8 @@
-"""pipeline/databricks/cluster.py: where a relative folder parameter lies, on a laptop and on a Databricks cluster."""
+"""pipeline/on_databricks/cluster.py: where a relative folder parameter lies, on a laptop and on a Databricks cluster."""
 
 from pathlib import Path
 
-from pipeline.databricks.cluster import local_path, on_databricks
+from pipeline.on_databricks.cluster import local_path, on_databricks
 
 
 def test_on_a_laptop_a_relative_path_is_the_working_directory_s(monkeypatch, tmp_path):

@@ -1,9 +1,9 @@
 """Run the project on Databricks and wait for it: for CI/CD, where `mlflow run -b databricks-jobs` returns at submission.
 
-    python -m pipeline.databricks.submit . --backend-config cluster_spec.json --experiment-name /Users/<you>/sentiment -P epochs=1
-    python -m pipeline.databricks.submit https://github.com/<you>/<repo>.git --version <full commit sha> ...
+    python -m pipeline.on_databricks.submit . --backend-config cluster_spec.json --experiment-name /Users/<you>/sentiment -P epochs=1
+    python -m pipeline.on_databricks.submit https://github.com/<you>/<repo>.git --version <full commit sha> ...
 
-Submits through `mlflow.projects.run(..., backend="databricks-jobs", synchronous=True)` (pipeline/databricks/jobs.py),
+Submits through `mlflow.projects.run(..., backend="databricks-jobs", synchronous=True)` (pipeline/on_databricks/jobs.py),
 prints the job's run page and the progress of the MLflow runs it creates, and exits 1 when the remote run fails
 (0 when it succeeds). Authentication comes from the environment (DATABRICKS_HOST / DATABRICKS_TOKEN or
 ~/.databrickscfg), never from arguments, so no secret lands in a shell history or CI log.
@@ -26,8 +26,8 @@ import mlflow
 from mlflow.exceptions import ExecutionException, MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_DATABRICKS_RUN_URL, MLFLOW_PARENT_RUN_ID, MLFLOW_PROJECT_BACKEND, MLFLOW_RUN_NAME
 
-from pipeline.databricks.jobs import NAME as DATABRICKS_JOBS
-from pipeline.databricks.jobs import DatabricksJobRun, SubmissionRefused, staged_files
+from pipeline.on_databricks.jobs import NAME as DATABRICKS_JOBS
+from pipeline.on_databricks.jobs import DatabricksJobRun, SubmissionRefused, staged_files
 from pipeline.errors import PipelineError, first_line, reports_errors
 from pipeline.logs import LOGGER, configure
 from pipeline.tracking.mlflow_internals import set_databricks_poll_interval

@@ -1,6 +1,6 @@
-"""pipeline/databricks/credentials.py: the refreshing credentials `main` serves its steps on a Databricks cluster, and nowhere else.
+"""pipeline/on_databricks/credentials.py: the refreshing credentials `main` serves its steps on a Databricks cluster, and nowhere else.
 
-Here the driver's own credentials come from a stand-in whose token changes between calls; `tests/databricks/test_databricks.py`
+Here the driver's own credentials come from a stand-in whose token changes between calls; `tests/on_databricks/test_databricks.py`
 has them come from the emulated runtime context, with tokens that expire while the steps run."""
 
 import itertools
@@ -10,8 +10,8 @@ import sys
 import pytest
 import requests
 
-from pipeline.databricks import credentials
-from pipeline.databricks.credentials import credentials_for_children
+from pipeline.on_databricks import credentials
+from pipeline.on_databricks.credentials import credentials_for_children
 from pipeline.errors import PipelineError
 
 CHILD = """

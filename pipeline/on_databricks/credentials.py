@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import mlflow
 from mlflow.utils.uri import get_db_info_from_uri, is_databricks_uri
 
-from pipeline.databricks.cluster import on_databricks
+from pipeline.on_databricks.cluster import on_databricks
 from pipeline.errors import PipelineError, first_line
 
 LEASE_SECONDS = 15  # how long a child may use a token before it asks again (runtime tokens live about an hour)

@@ -3,7 +3,7 @@
 Needs DATABRICKS_HOST and DATABRICKS_TOKEN (or DATABRICKS_CONFIG_PROFILE), DATABRICKS_CATALOG and
 DATABRICKS_SCHEMA (a Unity Catalog schema you may create models in) and DATABRICKS_EXPERIMENT (a workspace path
 such as /Users/<you>/sentiment-smoke); without them it is skipped, saying so. It submits this checkout with
-`pipeline.databricks.submit` through the `databricks-jobs` backend (epochs=1) on `$DATABRICKS_CLUSTER_SPEC` (default
+`pipeline.on_databricks.submit` through the `databricks-jobs` backend (epochs=1) on `$DATABRICKS_CLUSTER_SPEC` (default
 `cluster_spec.json`, AWS), prints the run page, and loads `@champion` back through the workspace to predict.
 """
 
@@ -28,7 +28,7 @@ def test_pipeline_on_a_real_workspace(monkeypatch):
     model = f"{os.environ['DATABRICKS_CATALOG']}.{os.environ['DATABRICKS_SCHEMA']}.sentiment_smoke_{secrets.token_hex(3)}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": "databricks"}
     spec = REPO / os.environ.get("DATABRICKS_CLUSTER_SPEC", "cluster_spec.json")
-    command = [sys.executable, "-m", "pipeline.databricks.submit", str(REPO), "--backend", "databricks-jobs", "--backend-config", str(spec),
+    command = [sys.executable, "-m", "pipeline.on_databricks.submit", str(REPO), "--backend", "databricks-jobs", "--backend-config", str(spec),
                "--experiment-name", os.environ["DATABRICKS_EXPERIMENT"], "--poll-seconds", "15",
                *params(epochs=1, registered_model_name=model, min_score=0, beat_baseline="false")]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=5400, cwd=REPO)

@@ -1,5 +1,5 @@
-"""pipeline/databricks/jobs.py, the parts that decide before anything is sent: the backend config, the git source,
-what travels and its address. Submitting and running jobs: tests/databricks/test_databricks.py (against the emulator)."""
+"""pipeline/on_databricks/jobs.py, the parts that decide before anything is sent: the backend config, the git source,
+what travels and its address. Submitting and running jobs: tests/on_databricks/test_databricks.py (against the emulator)."""
 
 import json
 import subprocess
@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from conftest import REPO
-from pipeline.databricks.jobs import (SubmissionRefused, code_digest, git_source, pinned_commit, read_backend_config,
+from pipeline.on_databricks.jobs import (SubmissionRefused, code_digest, git_source, pinned_commit, read_backend_config,
                                       staged_files)
 
 SPEC = json.loads((REPO / "cluster_spec.json").read_text())
@@ -88,7 +88,7 @@ def test_what_travels_is_what_git_lists_and_its_address_is_its_content(tmp_path)
         (checkout / name).parent.mkdir(parents=True, exist_ok=True)
         (checkout / name).write_text("local only")
     files = staged_files(str(checkout))
-    assert {"MLproject", "main.py", "databricks_task.py", "pipeline/databricks/jobs.py"} <= set(files)
+    assert {"MLproject", "main.py", "databricks_task.py", "pipeline/on_databricks/jobs.py"} <= set(files)
     assert not [name for name in files if name.startswith((".venv", "data/imdb", "checkpoints", "mlflow.db"))]
     digest = code_digest(files)
     assert digest == code_digest(staged_files(str(checkout)))
