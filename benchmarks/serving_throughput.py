@@ -13,7 +13,7 @@ the blend adds, (d) the model's scoring function without MLflow's pyfunc layer, 
 (AVX512-BF16 or AMX) also (f) the HF pipeline in bf16 (`dtype=torch.bfloat16`, transformers 5's name for
 `torch_dtype`). The project's models serve in the precision `--serve-precision` gives at load (default `auto`:
 the fastest this CPU runs, as every precision is recorded safe: random weights have no accuracy to keep), and (g)
-the transformer alone in fp32 and in int8 beside it; each side's record names its precision. `--sides` runs
+the transformer alone in fp32, in int8 and (native bf16 only) in bf16 beside it; each side's record names its precision. `--sides` runs
 some of them (the table leaves the others' columns empty). Each side runs in its own
 process, so its peak memory (process RSS on CPU, peak allocated on CUDA; batch sizes run in rising order, so a figure is the peak so
 far) is its own. Texts: the committed real sentences (data/sample/uci-sentences, CC BY 4.0) drawn in random
@@ -43,9 +43,11 @@ from bench_setup import device_label  # noqa: E402
 from pipeline.serving.inference import native_cpu_bf16  # noqa: E402
 
 SENTENCES = REPO / "data" / "sample" / "uci-sentences"
-SIDES = ("hf_pipeline", "hf_pipeline_bf16", "project", "project_fp32", "project_int8", "project_blend", "project_scoring",
-         "hf_pipeline_mlflow")
-FIXED_PRECISION = {"project_fp32": "fp32", "project_int8": "int8"}  # the transformer alone, served in that precision
+SIDES = ("hf_pipeline", "hf_pipeline_bf16", "project", "project_fp32", "project_int8", "project_bf16", "project_blend",
+         "project_scoring", "hf_pipeline_mlflow")
+# The transformer alone, served in that precision:
+FIXED_PRECISION = {"project_fp32": "fp32", "project_int8": "int8", "project_bf16": "bf16"}
+NATIVE_BF16_ONLY = ("hf_pipeline_bf16", "project_bf16")  # run only on a CPU with native bf16
 BATCH_SIZES = (1, 32, 256)  # reviews a call
 PIPELINE_BATCH_SIZES = (1, 8, 32, 256)  # HF pipeline's `batch_size` tried at each call size
 
@@ -192,7 +194,7 @@ def main() -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"} | ({"CUDA_VISIBLE_DEVICES": ""} if args.device == "cpu" else {})
     cpu_bf16 = args.device == "cpu" and native_cpu_bf16()
     asked = args.sides.split(",")
-    sides = tuple(side for side in SIDES if side in asked and (side != "hf_pipeline_bf16" or cpu_bf16))  # bf16 where native
+    sides = tuple(side for side in SIDES if side in asked and (side not in NATIVE_BF16_ONLY or cpu_bf16))  # bf16 where native
     with tempfile.TemporaryDirectory() as scratch:
         where = prepare(Path(scratch), args)
         rounds = {side: [] for side in sides}
@@ -214,7 +216,7 @@ def main() -> None:
     print(f"device: {device}; model shape: {args.model}; texts: {args.texts}; max_length {args.max_length}; "
           f"precision of each side: {precisions}")
     columns = {"hf_pipeline": "HF pipeline", "hf_pipeline_bf16": "HF pipeline bf16", "project": f"project ({precisions.get('project')})",
-               "project_fp32": "project fp32", "project_int8": "project int8", "project_blend": "project blend",
+               "project_fp32": "project fp32", "project_int8": "project int8", "project_bf16": "project bf16", "project_blend": "project blend",
                "project_scoring": "scoring without pyfunc", "hf_pipeline_mlflow": "HF pipeline as MLflow model"}
     print("| batch | " + " | ".join(f"{columns[side]} reviews/s" for side in SIDES) + " | ratio | ratio to the faster pipeline | "
           "ratio as MLflow models | blend cost | " + " | ".join(f"{columns[side]} peak MB" for side in SIDES) + " |")
