@@ -27,7 +27,7 @@ except ModuleNotFoundError:
 TOKENS_PER_PASS = {"cpu": 512, "cuda": 16384}
 
 SERVE_PRECISIONS = ("fp32", "int8", "bf16")  # what a CPU may serve the network in
-FASTEST_FIRST = ("bf16", "int8", "fp32")  # `auto`'s preference among the recorded-safe ones (BENCHMARKS.md)
+FASTEST_FIRST = ("int8", "bf16", "fp32")  # `auto`'s preference among the recorded-safe ones (BENCHMARKS.md, machine C)
 
 
 def native_cpu_bf16() -> bool:

@@ -87,7 +87,7 @@ def test_labels_of_puts_one_half_on_the_positive_side():
 
 
 @pytest.mark.parametrize(("asked", "safe", "cpu_bf16", "served"), [
-    ("auto", ["fp32", "int8", "bf16"], True, "bf16"),  # the fastest safe one this CPU runs natively
+    ("auto", ["fp32", "int8", "bf16"], True, "int8"),  # the fastest safe one: int8 beat bf16 at every call size
     ("auto", ["fp32", "int8", "bf16"], False, "int8"),  # bf16 would be emulated here: slower than fp32
     ("auto", ["fp32", "bf16"], False, "fp32"),
     ("auto", ["fp32", "int8"], True, "int8"),  # bf16 lost accuracy when the model was logged
