@@ -177,12 +177,14 @@ def test_the_served_precision_is_checked_on_validation_and_served(finished_run):
     run, folder = finished_run
     metrics, params = run.data.metrics, run.data.params
     checked = ["fp32", "int8"] + (["bf16"] if native_cpu_bf16() else [])
-    assert sorted(name for name in metrics if name.startswith("valid_accuracy_")) == sorted(f"valid_accuracy_{p}" for p in checked)
+    for figure in ("accuracy", "changed"):
+        assert sorted(name for name in metrics if name.startswith(f"valid_{figure}_")) == sorted(f"valid_{figure}_{p}" for p in checked)
     model = mlflow.pyfunc.load_model(run.data.tags["pipeline.model_uri"])
     config = model.model_config
     assert config["serve_precision"] == "auto" and config["precision_valid_accuracy"] == pytest.approx(
         {name: metrics[f"valid_accuracy_{name}"] for name in checked})
-    assert config["safe_precisions"] == [p for p in checked if metrics[f"valid_accuracy_{p}"] >= metrics["valid_accuracy_fp32"] - 0.005]
+    assert config["precision_valid_changed"] == pytest.approx({name: metrics[f"valid_changed_{name}"] for name in checked})
+    assert config["safe_precisions"] == [p for p in checked if metrics[f"valid_changed_{p}"] <= 0.005]
     assert params["served_precision"] == model.unwrap_python_model().precision
     assert params["served_precision"] == next(p for p in FASTEST_FIRST if p in config["safe_precisions"])
     assert f"its transformer in {params['served_precision']} here" in (folder / "output.txt").read_text()

@@ -14,7 +14,7 @@ from pipeline.evaluation.baseline import Baseline, fit_baseline
 from pipeline.contract import TEST_METRICS, baseline_metric, lift_metric, served_metric
 from pipeline.data.reviews import LABEL_COLUMN, LABELS, TEXT_COLUMN
 from pipeline.evaluation.metrics import split_scores
-from pipeline.evaluation.precision_choice import SAFE_DROP, PrecisionCheck, check_precisions
+from pipeline.evaluation.precision_choice import SAFE_CHANGE, PrecisionCheck, check_precisions
 from pipeline.evaluation.reports import log_model_vs_baseline
 from pipeline.serving.inference import class_probabilities, labels_of
 from pipeline.evaluation.serving_choice import ServingChoice, choose
@@ -71,14 +71,16 @@ def log_evaluation(evaluation: Evaluation) -> None:
                        | {lift_metric(name, served=False): test.transformer[name] - test.baseline[name] for name in TEST_METRICS}
                        | {lift_metric(name, served=True): test.served[name] - test.baseline[name] for name in TEST_METRICS}
                        | {"baseline_fit_seconds": baseline.fit_seconds})
-    mlflow.log_metrics({f"valid_accuracy_{name}": value for name, value in evaluation.precision.valid_accuracy.items()})
+    mlflow.log_metrics({f"valid_accuracy_{name}": value for name, value in evaluation.precision.valid_accuracy.items()}
+                       | {f"valid_changed_{name}": value for name, value in evaluation.precision.valid_changed.items()})
     mlflow.log_params({"baseline_c": baseline.regularisation_c, "served_model": choice.served, "blend_weight": choice.weight,
                        "served_precision": evaluation.precision.served})
     log_model_vs_baseline(test, choice, baseline.fit_seconds)
     f1 = {part: getattr(test, part)["test_macro_f1"] for part in ("transformer", "baseline", "served")}
-    accuracies = ", ".join(f"{name} {value:.4f}" for name, value in evaluation.precision.valid_accuracy.items())
+    accuracies = ", ".join(f"{name} {value:.4f} ({evaluation.precision.valid_changed[name]:.1%} of fp32's labels changed)"
+                           for name, value in evaluation.precision.valid_accuracy.items())
     click.echo(f"test macro-F1: transformer {f1['transformer']:.4f}, {BASELINE_NAME} baseline {f1['baseline']:.4f} (fit in "
                f"{baseline.fit_seconds:.1f} s), served {f1['served']:.4f} (lift {f1['served'] - f1['baseline']:+.4f}); "
                f"serving the {choice.served}: {choice.reason}; its transformer in {evaluation.precision.served} here "
-               f"(validation accuracy {accuracies}; within {SAFE_DROP * 100:g} point of fp32: "
+               f"(validation accuracy {accuracies}; changing at most {SAFE_CHANGE:.1%}: "
                f"{', '.join(evaluation.precision.safe)})")

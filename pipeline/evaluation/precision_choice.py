@@ -1,10 +1,12 @@
 """Which precisions the served transformer may use on a CPU, judged on the validation split when the model is logged.
 
-int8 (dynamic quantization) and bf16 are faster on CPUs that have the instructions for them, and may cost
-accuracy. Each precision this machine runs at speed (`pipeline.serving.inference.cpu_precisions`) scores the
-validation split; those within `SAFE_DROP` of fp32's accuracy are recorded in the model as safe, and at load
-the served model picks the fastest safe one its own CPU runs (`serve_precision=auto`). The step's served test
-metrics are those of what this machine serves, so the quality gate judges what is served.
+int8 (dynamic quantization) and bf16 are faster on CPUs that have the instructions for them, and may change
+labels. Each precision this machine runs at speed (`pipeline.serving.inference.cpu_precisions`) scores the
+validation split; those that change at most `SAFE_CHANGE` of fp32's labels are recorded in the model as safe, and
+at load the served model picks the fastest safe one its own CPU runs (`serve_precision=auto`). Changed labels bound
+the accuracy a precision can lose whichever of them were right; comparing accuracies alone lets changes that cancel
+out pass (BENCHMARKS.md, "Quality of what is served"). The step's served test metrics are those of what this
+machine serves, so the quality gate judges what is served.
 """
 
 from dataclasses import dataclass
@@ -16,27 +18,29 @@ from pipeline.errors import PipelineError
 from pipeline.evaluation.metrics import label_scores
 from pipeline.serving.inference import class_probabilities, cpu_precisions, in_precision, labels_of, served_precision
 
-SAFE_DROP = 0.005  # validation accuracy a precision may lose against fp32 and still be served
+SAFE_CHANGE = 0.005  # share of fp32's validation labels a precision may change and still be served
 
 
 @dataclass(frozen=True)
 class PrecisionCheck:
     asked: str  # FineTuning.serve_precision
     valid_accuracy: dict[str, float]  # of each precision checked; fp32 always
+    valid_changed: dict[str, float]  # share of validation labels that differ from fp32's (fp32: 0)
     served: str  # what this machine serves
 
     @property
     def safe(self) -> list[str]:
-        return safe_precisions(self.valid_accuracy)
+        return safe_precisions(self.valid_changed)
 
     def model_config(self) -> dict:
-        """What the served model reads at load (`sentiment_model.SentimentModel.load_context`)."""
-        return {"serve_precision": self.asked, "safe_precisions": self.safe, "precision_valid_accuracy": self.valid_accuracy}
+        """What the served model reads at load (`sentiment_model.SentimentModel.load_context`), and the figures behind it."""
+        return {"serve_precision": self.asked, "safe_precisions": self.safe, "precision_valid_accuracy": self.valid_accuracy,
+                "precision_valid_changed": self.valid_changed}
 
 
-def safe_precisions(valid_accuracy: dict[str, float]) -> list[str]:
-    """The precisions within `SAFE_DROP` of fp32's validation accuracy (fp32 among them)."""
-    return [name for name, accuracy in valid_accuracy.items() if accuracy >= valid_accuracy["fp32"] - SAFE_DROP]
+def safe_precisions(valid_changed: dict[str, float]) -> list[str]:
+    """The precisions that change at most `SAFE_CHANGE` of fp32's validation labels (fp32 among them)."""
+    return [name for name, changed in valid_changed.items() if changed <= SAFE_CHANGE]
 
 
 def refuse_unchecked_precision(asked: str, device: str, cpu_bf16: bool) -> None:
@@ -61,6 +65,8 @@ def check_precisions(asked: str, network, tokenizer, tokenization: dict, valid_t
     valid = {precision: fp32_valid if precision == "fp32" else class_probabilities(
         tokenizer, networks[precision], valid_texts, tokenization["max_length"], tokenization["truncation"])[:, 1]
         for precision in candidates}
-    accuracy = {precision: label_scores(truth, labels_of(positive, LABELS))["accuracy"] for precision, positive in valid.items()}
-    served = served_precision(asked, safe_precisions(accuracy), cpu_bf16) if device == "cpu" else "fp32"
-    return PrecisionCheck(asked, accuracy, served), networks[served], valid[served]
+    labels = {precision: labels_of(positive, LABELS) for precision, positive in valid.items()}
+    accuracy = {precision: label_scores(truth, predicted)["accuracy"] for precision, predicted in labels.items()}
+    changed = {precision: float(np.mean(predicted != labels["fp32"])) for precision, predicted in labels.items()}
+    served = served_precision(asked, safe_precisions(changed), cpu_bf16) if device == "cpu" else "fp32"
+    return PrecisionCheck(asked, accuracy, changed, served), networks[served], valid[served]

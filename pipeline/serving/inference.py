@@ -21,13 +21,14 @@ except ModuleNotFoundError:
     from pipeline.serving.truncation import encode
 
 # Padded tokens (reviews x longest review) per forward pass. CPU: the fastest of 128 to 1,000,000 on a 2-core
-# Xeon for calls of 32 and 256 real sentences, 3 % off the best for 32 IMDB-length reviews
+# Xeon for calls of 32 and 256 real sentences, near the best for 32 IMDB-length reviews
 # (benchmarks/scoring_pass_budget.py, BENCHMARKS.md "Serving"): bigger passes stop paying once the matrices fill
-# the cores, and smaller ones pad less. GPU: the 64 full-length reviews a pass took before, not yet measured.
-TOKENS_PER_PASS = {"cpu": 512, "cuda": 16384}
+# the cores, and smaller ones pad less; in fp32 and int8 512, in bf16 2048 (AMX's tiles fill later). GPU: the 64
+# full-length reviews a pass took before, not yet measured.
+TOKENS_PER_PASS = {"cpu": 512, "cpu-bf16": 2048, "cuda": 16384}
 
 SERVE_PRECISIONS = ("fp32", "int8", "bf16")  # what a CPU may serve the network in
-FASTEST_FIRST = ("int8", "bf16", "fp32")  # `auto`'s preference among the recorded-safe ones (BENCHMARKS.md, machine C)
+FASTEST_FIRST = ("bf16", "int8", "fp32")  # `auto`'s preference among the recorded-safe ones (BENCHMARKS.md, machine C)
 
 
 def native_cpu_bf16() -> bool:
@@ -53,11 +54,13 @@ def served_precision(asked: str, safe: list[str], cpu_bf16: bool) -> str:
 
 def in_precision(network, precision: str):
     """A copy of the fp32 CPU `network` that computes in `precision` (`network` itself for fp32): int8 quantizes
-    the weights of its Linear layers and each call's activations (dynamic quantization), bf16 casts it."""
+    the weights of its Linear layers (a scale per output channel: finer than the default one per matrix) and each
+    call's activations (dynamic quantization); bf16 casts it."""
     if precision == "int8":
         with warnings.catch_warnings():  # deprecated for torchao, which every served model would then need; works in torch 2.13
             warnings.simplefilter("ignore")
-            return torch.ao.quantization.quantize_dynamic(network, {torch.nn.Linear}, dtype=torch.qint8)
+            return torch.ao.quantization.quantize_dynamic(
+                network, {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig})
     if precision == "bf16":
         return copy.deepcopy(network).to(torch.bfloat16)
     return network
@@ -67,9 +70,10 @@ def class_probabilities(tokenizer, network, texts: list[str], max_length: int, t
                         tokens_per_pass: int | None = None) -> np.ndarray:
     """(len(texts), classes) softmax probabilities of `network` in eval mode (no dropout; its mode is restored), on
     the device its parameters are on, in passes of at most `tokens_per_pass` padded tokens (a longer review
-    alone); by default the device's `TOKENS_PER_PASS`."""
-    device, training = next(network.parameters()).device, network.training
-    budget = tokens_per_pass or TOKENS_PER_PASS.get(device.type, TOKENS_PER_PASS["cuda"])
+    alone); by default the device's `TOKENS_PER_PASS` (a CPU's for the network's precision)."""
+    first, training = next(network.parameters()), network.training
+    device = first.device
+    budget = tokens_per_pass or TOKENS_PER_PASS["cuda" if device.type != "cpu" else "cpu-bf16" if first.dtype == torch.bfloat16 else "cpu"]
     ids = encode(tokenizer, texts, max_length, truncation)
     probabilities = np.empty((len(ids), network.config.num_labels), dtype=np.float64)
     if training:  # switching walks every submodule: a visible share of a one-review call, so only when needed

@@ -52,7 +52,7 @@ def log_sentiment_model(network, tokenizer, tokenization: dict, precisions: dict
             python_model=str(HERE / "sentiment_model.py"),
             artifacts=artifacts,
             # MLflow also logs the config as the run's params: `blend_weight` only where it is the step's param too;
-            # `serve_precision` is the step's, the safe list and `precision_valid_accuracy/<precision>` are new names.
+            # `serve_precision` is the step's, the safe list and `precision_valid_{accuracy,changed}/<precision>` are new names.
             model_config=tokenization | (precisions or {}) | ({"blend_weight": blend_weight} if blended else {}),
             code_paths=[str(HERE / "inference.py"), str(HERE / "truncation.py")],
             signature=ModelSignature(inputs=INPUTS, outputs=Schema(OUTPUTS + (PART_OUTPUTS if blended else []))),

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 
 import torch
+from lightning.pytorch.plugins.precision import MixedPrecision, Precision
+from lightning.pytorch.utilities import GradClipAlgorithmType
 
 from pipeline.errors import PipelineError
 from pipeline.parameters import ACCELERATORS, PRECISIONS, SWITCHES, FineTuning
@@ -47,6 +49,18 @@ def native_bf16(capability: tuple[int, int]) -> bool:
     return capability >= (8, 0) and torch.cuda.is_bf16_supported(including_emulation=False)
 
 
+class CpuBF16MixedPrecision(MixedPrecision):
+    """Lightning's bf16-mixed on a CPU, letting a fused optimizer's gradients be clipped. Lightning refuses that
+    under every mixed precision because a fused step unscales fp16 gradients itself; bf16 scales none, so clipping
+    before the step is exact. A fused AdamW step trains bert-tiny 6 % faster on a 2-core Xeon (CHANGELOG)."""
+
+    def __init__(self):
+        super().__init__("bf16-mixed", "cpu")
+
+    def clip_gradients(self, optimizer, clip_val=0.0, gradient_clip_algorithm=GradClipAlgorithmType.NORM) -> None:
+        Precision.clip_gradients(self, optimizer, clip_val, gradient_clip_algorithm)
+
+
 @dataclass(frozen=True)
 class Hardware:
     """Lightning Trainer flags and DataLoader settings for this machine."""
@@ -62,12 +76,9 @@ class Hardware:
     compile: bool
 
     def trainer_flags(self) -> dict:
-        return {
-            "accelerator": self.accelerator,
-            "devices": self.devices,
-            "precision": self.precision,
-            "strategy": self.strategy,
-        }
+        precision = ({"plugins": [CpuBF16MixedPrecision()]} if (self.accelerator, self.precision) == ("cpu", "bf16-mixed")
+                     else {"precision": self.precision})
+        return {"accelerator": self.accelerator, "devices": self.devices, "strategy": self.strategy, **precision}
 
 
 def choose_hardware(

@@ -8,7 +8,8 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from pipeline.serving.inference import blend, class_probabilities, cpu_precisions, forward_passes, in_precision, labels_of
-from pipeline.serving.inference import native_cpu_bf16, padded, served_precision
+from pipeline.serving import inference
+from pipeline.serving.inference import FASTEST_FIRST, TOKENS_PER_PASS, native_cpu_bf16, padded, served_precision
 from pipeline.serving.truncation import encode
 
 
@@ -87,16 +88,28 @@ def test_labels_of_puts_one_half_on_the_positive_side():
 
 
 @pytest.mark.parametrize(("asked", "safe", "cpu_bf16", "served"), [
-    ("auto", ["fp32", "int8", "bf16"], True, "int8"),  # the fastest safe one: int8 beat bf16 at every call size
+    ("auto", ["fp32", "int8", "bf16"], True, "bf16"),  # the first safe one of FASTEST_FIRST
     ("auto", ["fp32", "int8", "bf16"], False, "int8"),  # bf16 would be emulated here: slower than fp32
     ("auto", ["fp32", "bf16"], False, "fp32"),
-    ("auto", ["fp32", "int8"], True, "int8"),  # bf16 lost accuracy when the model was logged
+    ("auto", ["fp32", "int8"], True, "int8"),  # bf16 changed labels when the model was logged
     ("auto", ["fp32"], True, "fp32"),
     ("int8", ["fp32"], True, "int8"),  # asked by name: served as asked
     ("fp32", ["fp32", "int8", "bf16"], True, "fp32"),
 ])
 def test_served_precision_is_the_fastest_recorded_safe_one_this_cpu_runs(asked, safe, cpu_bf16, served):
+    assert FASTEST_FIRST == ("bf16", "int8", "fp32")  # BENCHMARKS.md, machine C
     assert served_precision(asked, safe, cpu_bf16) == served
+
+
+def test_a_bf16_network_on_a_cpu_scores_in_bigger_passes(classifier, monkeypatch):
+    """bf16 on a CPU takes `TOKENS_PER_PASS["cpu-bf16"]` padded tokens a pass, fp32 and int8 the CPU's own."""
+    tokenizer, network = classifier
+    budgets = []
+    original = inference.forward_passes
+    monkeypatch.setattr(inference, "forward_passes", lambda ids, budget: budgets.append(budget) or original(ids, budget))
+    for precision in ("fp32", "int8", "bf16"):
+        class_probabilities(tokenizer, in_precision(network, precision), ["a review"], max_length=24, truncation="head_tail")
+    assert budgets == [TOKENS_PER_PASS["cpu"]] * 2 + [TOKENS_PER_PASS["cpu-bf16"]]
 
 
 def test_bf16_counts_only_where_the_cpu_has_it_natively():

@@ -96,7 +96,7 @@ class Context:
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the model serves in fp32 whatever its config says")
 @pytest.mark.parametrize(("precisions", "cpu_bf16", "served"), [
     ({}, True, "fp32"),  # logged before serving precisions existed
-    ({"serve_precision": "auto", "safe_precisions": ["fp32", "int8", "bf16"]}, True, "int8"),
+    ({"serve_precision": "auto", "safe_precisions": ["fp32", "int8", "bf16"]}, True, "bf16"),
     ({"serve_precision": "bf16", "safe_precisions": ["fp32", "int8", "bf16"]}, True, "bf16"),
     ({"serve_precision": "auto", "safe_precisions": ["fp32", "int8", "bf16"]}, False, "int8"),
     ({"serve_precision": "auto", "safe_precisions": ["fp32"]}, True, "fp32"),

@@ -4,10 +4,12 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from lightning.pytorch.plugins.precision import MixedPrecision
 from transformers import AutoModelForSequenceClassification
 
 from pipeline.training.classifier import SentimentClassifier, check_backbone, load_pretrained, load_tokenizer, sentiment_metrics
 from pipeline.errors import PipelineError
+from pipeline.training.hardware import CpuBF16MixedPrecision
 
 
 def test_macro_f1_weighs_both_classes_where_accuracy_does_not():
@@ -29,8 +31,11 @@ def test_a_fresh_head_in_training_mode_and_decay_only_on_weight_matrices(tiny_mo
     model.trainer = SimpleNamespace(estimated_stepping_batches=10, precision="32-true")  # what configure_optimizers asks
     configured = model.configure_optimizers()
     assert configured["optimizer"].defaults["fused"]  # fp32 on a CPU: one fused kernel
-    model.trainer = SimpleNamespace(estimated_stepping_batches=10, precision="bf16-mixed")
-    assert not model.configure_optimizers()["optimizer"].defaults["fused"]  # Lightning clips no fused step's gradients
+    model.trainer = SimpleNamespace(estimated_stepping_batches=10, precision="bf16-mixed", precision_plugin=CpuBF16MixedPrecision())
+    assert model.configure_optimizers()["optimizer"].defaults["fused"]  # bf16 on a CPU: nothing scaled, clipping allowed
+    for plugin in (MixedPrecision("bf16-mixed", "cpu"), MixedPrecision("16-mixed", "cpu")):  # Lightning's own: no clipping of fused steps
+        model.trainer = SimpleNamespace(estimated_stepping_batches=10, precision=plugin.precision, precision_plugin=plugin)
+        assert not model.configure_optimizers()["optimizer"].defaults["fused"]
     decay, no_decay = configured["optimizer"].param_groups
     names = {id(parameter): name for name, parameter in model.named_parameters()}
     assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0 and decay["initial_lr"] == 3e-3

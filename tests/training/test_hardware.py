@@ -3,9 +3,11 @@
 from dataclasses import replace
 
 import pytest
+import torch
+from lightning.pytorch.plugins.precision import MixedPrecision
 
 from pipeline.errors import PipelineError
-from pipeline.training.hardware import Capabilities, choose_hardware, scoring_device
+from pipeline.training.hardware import Capabilities, CpuBF16MixedPrecision, choose_hardware, scoring_device
 
 CPU_LAPTOP = Capabilities(cuda_devices=0, cuda_bf16=False, cuda_compute_capability=None, mps=False, cpu_count=2, cpu_bf16=False)
 MAC = Capabilities(cuda_devices=0, cuda_bf16=False, cuda_compute_capability=None, mps=True, cpu_count=8, cpu_bf16=False)
@@ -65,7 +67,11 @@ def test_automatic_choice(caps, accelerator, devices, precision, strategy, tf32)
     assert hardware.pin_memory == (accelerator == "cuda")
     assert hardware.pad_to_multiple_of == (8 if accelerator == "cuda" else None)
     assert hardware.compile == (accelerator == "cuda")
-    assert hardware.trainer_flags() == {"accelerator": accelerator, "devices": devices, "precision": precision, "strategy": strategy}
+    flags = hardware.trainer_flags()
+    if (accelerator, precision) == ("cpu", "bf16-mixed"):  # Lightning's bf16-mixed, fused optimizers allowed to clip
+        assert [type(plugin) for plugin in flags.pop("plugins")] == [CpuBF16MixedPrecision]
+        flags["precision"] = "bf16-mixed"
+    assert flags == {"accelerator": accelerator, "devices": devices, "precision": precision, "strategy": strategy}
 
 
 def test_cpu_bf16_chooses_only_the_cpus_precision():
@@ -78,6 +84,17 @@ def test_cpu_bf16_chooses_only_the_cpus_precision():
     assert choose_hardware(precision="32-true", capabilities=XEON_AMX).precision == "32-true"
     cpu_ddp = choose_hardware("cpu", devices="2", capabilities=XEON_AMX)
     assert (cpu_ddp.strategy, cpu_ddp.precision) == ("ddp", "bf16-mixed")
+
+
+def test_bf16_mixed_on_a_cpu_clips_the_gradients_of_a_fused_adamw_step():
+    """Lightning alone refuses a fused optimizer with gradient clipping under bf16-mixed, where nothing is scaled."""
+    model = torch.nn.Linear(4, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), fused=True)
+    model(torch.ones(3, 4)).sum().mul(100).backward()
+    with pytest.raises(RuntimeError, match="does not allow for gradient clipping"):
+        MixedPrecision("bf16-mixed", "cpu").clip_gradients(optimizer, clip_val=1.0)
+    CpuBF16MixedPrecision().clip_gradients(optimizer, clip_val=1.0)
+    assert torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in model.parameters()])) == pytest.approx(1.0)
 
 
 def test_workers_only_feed_gpus():
