@@ -20,11 +20,11 @@ try:  # beside this file in the logged model (code_paths), or in this repository
 except ModuleNotFoundError:
     from pipeline.serving.truncation import encode
 
-# Padded tokens (reviews x longest review) per forward pass. CPU: the fastest of 128 to 1,000,000 on a 2-core
-# Xeon for calls of 32 and 256 real sentences, near the best for 32 IMDB-length reviews
-# (benchmarks/scoring_pass_budget.py, BENCHMARKS.md "Serving"): bigger passes stop paying once the matrices fill
-# the cores, and smaller ones pad less; in fp32 and int8 512, in bf16 2048 (AMX's tiles fill later). GPU: the 64
-# full-length reviews a pass took before, not yet measured.
+# Padded tokens (reviews x longest review) per forward pass, from benchmarks/scoring_pass_budget.py on a 2-core
+# Xeon (BENCHMARKS.md, "Serving" and "Serving precision again"): bigger passes stop paying once the matrices fill
+# the cores, and smaller ones pad less. fp32 and int8: 512, the fastest or near it on calls of 32 and 256
+# sentences and of 32 IMDB-length reviews; bf16: 2048, as AMX fills later (at worst 86 % of the best budget on
+# those calls). GPU: the 64 full-length reviews a pass took before, not yet measured.
 TOKENS_PER_PASS = {"cpu": 512, "cpu-bf16": 2048, "cuda": 16384}
 
 SERVE_PRECISIONS = ("fp32", "int8", "bf16")  # what a CPU may serve the network in
