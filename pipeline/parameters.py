@@ -82,8 +82,9 @@ class FineTuning:
                                    "baseline (weight chosen on validation); 'auto': the blend when it beats the transformer "
                                    "alone on validation.", choices=SERVES)
     serve_precision: str = parameter("auto", "The served transformer's precision on a CPU: fp32, int8 (dynamic quantization) "
-                                             "or bf16 (CPUs with native bf16); 'auto': the fastest the serving CPU has among "
-                                             "those within 0.5 point of fp32's validation accuracy.", choices=SERVE_PRECISIONS)
+                                             "or bf16 (CPUs with native bf16); 'auto': the first of bf16, int8, fp32 the serving CPU "
+                                             "runs natively among those that changed at most 0.5 % of fp32's validation labels.",
+                                     choices=SERVE_PRECISIONS)
     seed: int = parameter(42)
     unfreeze_epoch: int = parameter(1, "freeze_unfreeze: epoch the backbone starts training.", min=0)
     patience: int = parameter(2, "Epochs without validation gain before stopping early.", min=1)
