@@ -6,8 +6,6 @@ import os
 import platform
 from pathlib import Path
 
-import mlflow
-
 
 # The CPU instruction sets that decide fp32/bf16/int8 speed on x86, as /proc/cpuinfo spells them.
 ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_int8", "avx512_vnni")
@@ -64,6 +62,8 @@ def minilm_folder() -> str:
 
 def scratch_tracking(scratch: str, experiment: str) -> dict[str, str]:
     """Point this process at a SQLite store in `scratch` with `experiment`; the environment for step subprocesses."""
+    import mlflow  # here, not at the top: the training benchmark also runs on GPU machines whose image has no MLflow
+
     uri = f"sqlite:///{scratch}/mlflow.db"
     mlflow.set_tracking_uri(uri)
     mlflow.create_experiment(experiment, artifact_location=f"{scratch}/artifacts")
