@@ -10,7 +10,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from pipeline.data.reviews import LABELS
 from pipeline.errors import PipelineError, first_line
-from pipeline.training.hardware import CpuBF16MixedPrecision
+from pipeline.training.hardware import BF16MixedPrecision
 
 
 def load_pretrained(auto_class, foundation_model: str, **kwargs):
@@ -140,11 +140,11 @@ class SentimentClassifier(L.LightningModule):
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=self.hparams.learning_rate,
-            # One fused kernel instead of a Python loop over parameters, on CUDA and (torch >= 2.4) on CPU; in fp32, and
-            # in bf16-mixed on a CPU (`CpuBF16MixedPrecision`): a fused step unscales fp16 gradients itself, so Lightning
+            # One fused kernel instead of a loop over parameters, on CUDA and (torch >= 2.4) on CPU; in fp32, and in
+            # bf16-mixed through `BF16MixedPrecision`: a fused step unscales fp16 gradients itself, so Lightning
             # refuses it with the gradient clipping we use under its own mixed precisions.
             fused=self.device.type in ("cuda", "cpu") and (
-                self.trainer.precision == "32-true" or isinstance(getattr(self.trainer, "precision_plugin", None), CpuBF16MixedPrecision)),
+                self.trainer.precision == "32-true" or isinstance(self.trainer.precision_plugin, BF16MixedPrecision)),
         )
         total_steps = self.trainer.estimated_stepping_batches
         scheduler = get_linear_schedule_with_warmup(optimizer, int(self.hparams.warmup_ratio * total_steps), total_steps)

@@ -49,14 +49,14 @@ def native_bf16(capability: tuple[int, int]) -> bool:
     return capability >= (8, 0) and torch.cuda.is_bf16_supported(including_emulation=False)
 
 
-class CpuBF16MixedPrecision(MixedPrecision):
-    """Lightning's bf16-mixed on a CPU, letting a fused optimizer's gradients be clipped. Lightning refuses that
-    under every mixed precision because a fused step unscales fp16 gradients itself; bf16 scales none, so clipping
-    before the step is exact. With the fused step the project trains bert-tiny level with HF's tuned Trainer in
-    bf16 on a 2-core Xeon, where unfused it was 7 % behind (BENCHMARKS.md, machine C)."""
+class BF16MixedPrecision(MixedPrecision):
+    """Lightning's bf16-mixed, letting a fused optimizer's gradients be clipped. Lightning refuses that under every
+    mixed precision because a fused step unscales fp16 gradients itself; bf16 scales none, so clipping before the
+    step is exact. With the fused step the project trains bert-tiny level with HF's tuned Trainer in bf16 on a
+    2-core Xeon, where unfused it was 7 % behind (BENCHMARKS.md, machine C); the tuned Trainer fuses on GPUs too."""
 
-    def __init__(self):
-        super().__init__("bf16-mixed", "cpu")
+    def __init__(self, device: str):
+        super().__init__("bf16-mixed", device)
 
     def clip_gradients(self, optimizer, clip_val=0.0, gradient_clip_algorithm=GradClipAlgorithmType.NORM) -> None:
         Precision.clip_gradients(self, optimizer, clip_val, gradient_clip_algorithm)
@@ -77,8 +77,8 @@ class Hardware:
     compile: bool
 
     def trainer_flags(self) -> dict:
-        precision = ({"plugins": [CpuBF16MixedPrecision()]} if (self.accelerator, self.precision) == ("cpu", "bf16-mixed")
-                     else {"precision": self.precision})
+        fusable = self.precision == "bf16-mixed" and self.accelerator in ("cpu", "cuda")  # where AdamW has a fused step
+        precision = {"plugins": [BF16MixedPrecision(self.accelerator)]} if fusable else {"precision": self.precision}
         return {"accelerator": self.accelerator, "devices": self.devices, "strategy": self.strategy, **precision}
 
 

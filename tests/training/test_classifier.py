@@ -4,12 +4,12 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from lightning.pytorch.plugins.precision import MixedPrecision
+from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 from transformers import AutoModelForSequenceClassification
 
 from pipeline.training.classifier import SentimentClassifier, check_backbone, load_pretrained, load_tokenizer, sentiment_metrics
 from pipeline.errors import PipelineError
-from pipeline.training.hardware import CpuBF16MixedPrecision
+from pipeline.training.hardware import BF16MixedPrecision
 
 
 def test_macro_f1_weighs_both_classes_where_accuracy_does_not():
@@ -28,11 +28,11 @@ def test_a_model_that_cannot_be_loaded_is_one_line_saying_how_to_work_offline(tm
 def test_a_fresh_head_in_training_mode_and_decay_only_on_weight_matrices(tiny_model):
     model = SentimentClassifier(str(tiny_model), learning_rate=3e-3, weight_decay=0.05, warmup_ratio=0.2)
     assert model.model.config.id2label == {0: "negative", 1: "positive"} and model.model.training
-    model.trainer = SimpleNamespace(estimated_stepping_batches=10, precision="32-true")  # what configure_optimizers asks
+    model.trainer = SimpleNamespace(estimated_stepping_batches=10, precision="32-true", precision_plugin=Precision())  # what it asks
     configured = model.configure_optimizers()
     assert configured["optimizer"].defaults["fused"]  # fp32 on a CPU: one fused kernel
-    model.trainer = SimpleNamespace(estimated_stepping_batches=10, precision="bf16-mixed", precision_plugin=CpuBF16MixedPrecision())
-    assert model.configure_optimizers()["optimizer"].defaults["fused"]  # bf16 on a CPU: nothing scaled, clipping allowed
+    model.trainer = SimpleNamespace(estimated_stepping_batches=10, precision="bf16-mixed", precision_plugin=BF16MixedPrecision("cpu"))
+    assert model.configure_optimizers()["optimizer"].defaults["fused"]  # bf16: nothing scaled, clipping allowed
     for plugin in (MixedPrecision("bf16-mixed", "cpu"), MixedPrecision("16-mixed", "cpu")):  # Lightning's own: no clipping of fused steps
         model.trainer = SimpleNamespace(estimated_stepping_batches=10, precision=plugin.precision, precision_plugin=plugin)
         assert not model.configure_optimizers()["optimizer"].defaults["fused"]

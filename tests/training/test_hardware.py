@@ -7,7 +7,7 @@ import torch
 from lightning.pytorch.plugins.precision import MixedPrecision
 
 from pipeline.errors import PipelineError
-from pipeline.training.hardware import Capabilities, CpuBF16MixedPrecision, choose_hardware, scoring_device
+from pipeline.training.hardware import Capabilities, BF16MixedPrecision, choose_hardware, scoring_device
 
 CPU_LAPTOP = Capabilities(cuda_devices=0, cuda_bf16=False, cuda_compute_capability=None, mps=False, cpu_count=2, cpu_bf16=False)
 MAC = Capabilities(cuda_devices=0, cuda_bf16=False, cuda_compute_capability=None, mps=True, cpu_count=8, cpu_bf16=False)
@@ -68,8 +68,9 @@ def test_automatic_choice(caps, accelerator, devices, precision, strategy, tf32)
     assert hardware.pad_to_multiple_of == (8 if accelerator == "cuda" else None)
     assert hardware.compile == (accelerator == "cuda")
     flags = hardware.trainer_flags()
-    if (accelerator, precision) == ("cpu", "bf16-mixed"):  # Lightning's bf16-mixed, fused optimizers allowed to clip
-        assert [type(plugin) for plugin in flags.pop("plugins")] == [CpuBF16MixedPrecision]
+    if precision == "bf16-mixed":  # Lightning's bf16-mixed on this device, fused optimizers allowed to clip
+        [plugin] = flags.pop("plugins")
+        assert (type(plugin), plugin.device, plugin.precision) == (BF16MixedPrecision, accelerator, "bf16-mixed")
         flags["precision"] = "bf16-mixed"
     assert flags == {"accelerator": accelerator, "devices": devices, "precision": precision, "strategy": strategy}
 
@@ -86,14 +87,20 @@ def test_cpu_bf16_chooses_only_the_cpus_precision():
     assert (cpu_ddp.strategy, cpu_ddp.precision) == ("ddp", "bf16-mixed")
 
 
-def test_bf16_mixed_on_a_cpu_clips_the_gradients_of_a_fused_adamw_step():
+def test_bf16_mixed_lets_fused_adamw_clip_only_where_adamw_has_a_fused_step():
+    """CPU and CUDA get the plugin below; an Apple GPU asked for bf16-mixed keeps Lightning's own."""
+    assert "plugins" not in (flags := choose_hardware("mps", precision="bf16-mixed", capabilities=MAC).trainer_flags())
+    assert flags["precision"] == "bf16-mixed"
+
+
+def test_bf16_mixed_clips_the_gradients_of_a_fused_adamw_step():
     """Lightning alone refuses a fused optimizer with gradient clipping under bf16-mixed, where nothing is scaled."""
     model = torch.nn.Linear(4, 2)
     optimizer = torch.optim.AdamW(model.parameters(), fused=True)
     model(torch.ones(3, 4)).sum().mul(100).backward()
     with pytest.raises(RuntimeError, match="does not allow for gradient clipping"):
         MixedPrecision("bf16-mixed", "cpu").clip_gradients(optimizer, clip_val=1.0)
-    CpuBF16MixedPrecision().clip_gradients(optimizer, clip_val=1.0)
+    BF16MixedPrecision("cpu").clip_gradients(optimizer, clip_val=1.0)
     assert torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in model.parameters()])) == pytest.approx(1.0)
 
 
