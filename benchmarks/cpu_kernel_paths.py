@@ -9,7 +9,8 @@ or VNNI kernels); int8 dynamic activations with int8 weights (torchao `Int8Dynam
 all-MiniLM-L6-v2's weights with a fresh head, inputs of random token ids: speed only, labels are not judged (a path
 that is not faster needs no quality check). Shapes: 8 × 256 tokens (one 2,048-token bf16 pass of IMDB-length
 reviews), 64 × 256 (a big batch of them), 64 × 32 (short sentences). Each shape's first call (compilation) is
-timed apart; then `--calls` calls, median of `--rounds`. The last line printed is JSON.
+timed apart; then `--rounds` rounds in which every path makes `--calls` calls of each shape in turn; the median
+round counts. The last line printed is JSON.
 """
 
 import argparse
@@ -56,22 +57,22 @@ def int8_dynamic_torchao(network):
     return network
 
 
-def measure(network, calls: int, rounds: int) -> dict:
-    figures = {}
+def first_calls(network) -> dict[str, float]:
+    """Seconds of each shape's first call: compilation, for the compiled paths."""
+    seconds = {}
     for shape in SHAPES:
-        batch = token_batch(shape)
         start = time.perf_counter()
+        network(**token_batch(shape))
+        seconds[f"{shape[0]}x{shape[1]}"] = round(time.perf_counter() - start, 2)
+    return seconds
+
+
+def reviews_per_s(network, shape: tuple[int, int], calls: int) -> float:
+    batch = token_batch(shape)
+    start = time.perf_counter()
+    for _ in range(calls):
         network(**batch)
-        first = time.perf_counter() - start
-        per_round = []
-        for _ in range(rounds):
-            start = time.perf_counter()
-            for _ in range(calls):
-                network(**batch)
-            per_round.append(calls * shape[0] / (time.perf_counter() - start))
-        figures[f"{shape[0]}x{shape[1]}"] = {"reviews_per_s": round(statistics.median(per_round), 1),
-                                             "first_call_s": round(first, 2)}
-    return figures
+    return calls * shape[0] / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -91,18 +92,28 @@ def main() -> None:
         "fp32 (served)": lambda: in_precision(copy.deepcopy(fp32), "fp32"),
         "int8 dynamic per channel (served)": lambda: in_precision(copy.deepcopy(fp32), "int8"),
         "bf16 (served)": lambda: in_precision(copy.deepcopy(fp32), "bf16"),
-        "bf16 compiled": lambda: torch.compile(copy.deepcopy(fp32).to(torch.bfloat16), dynamic=True),
+        "bf16 compiled": lambda: torch.compile(in_precision(fp32, "bf16"), dynamic=True),
         "int8 static PT2E compiled": lambda: torch.compile(int8_static(copy.deepcopy(fp32)), dynamic=True),
         "int8 dynamic torchao compiled": lambda: torch.compile(int8_dynamic_torchao(copy.deepcopy(fp32)), dynamic=True),
     }
-    results = {}
+    networks, first = {}, {}
     for name, build in paths.items():
-        torch._dynamo.reset()
         with torch.no_grad():  # built outside inference mode: export (PT2E) refuses its tensors
-            network = build()
+            networks[name] = build()
         with torch.inference_mode():
-            results[name] = measure(network, args.calls, args.rounds)
-        print(name, results[name], flush=True)
+            first[name] = first_calls(networks[name])
+    runs = {name: {shape: [] for shape in SHAPES} for name in paths}
+    with torch.inference_mode():
+        for _ in range(args.rounds):  # the paths alternate, so a change of load falls on all of them
+            for name, network in networks.items():
+                for shape in SHAPES:
+                    runs[name][shape].append(reviews_per_s(network, shape, args.calls))
+    results = {name: {f"{shape[0]}x{shape[1]}": {"reviews_per_s": round(statistics.median(runs[name][shape]), 1),
+                                                 "runs": [round(run, 1) for run in runs[name][shape]],
+                                                 "first_call_s": first[name][f"{shape[0]}x{shape[1]}"]} for shape in SHAPES}
+               for name in paths}
+    for name, figures in results.items():
+        print(name, figures, flush=True)
     bf16 = results["bf16 (served)"]
     for name, figures in results.items():
         for shape, figure in figures.items():
