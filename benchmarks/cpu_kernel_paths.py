@@ -1,6 +1,9 @@
 """Reviews per second of the MiniLM network alone on this CPU, in each precision and kernel path it offers.
 
-    python benchmarks/cpu_kernel_paths.py            # needs torchao (benchmarks/requirements.txt)
+    pip install torchao==0.18.0 && python benchmarks/cpu_kernel_paths.py
+
+torchao is installed for this benchmark alone, not in benchmarks/requirements.txt: transformers imports it
+whenever it is installed, in every other benchmark too.
 
 Is there a path faster than what the served model runs (`inference.in_precision`: fp32, int8 dynamic per channel,
 bf16)? The candidates are compiled by Inductor with weight freezing, PyTorch's recommended CPU inference setting:
