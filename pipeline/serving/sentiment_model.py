@@ -10,7 +10,7 @@ did. The fine-tuned network and its tokenizer travel as the artifact `classifier
 A blend (`pipeline.evaluation.serving_choice`) also carries the fitted TF-IDF baseline as the artifact `baseline` (an MLflow
 sklearn model in skops format) and its weight in the model config, and adds each part's positive probability.
 On a CPU the transformer serves in the precision its config asks (`serve_precision`); `auto`: the first of bf16, int8, fp32
-(`inference.FASTEST_FIRST`) among those the logging step found to change at most 0.5 % of fp32's validation labels
+(`inference.AUTO_ORDER`) among those the logging step found to change at most 0.5 % of fp32's validation labels
 (`safe_precisions`) that this CPU runs at speed. A model
 logged before these keys existed serves fp32; on a GPU the model serves as it always did.
 """

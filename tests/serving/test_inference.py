@@ -9,7 +9,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from pipeline.serving.inference import blend, class_probabilities, cpu_precisions, forward_passes, in_precision, labels_of
 from pipeline.serving import inference
-from pipeline.serving.inference import FASTEST_FIRST, TOKENS_PER_PASS, native_cpu_bf16, padded, served_precision
+from pipeline.serving.inference import AUTO_ORDER, TOKENS_PER_PASS, native_cpu_bf16, padded, served_precision
 from pipeline.serving.truncation import encode
 
 
@@ -88,7 +88,7 @@ def test_labels_of_puts_one_half_on_the_positive_side():
 
 
 @pytest.mark.parametrize(("asked", "safe", "cpu_bf16", "served"), [
-    ("auto", ["fp32", "int8", "bf16"], True, "bf16"),  # the first safe one of FASTEST_FIRST
+    ("auto", ["fp32", "int8", "bf16"], True, "bf16"),  # the first safe one of AUTO_ORDER
     ("auto", ["fp32", "int8", "bf16"], False, "int8"),  # bf16 would be emulated here: slower than fp32
     ("auto", ["fp32", "bf16"], False, "fp32"),
     ("auto", ["fp32", "int8"], True, "int8"),  # bf16 changed labels when the model was logged
@@ -97,7 +97,7 @@ def test_labels_of_puts_one_half_on_the_positive_side():
     ("fp32", ["fp32", "int8", "bf16"], True, "fp32"),
 ])
 def test_served_precision_is_the_fastest_recorded_safe_one_this_cpu_runs(asked, safe, cpu_bf16, served):
-    assert FASTEST_FIRST == ("bf16", "int8", "fp32")  # BENCHMARKS.md, machine C
+    assert AUTO_ORDER == ("bf16", "int8", "fp32")  # BENCHMARKS.md, machine C
     assert served_precision(asked, safe, cpu_bf16) == served
 
 
