@@ -45,8 +45,8 @@ def cpu_precisions(cpu_bf16: bool) -> tuple[str, ...]:
 
 
 def served_precision(asked: str, safe: list[str], cpu_bf16: bool) -> str:
-    """What a CPU serves: `asked` where it names a precision; `auto`: the fastest of the `safe` ones (recorded at
-    logging) that this CPU runs at speed, fp32 when none is."""
+    """What a CPU serves: `asked` where it names a precision; `auto`: the first in `AUTO_ORDER` of the `safe` ones
+    (recorded at logging) that this CPU runs at speed, fp32 when none is."""
     if asked != "auto":
         return asked
     return next(precision for precision in AUTO_ORDER if precision == "fp32" or (

@@ -96,7 +96,7 @@ def test_labels_of_puts_one_half_on_the_positive_side():
     ("int8", ["fp32"], True, "int8"),  # asked by name: served as asked
     ("fp32", ["fp32", "int8", "bf16"], True, "fp32"),
 ])
-def test_served_precision_is_the_fastest_recorded_safe_one_this_cpu_runs(asked, safe, cpu_bf16, served):
+def test_auto_serves_the_first_recorded_safe_precision_of_auto_order_this_cpu_runs(asked, safe, cpu_bf16, served):
     assert AUTO_ORDER == ("bf16", "int8", "fp32")  # BENCHMARKS.md, machine C
     assert served_precision(asked, safe, cpu_bf16) == served
 
