@@ -49,7 +49,8 @@ def fine_tune(config: FineTuning) -> None:
     refuse_missing_devices(config)
     capabilities = Capabilities.detect()
     device = scoring_device(config.accelerator, capabilities)
-    refuse_unchecked_precision(config.serve_precision, device, capabilities.cpu_bf16)
+    bf16 = capabilities.cuda_bf16 if device == "cuda" else capabilities.cpu_bf16 if device == "cpu" else False
+    refuse_unchecked_precision(config.serve_precision, device, bf16)
     with step_run(FINE_TUNING, log_system_metrics=True) as run, tempfile.TemporaryDirectory(prefix="fine-tuning-") as scratch:
         data_dir, data_run_id = resolve_data(config.data_path, run.info.experiment_id, Path(scratch))
         tokenizer = load_tokenizer(config.foundation_model)
@@ -77,7 +78,7 @@ def fine_tune(config: FineTuning) -> None:
 
         transformer_test = {name: mlflow.get_run(run.info.run_id).data.metrics[name] for name in TEST_METRICS}
         evaluation = evaluate(config.serve, config.serve_precision, datamodule.frames, model.model, tokenizer,
-                              config.tokenization(), device, capabilities.cpu_bf16, transformer_test)
+                              config.tokenization(), device, bf16, transformer_test)
         log_evaluation(evaluation)
         blend = {"baseline": evaluation.baseline.pipeline, "blend_weight": evaluation.choice.weight}
         model_info = log_sentiment_model(model.model, tokenizer, config.tokenization(), evaluation.precision.model_config(),

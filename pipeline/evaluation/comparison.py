@@ -38,9 +38,9 @@ class Evaluation:
 
 
 def evaluate(serve: str, serve_precision: str, frames: dict[str, pd.DataFrame], network, tokenizer, tokenization: dict,
-             device: str, cpu_bf16: bool, transformer_test: dict[str, float]) -> Evaluation:
+             device: str, bf16: bool, transformer_test: dict[str, float]) -> Evaluation:
     """Fit the baseline, score the transformer on validation on `device` as the served model scores, check the
-    precisions this CPU may serve it in (`serve_precision`: `FineTuning.serve_precision`; `cpu_bf16`: native bf16),
+    precisions `device` may serve it in (`serve_precision`: `FineTuning.serve_precision`; `bf16`: native bf16 there),
     choose what to serve on validation alone (`serve`: `FineTuning.serve`) with the transformer in the precision
     served here, and score each on test."""
     baseline = fit_baseline(frames)
@@ -51,7 +51,7 @@ def evaluate(serve: str, serve_precision: str, frames: dict[str, pd.DataFrame], 
 
     precision, served_network, valid = check_precisions(serve_precision, network, tokenizer, tokenization, texts["valid"],
                                                         frames["valid"][LABEL_COLUMN], positive(network.to(device), "valid"),
-                                                        device, cpu_bf16)
+                                                        device, bf16)
     transformer = {"valid": valid, "test": positive(served_network, "test")}
     network.cpu()
     choice = choose(serve, frames["valid"][LABEL_COLUMN], transformer["valid"], baseline.positive["valid"])

@@ -1,7 +1,7 @@
 """Which precisions the served transformer may use on a CPU, judged on the validation split when the model is logged.
 
-int8 (dynamic quantization) and bf16 are faster on CPUs that have the instructions for them, and may change
-labels. Each precision this machine runs at speed (`pipeline.serving.inference.cpu_precisions`) scores the
+int8 (dynamic quantization) and bf16 are faster on CPUs that have the instructions for them, bf16 on GPUs with bf16
+tensor cores, and may change labels. Each precision this machine runs at speed (`pipeline.serving.inference.cpu_precisions`) scores the
 validation split; those that change at most `SAFE_CHANGE` of fp32's labels are recorded in the model as safe, and
 at load the served model picks the fastest safe one its own CPU runs (`serve_precision=auto`). Changed labels bound
 the accuracy a precision can lose whichever of them were right; comparing accuracies alone lets changes that cancel
@@ -16,7 +16,7 @@ import numpy as np
 from pipeline.data.reviews import LABELS
 from pipeline.errors import PipelineError
 from pipeline.evaluation.metrics import label_scores
-from pipeline.serving.inference import class_probabilities, cpu_precisions, in_precision, labels_of, served_precision
+from pipeline.serving.inference import class_probabilities, in_precision, labels_of, precisions_at_speed, served_precision
 
 SAFE_CHANGE = 0.005  # share of fp32's validation labels a precision may change and still be served
 
@@ -43,24 +43,25 @@ def safe_precisions(valid_changed: dict[str, float]) -> list[str]:
     return [name for name, changed in valid_changed.items() if changed <= SAFE_CHANGE]
 
 
-def refuse_unchecked_precision(asked: str, device: str, cpu_bf16: bool) -> None:
-    """A one-line error, before training, for a `serve_precision` this machine cannot check on validation."""
-    if asked in ("auto", "fp32"):
+def refuse_unchecked_precision(asked: str, device: str, bf16: bool) -> None:
+    """A one-line error, before training, for a `serve_precision` this machine cannot check on validation (`bf16`:
+    whether `device` has native bf16)."""
+    if asked in ("auto", "fp32") or asked in precisions_at_speed(device, bf16):
         return
     if device != "cpu":
-        raise PipelineError(f"serve_precision={asked!r}: checked only where the step scores on the CPU (-P accelerator=cpu); "
-                            f"use serve_precision=auto or fp32")
-    if asked not in cpu_precisions(cpu_bf16):
+        raise PipelineError(f"serve_precision={asked!r}: this {device} device cannot check it (int8 only on the CPU, bf16 on "
+                            f"a CPU or a GPU with native bfloat16); use -P accelerator=cpu, or serve_precision=auto or fp32")
+    if asked == "bf16":
         raise PipelineError(f"serve_precision={asked!r}: this CPU has no native bfloat16 (AVX512-BF16 or AMX) to check it "
                             f"on; use serve_precision=auto, fp32 or int8")
 
 
 def check_precisions(asked: str, network, tokenizer, tokenization: dict, valid_texts: list[str], truth,
-                     fp32_valid: np.ndarray, device: str, cpu_bf16: bool) -> tuple[PrecisionCheck, object, np.ndarray]:
-    """Score validation in each precision this CPU runs at speed (fp32's positive probabilities `fp32_valid` given)
-    and choose what this machine serves: the check, the served copy of `network` (fp32: `network` itself) and its
-    validation probabilities. On another device only fp32 is checked and served."""
-    candidates = cpu_precisions(cpu_bf16) if device == "cpu" else ("fp32",)
+                     fp32_valid: np.ndarray, device: str, bf16: bool) -> tuple[PrecisionCheck, object, np.ndarray]:
+    """Score validation in each precision `device` runs at speed (`precisions_at_speed`; fp32's positive
+    probabilities `fp32_valid` given) and choose what this machine serves: the check, the served copy of `network`
+    (fp32: `network` itself) and its validation probabilities."""
+    candidates = precisions_at_speed(device, bf16)
     networks = {precision: in_precision(network, precision) for precision in candidates}
     valid = {precision: fp32_valid if precision == "fp32" else class_probabilities(
         tokenizer, networks[precision], valid_texts, tokenization["max_length"], tokenization["truncation"])[:, 1]
@@ -68,5 +69,5 @@ def check_precisions(asked: str, network, tokenizer, tokenization: dict, valid_t
     labels = {precision: labels_of(positive, LABELS) for precision, positive in valid.items()}
     accuracy = {precision: label_scores(truth, predicted)["accuracy"] for precision, predicted in labels.items()}
     changed = {precision: float(np.mean(predicted != labels["fp32"])) for precision, predicted in labels.items()}
-    served = served_precision(asked, safe_precisions(changed), cpu_bf16) if device == "cpu" else "fp32"
+    served = served_precision(asked, safe_precisions(changed), bf16, device)
     return PrecisionCheck(asked, accuracy, changed, served), networks[served], valid[served]

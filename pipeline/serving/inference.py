@@ -39,22 +39,37 @@ def native_cpu_bf16() -> bool:
     return any(check() for check in checks if check is not None)
 
 
+def native_bf16(capability: tuple[int, int]) -> bool:
+    """bf16 tensor cores on a CUDA GPU: compute capability 8.0 (Ampere) and newer. `torch.cuda.is_bf16_supported()`
+    alone also counts emulation (its default since torch 2.4) and says True on a T4 (7.5), which then runs far slower."""
+    return capability >= (8, 0) and torch.cuda.is_bf16_supported(including_emulation=False)
+
+
 def cpu_precisions(cpu_bf16: bool) -> tuple[str, ...]:
     """The precisions a CPU runs at speed: fp32 and int8 everywhere, bf16 where it is native (`native_cpu_bf16`)."""
     return SERVE_PRECISIONS if cpu_bf16 else ("fp32", "int8")
 
 
-def served_precision(asked: str, safe: list[str], cpu_bf16: bool) -> str:
-    """What a CPU serves: `asked` where it names a precision; `auto`: the first in `AUTO_ORDER` of the `safe` ones
-    (recorded at logging) that this CPU runs at speed, fp32 when none is."""
+def precisions_at_speed(device: str, bf16: bool) -> tuple[str, ...]:
+    """What `device` serves at speed, `bf16` saying whether it has native bf16: a CPU, `cpu_precisions`; a CUDA GPU,
+    fp32 and bf16 where it has bf16 tensor cores (`native_bf16`; dynamic int8 is a CPU path); another device, fp32."""
+    if device == "cpu":
+        return cpu_precisions(bf16)
+    return ("fp32", "bf16") if device == "cuda" and bf16 else ("fp32",)
+
+
+def served_precision(asked: str, safe: list[str], bf16: bool, device: str = "cpu") -> str:
+    """What `device` serves: on a CPU `asked` where it names a precision, elsewhere `asked` where the device runs it
+    at speed (else fp32); `auto`: the first in `AUTO_ORDER` of the `safe` ones (recorded at logging) that the device
+    runs at speed, fp32 when none is."""
+    at_speed = precisions_at_speed(device, bf16)
     if asked != "auto":
-        return asked
-    return next(precision for precision in AUTO_ORDER if precision == "fp32" or (
-        precision in safe and precision in cpu_precisions(cpu_bf16)))
+        return asked if device == "cpu" or asked in at_speed else "fp32"
+    return next(precision for precision in AUTO_ORDER if precision == "fp32" or (precision in safe and precision in at_speed))
 
 
 def in_precision(network, precision: str):
-    """A copy of the fp32 CPU `network` that computes in `precision` (`network` itself for fp32): int8 quantizes
+    """A copy of the fp32 `network` that computes in `precision` (`network` itself for fp32): int8 (CPU) quantizes
     the weights of its Linear layers (a scale per output channel: finer than the default one per matrix) and each
     call's activations (dynamic quantization); bf16 casts it."""
     if precision == "int8":

@@ -11,8 +11,9 @@ A blend (`pipeline.evaluation.serving_choice`) also carries the fitted TF-IDF ba
 sklearn model in skops format) and its weight in the model config, and adds each part's positive probability.
 On a CPU the transformer serves in the precision its config asks (`serve_precision`); `auto`: the first of bf16, int8, fp32
 (`inference.AUTO_ORDER`) among those the logging step found to change at most 0.5 % of fp32's validation labels
-(`safe_precisions`) that this CPU runs at speed. A model
-logged before these keys existed serves fp32; on a GPU the model serves as it always did.
+(`safe_precisions`) that this CPU runs at speed. A CUDA GPU serves fp32, or bf16 where the card has bf16 tensor cores
+and bf16 is asked or recorded safe (a model trained there is checked in bf16 too). A model logged before these keys
+existed serves fp32.
 """
 
 import mlflow
@@ -24,9 +25,10 @@ from mlflow.models import set_model
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 try:  # pipeline/serving/inference.py, which the model carries (code_paths): MLflow puts it on sys.path when loading
-    from inference import blend, class_probabilities, in_precision, labels_of, native_cpu_bf16, served_precision
+    from inference import blend, class_probabilities, in_precision, labels_of, native_bf16, native_cpu_bf16, served_precision
 except ModuleNotFoundError:  # MLflow also runs this file while logging, from this repository
-    from pipeline.serving.inference import blend, class_probabilities, in_precision, labels_of, native_cpu_bf16, served_precision
+    from pipeline.serving.inference import (blend, class_probabilities, in_precision, labels_of, native_bf16, native_cpu_bf16,
+                                            served_precision)
 
 
 class SentimentModel(mlflow.pyfunc.PythonModel):
@@ -35,13 +37,12 @@ class SentimentModel(mlflow.pyfunc.PythonModel):
         folder = context.artifacts["classifier"]
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+        asked, safe = context.model_config.get("serve_precision", "fp32"), context.model_config.get("safe_precisions", ["fp32"])
         if torch.cuda.is_available():  # served where a GPU is: scoring moves each batch to the network's device
-            self.model.cuda()
-            self.precision = "fp32"
+            self.precision = served_precision(asked, safe, native_bf16(torch.cuda.get_device_capability()), "cuda")
+            self.model = in_precision(self.model.cuda(), self.precision)
         else:
-            self.precision = served_precision(context.model_config.get("serve_precision", "fp32"),
-                                              context.model_config.get("safe_precisions", ["fp32"]),
-                                              native_cpu_bf16() if cpu_bf16 is None else cpu_bf16)
+            self.precision = served_precision(asked, safe, native_cpu_bf16() if cpu_bf16 is None else cpu_bf16)
             self.model = in_precision(self.model, self.precision)
         # The tokenization the run trained with, all of it logged with the model: no defaults to drift from it.
         self.max_length = int(context.model_config["max_length"])

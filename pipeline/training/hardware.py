@@ -15,7 +15,7 @@ from lightning.pytorch.utilities import GradClipAlgorithmType
 
 from pipeline.errors import PipelineError
 from pipeline.parameters import ACCELERATORS, PRECISIONS, SWITCHES, FineTuning
-from pipeline.serving.inference import native_cpu_bf16
+from pipeline.serving.inference import native_bf16, native_cpu_bf16
 
 
 @dataclass(frozen=True)
@@ -41,12 +41,6 @@ class Capabilities:
             cpu_count=os.cpu_count() or 1,
             cpu_bf16=native_cpu_bf16(),
         )
-
-
-def native_bf16(capability: tuple[int, int]) -> bool:
-    """bf16 tensor cores: compute capability 8.0 (Ampere) and newer. `torch.cuda.is_bf16_supported()` alone also
-    counts emulation (its default since torch 2.4) and says True on a T4 (7.5), which then trains far slower."""
-    return capability >= (8, 0) and torch.cuda.is_bf16_supported(including_emulation=False)
 
 
 class BF16MixedPrecision(MixedPrecision):

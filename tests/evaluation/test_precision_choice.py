@@ -73,13 +73,23 @@ def test_each_precision_the_cpu_runs_natively_scores_validation(trained, cpu_bf1
                                      "precision_valid_changed": result.valid_changed}
 
 
-def test_another_device_checks_and_serves_fp32_alone(trained):
-    result, network, _ = check(trained, "auto", cpu_bf16=True, device="cuda")
+@pytest.mark.parametrize("device", ["cuda", "mps"])
+def test_a_device_without_native_bf16_or_a_cpu_checks_and_serves_fp32_alone(trained, device):
+    result, network, _ = check(trained, "auto", cpu_bf16=False, device=device)
     assert (list(result.valid_accuracy), result.served, network) == (["fp32"], "fp32", trained[1])
 
 
+def test_a_gpu_with_bf16_tensor_cores_checks_bf16_too(trained):
+    """(The network stays on this CPU: what is checked is the same bf16 rounding a GPU would serve.)"""
+    result, network, _ = check(trained, "auto", cpu_bf16=True, device="cuda")
+    assert list(result.valid_accuracy) == ["fp32", "bf16"] and "int8" not in result.valid_changed
+    assert result.served == ("bf16" if "bf16" in result.safe else "fp32")
+    assert next(network.parameters()).dtype == (torch.bfloat16 if result.served == "bf16" else torch.float32)
+
+
 @pytest.mark.parametrize(("asked", "device", "cpu_bf16", "message"), [
-    ("int8", "cuda", True, "serve_precision='int8': checked only where the step scores on the CPU"),
+    ("int8", "cuda", True, "serve_precision='int8': this cuda device cannot check it"),
+    ("bf16", "cuda", False, "serve_precision='bf16': this cuda device cannot check it"),  # a T4
     ("bf16", "cpu", False, "serve_precision='bf16': this CPU has no native bfloat16"),
 ])
 def test_a_precision_this_machine_cannot_check_is_one_line(asked, device, cpu_bf16, message):
@@ -88,11 +98,12 @@ def test_a_precision_this_machine_cannot_check_is_one_line(asked, device, cpu_bf
 
 
 def test_checkable_precisions_pass():
-    for asked, device, cpu_bf16 in (("auto", "cuda", False), ("fp32", "mps", False), ("int8", "cpu", False), ("bf16", "cpu", True)):
+    for asked, device, cpu_bf16 in (("auto", "cuda", False), ("fp32", "mps", False), ("int8", "cpu", False), ("bf16", "cpu", True),
+                                    ("bf16", "cuda", True)):
         refuse_unchecked_precision(asked, device, cpu_bf16)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the model serves in fp32")
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CPU test: a GPU serves fp32 or bf16, never int8")
 def test_the_logged_model_records_the_safe_precisions_and_serves_int8_as_fp32_labels(trained, tracking, tiny_model):
     tokenizer, network = trained
     result, _, _ = check(trained, "int8", cpu_bf16=False)

@@ -101,6 +101,18 @@ def test_auto_serves_the_first_recorded_safe_precision_of_auto_order_this_cpu_ru
     assert served_precision(asked, safe, cpu_bf16) == served
 
 
+@pytest.mark.parametrize(("asked", "safe", "device", "bf16", "served"), [
+    ("auto", ["fp32", "int8", "bf16"], "cuda", True, "bf16"),  # an A100, L4, H100: bf16 tensor cores
+    ("auto", ["fp32", "int8", "bf16"], "cuda", False, "fp32"),  # a T4: bf16 would be emulated
+    ("auto", ["fp32", "int8"], "cuda", True, "fp32"),  # int8 is dynamic quantization, a CPU path
+    ("bf16", ["fp32"], "cuda", True, "bf16"),  # asked by name, and the card runs it
+    ("int8", ["fp32", "int8"], "cuda", True, "fp32"),  # asked by name, but no GPU path: fp32 on the GPU
+    ("bf16", ["fp32", "bf16"], "mps", True, "fp32"),
+])
+def test_a_gpu_serves_bf16_only_where_its_cores_have_it_and_never_int8(asked, safe, device, bf16, served):
+    assert served_precision(asked, safe, bf16, device) == served
+
+
 def test_a_bf16_network_on_a_cpu_scores_in_bigger_passes(classifier, monkeypatch):
     """bf16 on a CPU takes `TOKENS_PER_PASS["cpu-bf16"]` padded tokens a pass, fp32 and int8 the CPU's own."""
     tokenizer, network = classifier

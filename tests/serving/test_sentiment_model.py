@@ -93,7 +93,7 @@ class Context:
         self.artifacts, self.model_config = {"classifier": classifier}, model_config
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the model serves in fp32 whatever its config says")
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CPU test: a GPU serves fp32 or bf16 (test_inference)")
 @pytest.mark.parametrize(("precisions", "cpu_bf16", "served"), [
     ({}, True, "fp32"),  # logged before serving precisions existed
     ({"serve_precision": "auto", "safe_precisions": ["fp32", "int8", "bf16"]}, True, "bf16"),
