@@ -28,6 +28,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PROJECT_BACKEND, MLFLOW_RUN_NAME
 
 from pipeline.contract import COMMIT_TAG, DOWNLOAD, ERROR_TAG, FINE_TUNING, REUSED_TAG, STEPS_TAG
 from pipeline.contract import BATCH, LATEST, REGISTER, data_uri, serving_uri, step_run_id_tag
+from pipeline.on_databricks.cloud import job_specs
 from pipeline.on_databricks.cluster import on_databricks
 from pipeline.on_databricks.credentials import credentials_for_children
 from pipeline.on_databricks.jobs import NAME as DATABRICKS_JOBS
@@ -40,10 +41,6 @@ from pipeline.parameters import STEP_PARAMETERS, MainParameters, as_text, check_
 from pipeline.parameters import parse_steps
 from pipeline.tracking.reuse import git_commit, reusable_run
 from pipeline.tracking.runs import check_model_name, check_tracking_server, end_unfinished_run
-
-TRAINING_CLUSTER_SPEC = "training_cluster_spec.json"  # the job cluster of multi-node training on Databricks
-CLUSTER_SPEC = "cluster_spec.json"  # the job cluster of the other steps, batch_inference's own job too
-
 
 def step_defaults() -> dict[str, dict[str, str]]:
     """Each step's parameters and their defaults as MLproject declares them and MLflow logs them (`pipeline.parameters`)."""
@@ -68,11 +65,12 @@ def parse_parameters(pairs: tuple[str, ...]) -> dict[str, str]:
     return values
 
 
-def run_step(folder: Path, step: str, parameters: dict[str, str], experiment_id: str, commit: str | None) -> str:
-    """Run one entry point as a child of the active run (in this environment, or as its own Databricks job where
-    `step_backend` says so); return its run id."""
-    backend, cluster_spec = step_backend(folder, step, parameters)
-    if backend == DATABRICKS_JOBS:  # called directly: the cluster has this project's code, not its installed plugin
+def run_step(folder: Path, step: str, parameters: dict[str, str], experiment_id: str, commit: str | None,
+             cluster_spec: str | None) -> str:
+    """Run one entry point as a child of the active run: in this environment, or, given a `cluster_spec`
+    (`pipeline.on_databricks.cloud.job_specs`), as its own Databricks job; return its run id."""
+    backend = DATABRICKS_JOBS if cluster_spec else "local"
+    if cluster_spec:  # called directly: the cluster has this project's code, not its installed plugin
         submitted = submit_project(str(folder), step, parameters, None, cluster_spec, mlflow.get_tracking_uri(), experiment_id)
     elif on_databricks():
         submitted = started_here(folder, step, parameters, experiment_id)
@@ -135,18 +133,6 @@ def batch_model_uri(values: dict[str, str], declared: dict[str, dict[str, object
     return serving_uri(*(values.get(key, str(declared[REGISTER][key])) for key in ("registered_model_name", "alias")))
 
 
-def step_backend(folder: Path, step: str, parameters: dict[str, str]) -> tuple[str, str | None]:
-    """Where a step runs: beside `main`, except the steps that use Spark on Databricks. There the process that calls
-    Spark must be a Spark job's own driver (runtime 13+ gives child processes of the driver no Spark), so
-    multi-node fine_tuning_model goes as its own job to the multi-node cluster of `training_cluster_spec.json`, and
-    batch_inference to a cluster of `cluster_spec.json`."""
-    if step == FINE_TUNING and int(parameters.get("num_nodes", 1)) > 1 and on_databricks():
-        return DATABRICKS_JOBS, str(folder / TRAINING_CLUSTER_SPEC)
-    if step == BATCH and on_databricks():
-        return DATABRICKS_JOBS, str(folder / CLUSTER_SPEC)
-    return "local", None
-
-
 @click.command(help=__doc__)
 @command_line(MainParameters)
 @click.argument("parameters", nargs=-1)
@@ -157,6 +143,9 @@ def main(pipeline_steps: str, reuse_completed: bool, parameters: tuple[str, ...]
     declared = step_defaults()
     values = parse_parameters(parameters)
     check_before_steps(steps, values, declared)
+    # On Databricks the steps that use Spark run as jobs of their own (Runtime 13+ gives child processes of the driver
+    # no Spark): multi-node fine_tuning_model on the multi-node spec, batch_inference on the single-node one.
+    specs = job_specs(folder, steps, values)
     if BATCH in steps:
         values["model_uri"] = batch_model_uri(values, declared)
     steps_use_this_python()
@@ -181,7 +170,7 @@ def main(pipeline_steps: str, reuse_completed: bool, parameters: tuple[str, ...]
                 mlflow.set_tags({step_run_id_tag(step): run_id, REUSED_TAG: ",".join(reused)})
                 LOGGER.info(f"reusing finished {step} run {run_id}: same parameters, commit and input data")
             else:
-                run_id = run_step(folder, step, step_values, experiment_id, commit)
+                run_id = run_step(folder, step, step_values, experiment_id, commit, specs.get(step))
             if step == DOWNLOAD:
                 values["data_path"] = data_uri(run_id)
                 if values.get("input_path", LATEST) == LATEST:  # batch_inference's latest download: this one

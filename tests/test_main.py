@@ -29,14 +29,42 @@ def test_parse_steps_keeps_pipeline_order():
         main.parse_steps(" , ")
 
 
-def test_steps_that_use_spark_on_databricks_go_as_their_own_job(monkeypatch):
-    """A Databricks driver's child processes get no Spark: batch_inference and multi-node training are submitted."""
-    assert main.step_backend(REPO, "batch_inference", {}) == ("local", None)
-    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "17.3")
-    assert main.step_backend(REPO, "batch_inference", {}) == ("databricks-jobs", str(REPO / "cluster_spec.json"))
-    training = ("databricks-jobs", str(REPO / "training_cluster_spec.json"))
-    assert main.step_backend(REPO, "fine_tuning_model", {"num_nodes": "2"}) == training
-    assert main.step_backend(REPO, "register_model", {}) == ("local", None)
+def workspace_at(host: str, monkeypatch, home) -> None:
+    """databricks-sdk's default credentials name `host`, a real workspace's form. Offline, the SDK's probe of the host
+    (`/.well-known/databricks-config`) goes to a closed local port and gives up after a second, as it may."""
+    for variable in ("DATABRICKS_CONFIG_PROFILE", "DATABRICKS_CLOUD", "DATABRICKS_HOST", "DATABRICKS_TOKEN", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(variable, raising=False)
+    (home / ".databrickscfg").write_text(f"[DEFAULT]\nhost = {host}\ntoken = dapi-test\nretry_timeout_seconds = 1\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+
+
+@pytest.mark.parametrize(("host", "suffix"), [("https://dbc-a1b2c3d4-e5f6.cloud.databricks.com", ""),
+                                            ("https://adb-1234567890123456.7.azuredatabricks.net", ".azure"),
+                                            ("https://1234567890123456.7.gcp.databricks.com", ".gcp")])
+def test_steps_that_use_spark_on_databricks_go_as_their_own_job_on_their_clouds_spec(monkeypatch, tmp_path, host, suffix):
+    """A Databricks driver's child processes get no Spark: batch_inference and multi-node training are submitted, to
+    the specs of the workspace's cloud (databricks-sdk's reading of the host), checked before the first step."""
+    workspace_at(host, monkeypatch, tmp_path)
+    steps = [*STEPS, "batch_inference"]
+    assert main.job_specs(REPO, steps, {"num_nodes": "2"}) == {}  # off a cluster every step runs beside main
+    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "18.0")
+    assert main.job_specs(REPO, steps, {"num_nodes": "2"}) == {
+        "batch_inference": str(REPO / f"cluster_spec{suffix}.json"), "fine_tuning_model": str(REPO / f"training_cluster_spec{suffix}.json")}
+    assert main.job_specs(REPO, steps, {}) == {"batch_inference": str(REPO / f"cluster_spec{suffix}.json")}
+    assert main.job_specs(REPO, list(STEPS), {}) == {}
+
+
+def test_a_spec_for_another_cloud_is_one_line_before_any_step(monkeypatch, tmp_path):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "cluster_spec.azure.json").write_text((REPO / "cluster_spec.json").read_text())  # AWS node types
+    workspace_at("https://adb-1234567890123456.7.azuredatabricks.net", monkeypatch, tmp_path)
+    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "18.0")
+    with pytest.raises(PipelineError, match=r"^cluster_spec.azure.json: node_type_id 'g4dn.xlarge' is no AZURE node type"):
+        main.job_specs(folder, ["batch_inference"], {})
+    with pytest.raises(PipelineError, match=r"^training_cluster_spec.azure.json: missing"):
+        main.job_specs(folder, ["fine_tuning_model"], {"num_nodes": "3"})
 
 
 def test_batch_inference_scores_with_the_alias_of_the_name_given_unless_told_another_model():

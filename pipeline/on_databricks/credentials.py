@@ -8,7 +8,8 @@ refreshing: environment credentials come first in MLflow's and the SDK's order, 
 So `main` serves its own credentials to its children on 127.0.0.1 as databricks-sdk's metadata service (the
 `metadata-service` auth type, `DATABRICKS_METADATA_SERVICE_URL`: the SDK's documented way for a local process to
 hand tokens to others). A child's SDK, and MLflow through it, asks for a token when its last one is near expiry;
-`main` answers with the runtime's current one, valid for LEASE_SECONDS. No token is written to an environment,
+`main` answers with the runtime's current one, leased for LEASE_SECONDS: longer than the SDK's expiry margin, or
+every call of every step would fetch a token again. No token is written to an environment,
 file, param, tag or log line; the URL has a random path, so only the processes given it can ask.
 """
 
@@ -19,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlparse
 
 import mlflow
 from mlflow.utils.uri import get_db_info_from_uri, is_databricks_uri
@@ -26,7 +28,10 @@ from mlflow.utils.uri import get_db_info_from_uri, is_databricks_uri
 from pipeline.on_databricks.cluster import on_databricks
 from pipeline.errors import PipelineError, first_line
 
-LEASE_SECONDS = 15  # how long a child may use a token before it asks again (runtime tokens live about an hour)
+# databricks-sdk counts a token as expired 40 s before its end (`Token.expired`, oauth.py, 0.49 to 0.167): a child
+# uses a leased token for LEASE_SECONDS minus that, a minute, then asks again. Runtime tokens live about an hour.
+SDK_EXPIRY_MARGIN_SECONDS = 40
+LEASE_SECONDS = SDK_EXPIRY_MARGIN_SECONDS + 60
 METADATA_VERSION = "1"  # the X-Databricks-Metadata-Version databricks-sdk sends
 
 
@@ -59,7 +64,8 @@ def credentials_for_children() -> Iterator[dict[str, str]]:
     thread = threading.Thread(target=server.serve_forever, name="databricks-credentials", daemon=True)
     thread.start()
     try:
-        yield {"DATABRICKS_HOST": config.host, "DATABRICKS_METADATA_SERVICE_URL": f"http://127.0.0.1:{server.server_port}{path}"}
+        yield {"DATABRICKS_HOST": normalized_host(config.host),
+               "DATABRICKS_METADATA_SERVICE_URL": f"http://127.0.0.1:{server.server_port}{path}"}
     finally:
         server.shutdown()
         server.server_close()
@@ -73,10 +79,19 @@ def bearer_token(config) -> str:
     return token
 
 
+def normalized_host(host: str) -> str:
+    """`scheme://hostname[:port]`, lower case, without a default port, path or trailing slash: the runtime's context and
+    the SDK write one workspace's host differently (`https://x.cloud.databricks.com:443/`, `x.cloud.databricks.com`)."""
+    parsed = urlparse(host if "://" in host else f"https://{host}")
+    scheme = parsed.scheme.lower()
+    port = "" if parsed.port in (None, {"https": 443, "http": 80}.get(scheme)) else f":{parsed.port}"
+    return f"{scheme}://{(parsed.hostname or '').lower()}{port}"
+
+
 def token_handler(config, path: str) -> type[BaseHTTPRequestHandler]:
     """Answers databricks-sdk's metadata-service request (`MetadataServiceTokenSource.refresh`): GET with the
     version and host headers, `{access_token, token_type, expires_on}` back."""
-    host = config.host.rstrip("/")
+    host = normalized_host(config.host)
 
     class TokenHandler(BaseHTTPRequestHandler):
         def log_message(self, *args):
@@ -84,7 +99,7 @@ def token_handler(config, path: str) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self):
             if self.path != path or self.headers.get("X-Databricks-Metadata-Version") != METADATA_VERSION \
-                    or (self.headers.get("X-Databricks-Host") or "").rstrip("/") != host:
+                    or normalized_host(self.headers.get("X-Databricks-Host") or "") != host:
                 return self.reply(404, {"error": "not this service"})
             try:
                 token = bearer_token(config)

@@ -11,9 +11,11 @@ prints the job's run page and the progress of the MLflow runs it creates, and ex
 `--backend databricks` is MLflow's own legacy backend, for workspaces that still have a DBFS root: it uploads a
 local folder as it is (a tarball of everything but `mlruns/`, `.venv/` and downloads too), so a local project in a
 git work tree is first staged as git sees it: a shallow clone of its commit (MLflow records that commit, which
-reuse needs) with the work tree's tracked and untracked, not ignored, files on top.
+reuse needs) with the work tree's content of the tracked files on top. That backend needs the DBFS root: a workspace
+without one refuses its upload (403, PERMISSION_DENIED, on a DBFS path), which is explained whatever its wording.
 """
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -27,7 +29,9 @@ from mlflow.exceptions import ExecutionException, MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_DATABRICKS_RUN_URL, MLFLOW_PARENT_RUN_ID, MLFLOW_PROJECT_BACKEND, MLFLOW_RUN_NAME
 
 from pipeline.on_databricks.jobs import NAME as DATABRICKS_JOBS
-from pipeline.on_databricks.jobs import DatabricksJobRun, SubmissionRefused, staged_files
+from pipeline.on_databricks.code_upload import staged_files
+from pipeline.on_databricks.job_run import DatabricksJobRun
+from pipeline.on_databricks.jobs import SubmissionRefused
 from pipeline.errors import PipelineError, first_line, reports_errors
 from pipeline.logs import LOGGER, configure
 from pipeline.tracking.mlflow_internals import set_databricks_poll_interval
@@ -71,7 +75,7 @@ def main(project_uri, version, entry_point, backend_config, experiment_name, pol
         raise PipelineError(f"cannot submit {project_uri}: {error}") from None
     except MlflowException as error:  # ExecutionException too: MLflow's backend raises it where it cannot upload
         fail_unsubmitted_runs(experiment, since_ms)
-        if legacy and "dbfs root is disabled" in str(error).lower():
+        if legacy and dbfs_refused(error):
             raise PipelineError(f"cannot submit {project_uri}: this workspace has no DBFS root, which MLflow's legacy backend "
                                 f"`databricks` needs (new workspaces have none): use --backend {DATABRICKS_JOBS}") from None
         if isinstance(error, ExecutionException):
@@ -81,6 +85,15 @@ def main(project_uri, version, entry_point, backend_config, experiment_name, pol
         stop.set()
         watcher.join()
     click.echo(f"remote run succeeded: MLflow run {submitted.run_id}")
+
+
+def dbfs_refused(error: Exception) -> bool:
+    """MLflow's legacy backend stopped at the DBFS root: a 403 or PERMISSION_DENIED on its DBFS get-status or upload.
+    Databricks documents no message for it (users report "Public DBFS root is disabled"), so the code and the path
+    decide, not the wording."""
+    text = str(error)
+    refused = "PERMISSION_DENIED" in text or re.search(r"\b403\b", text) is not None
+    return refused and re.search(r"(?i)\bdbfs\b|/dbfs/|dbfs:/", text) is not None
 
 
 def git(*args: str, cwd: Path) -> str:

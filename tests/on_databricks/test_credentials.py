@@ -71,6 +71,39 @@ def test_children_get_a_fresh_token_on_every_refresh_and_never_a_copy(rotating_d
         requests.get(url, headers=headers, timeout=5)
 
 
+TWICE = """
+from databricks.sdk.core import Config
+config = Config()
+print(config.authenticate()["Authorization"], config.authenticate()["Authorization"], sep="|")
+"""
+
+
+def test_a_child_reuses_its_leased_token_past_the_sdks_expiry_margin(rotating_driver):
+    """The driver's token changes on every call here: a child that asked once per call would show two tokens.
+    A lease within the SDK's 40 s margin (the old 15 s) counted as expired on arrival."""
+    with credentials_for_children() as variables:
+        env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", **variables}
+        first, second = subprocess.run([sys.executable, "-c", TWICE], env=env, capture_output=True, text=True, check=True).stdout.split("|")
+    assert first.startswith("Bearer runtime-") and first == second.strip()
+    assert credentials.LEASE_SECONDS > credentials.SDK_EXPIRY_MARGIN_SECONDS
+
+
+@pytest.mark.parametrize(("runtime", "sdk"), [("https://dbc-1.cloud.databricks.com:443/", "https://dbc-1.cloud.databricks.com"),
+                                             ("dbc-1.cloud.databricks.com", "HTTPS://DBC-1.cloud.databricks.com/"),
+                                             ("http://127.0.0.1:8080/", "http://127.0.0.1:8080")])
+def test_hosts_compare_whatever_their_spelling(runtime, sdk):
+    assert credentials.normalized_host(runtime) == credentials.normalized_host(sdk)
+    assert credentials.normalized_host(runtime) != credentials.normalized_host("https://dbc-2.cloud.databricks.com")
+
+
+def test_the_host_header_of_a_child_matches_a_runtime_host_written_otherwise(rotating_driver, databricks_tracking):
+    databricks_tracking.setenv("DATABRICKS_HOST", rotating_driver.upper() + "/")  # the runtime's spelling
+    with credentials_for_children() as variables:
+        headers = {"X-Databricks-Metadata-Version": "1", "X-Databricks-Host": rotating_driver}
+        assert requests.get(variables["DATABRICKS_METADATA_SERVICE_URL"], headers=headers, timeout=5).status_code == 200
+        assert variables["DATABRICKS_HOST"] == rotating_driver
+
+
 def test_a_cluster_without_credentials_is_one_line(databricks_tracking):
     databricks_tracking.setenv("DATABRICKS_RUNTIME_VERSION", "17.3")
     with pytest.raises(PipelineError, match=r"^cannot resolve this cluster's Databricks credentials for the steps \(default auth"):
