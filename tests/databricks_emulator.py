@@ -9,8 +9,12 @@ A new account's workspace (the default; `legacy=True` gives one of the old kind,
   new accounts are provisioned without the DBFS root and mounts);
 - no no-isolation clusters: a `new_cluster` needs a Unity Catalog `data_security_mode` (the account setting that
   disables legacy features turns them off); `/Volumes/...` exists only on such a cluster;
-- runtime tokens expire (`token_seconds`): the driver's context hands out fresh ones, as the runtime does, and a
-  request with an expired one is a 401;
+- runtime tokens expire (`token_seconds`): the driver's context hands out fresh ones, renewed every
+  `token_renew_seconds` (default: at half their life; the runtime's cadence is not documented), and a request with an
+  expired one is a 401;
+- no ML runtime on standard access mode (`USER_ISOLATION`, `DATA_SECURITY_MODE_STANDARD`; "Standard compute
+  limitations": no Databricks Runtime ML, no GPU instances): such a cluster never starts, the run ends INTERNAL_ERROR
+  with termination code INVALID_CLUSTER_REQUEST;
 - Jobs API 2.2 `runs/submit` with one task: `spark_python_task` from `git_source` (checked out from the git server
   at the pinned commit, without `.git`, read-only) or from workspace files (`source: WORKSPACE`), started in the
   file's folder (Runtime 14+: "the default current working directory is the directory of the script");
@@ -29,8 +33,18 @@ And in both kinds:
   Spark (torch, numpy, pandas, pyarrow, pyspark, CUDA libraries) ends the run as a library installation failure
   naming it. A `shell_command_task` (MLflow's classic project format) ends FAILED, as Databricks documents for
   runtime 13 and above;
-- `GET /api/2.0/jobs/runs/get` (PENDING → RUNNING → TERMINATED with SUCCESS / FAILED / CANCELED, or INTERNAL_ERROR
-  when a library cannot be installed) and `POST /api/2.0/jobs/runs/cancel`;
+- `GET /api/2.x/jobs/runs/get` (PENDING → RUNNING → TERMINATED with SUCCESS / FAILED / CANCELED / TIMEDOUT, or
+  INTERNAL_ERROR when a library cannot be installed or the cluster cannot start), with Jobs 2.2's reasons: the run's
+  `status.termination_details` (`code`, `type`, `message`: the codes of the Jobs API's TerminationCodeCode) and each
+  task's own `run_id`, `state` and `status`; `runs/get-output` of a task run (`error`, the exception's last line, and
+  `error_trace`), refused for the run of a multi-task submission ("Retrieving the output of runs with multiple tasks is
+  not supported"); `POST /api/2.x/jobs/runs/cancel`;
+- Jobs API `runs/submit` `idempotency_token` (a second submission with the same token returns the first run's id,
+  "If a run with the provided token already exists, the request does not create a new run") and `timeout_seconds`
+  (the run ends TIMEDOUT); `lose_submit_answers` drops the connection of that many submissions after starting their
+  run, as a network fault between client and workspace may;
+- node types without capacity (`no_capacity`): the cluster cannot start, INTERNAL_ERROR with termination code
+  CLOUD_FAILURE, as a cloud out of an instance type reports;
 - `/api/2.0/mlflow/...` forwarded to a real `mlflow server` (its 5xx answers too), except Unity Catalog's model
   registry and its files, which `tests/unity_catalog_emulator.py` keeps.
 
@@ -57,7 +71,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import psutil
 import requests
@@ -88,6 +102,7 @@ CLASSIC_PROJECTS_REFUSED = ("For Databricks Runtime 13.0 ML and above, MLflow Pr
                             "Databricks job type cluster (use MLflow's Databricks Spark job project format)")
 CLUSTER_IMAGE = Path(__file__).with_name("cluster_image")  # the runtime context of the driver process
 TERMINAL = ("TERMINATED", "INTERNAL_ERROR", "SKIPPED")
+STANDARD_MODES = {"USER_ISOLATION", "DATA_SECURITY_MODE_STANDARD"}  # standard (shared) access
 # Access modes with Unity Catalog (Clusters API `data_security_mode`); without one a cluster is no-isolation.
 UNITY_CATALOG_MODES = {"SINGLE_USER", "USER_ISOLATION", "DATA_SECURITY_MODE_DEDICATED", "DATA_SECURITY_MODE_STANDARD",
                        "DATA_SECURITY_MODE_AUTO"}
@@ -95,7 +110,7 @@ UNITY_CATALOG_MODES = {"SINGLE_USER", "USER_ISOLATION", "DATA_SECURITY_MODE_DEDI
 GIT_PROVIDERS = {"gitHub", "bitbucketCloud", "azureDevOpsServices", "gitHubEnterprise", "bitbucketServer", "gitLab",
                  "gitLabEnterpriseEdition", "awsCodeCommit"}
 DBFS_ROOT_DISABLED = "Public DBFS root is disabled. Access is denied on path: {}"  # the workspace's answer, as users report it
-WORKSPACE_IMPORT_LIMIT = 10 * 1024 * 1024  # Workspace API import: 10 MB a request
+WORKSPACE_IMPORT_LIMIT = 10 * 1024 * 1024  # Workspace API import: 10 MB of base64 content (Databricks REST reference)
 NOTEBOOK_HEADER = "# Databricks notebook source"  # AUTO imports a file with it as a notebook, others as files
 
 
@@ -108,6 +123,9 @@ class Job:
     state: str = "PENDING"  # life_cycle_state
     result: str | None = None
     message: str = "Waiting for cluster"
+    termination: dict | None = None  # status.termination_details: code, type, message
+    error_trace: str = ""  # the task's uncaught exception, as runs/get-output reports it
+    submitted_at: float = field(default_factory=time.monotonic)
     process: subprocess.Popen | None = None
     cancelled: bool = False
     driver_secret: str = field(default_factory=lambda: os.urandom(16).hex())  # how its driver context asks for tokens
@@ -124,9 +142,15 @@ class DatabricksEmulator:
     """Start with `with DatabricksEmulator(root, tracking_url, token) as workspace:`; `workspace.host` is its URL."""
 
     def __init__(self, root: Path, tracking_url: str, token: str, cluster_env: dict[str, str] | None = None,
-                 legacy: bool = False, token_seconds: float = 3600, user: str = "someone@example.com", first_run_id: int = 101):
+                 legacy: bool = False, token_seconds: float = 3600, token_renew_seconds: float | None = None,
+                 user: str = "someone@example.com", first_run_id: int = 101, no_capacity: tuple[str, ...] = (),
+                 dbfs_root_message: str | None = None):
         self.root, self.tracking_url, self.token = root, tracking_url.rstrip("/"), token
         self.legacy, self.token_seconds, self.user = legacy, token_seconds, user
+        self.token_renew_seconds = token_renew_seconds or token_seconds / 2
+        self.no_capacity, self.dbfs_root_message = set(no_capacity), dbfs_root_message or DBFS_ROOT_DISABLED
+        self.idempotency: dict[str, int] = {}  # runs/submit idempotency_token -> run id
+        self.lose_submit_answers = 0  # submissions whose answer is lost after their run started
         self.runtime_tokens: dict[str, tuple[float, int]] = {}  # token -> (expiry, job run id)
         self.refused_expired = 0  # requests refused with an expired runtime token
         self.workspace_imports = 0  # files imported into the workspace
@@ -212,6 +236,9 @@ class DatabricksEmulator:
                                                                        self.headers.get("Content-Type"), url.query)
                 except ApiError as error:
                     status, payload, content_type = error.status, {"error_code": error.code, "message": str(error)}, None
+                except AnswerLost:
+                    self.close_connection = True  # the request was acted on; the client hears nothing
+                    return
                 self._reply(status, payload, content_type)
 
             def _reply(self, status, payload, content_type=None):
@@ -252,7 +279,8 @@ class DatabricksEmulator:
 
     def route(self, method, path, query, body, content_type, raw_query):
         if path.startswith("/api/2.0/fs/files/"):  # the Files API on volumes, before the registry's own fs/ calls
-            return self._volume_file(method, path.removeprefix("/api/2.0/fs/files"), body)
+            # the file's path is the URL's, percent-encoded (Files API: `file_path` is a path parameter)
+            return self._volume_file(method, unquote(path.removeprefix("/api/2.0/fs/files")), body)
         if self.unity_catalog.handles(path):
             fields = {key: values[0] for key, values in query.items()} | json.loads(body or b"{}")
             return 200, self.unity_catalog.route(method, path, fields), None
@@ -271,9 +299,21 @@ class DatabricksEmulator:
         if (method, path) == ("POST", "/api/2.0/jobs/runs/submit"):  # Jobs API 2.0: one task at the top level
             return 200, {"run_id": self._submit(json.loads(body)).run_id}, None
         if (method, path) in (("POST", "/api/2.1/jobs/runs/submit"), ("POST", "/api/2.2/jobs/runs/submit")):
-            return 200, {"run_id": self._submit_tasks(json.loads(body)).run_id}, None
+            request = json.loads(body)
+            token = request.get("idempotency_token")
+            if token in self.idempotency:
+                return 200, {"run_id": self.idempotency[token]}, None
+            run_id = self._submit_tasks(request).run_id
+            if token:
+                self.idempotency[token] = run_id
+            if self.lose_submit_answers:
+                self.lose_submit_answers -= 1
+                raise AnswerLost
+            return 200, {"run_id": run_id}, None
         if method == "GET" and path in ("/api/2.0/jobs/runs/get", "/api/2.1/jobs/runs/get", "/api/2.2/jobs/runs/get"):
             return 200, self._describe(self._job(query.get("run_id", [""])[0])), None
+        if method == "GET" and path in ("/api/2.1/jobs/runs/get-output", "/api/2.2/jobs/runs/get-output"):
+            return 200, self._output(query.get("run_id", [""])[0]), None
         if method == "POST" and path in ("/api/2.0/jobs/runs/cancel", "/api/2.1/jobs/runs/cancel", "/api/2.2/jobs/runs/cancel"):
             self._cancel(self._job(json.loads(body).get("run_id")))
             return 200, {}, None
@@ -305,7 +345,7 @@ class DatabricksEmulator:
 
     def _check_dbfs_root(self, dbfs_path: str) -> None:
         if not self.legacy:
-            raise ApiError(403, "PERMISSION_DENIED", DBFS_ROOT_DISABLED.format(dbfs_path))
+            raise ApiError(403, "PERMISSION_DENIED", self.dbfs_root_message.format(dbfs_path))
 
     # --- workspace files, volumes, experiments --------------------------------------------------------------
 
@@ -327,9 +367,10 @@ class DatabricksEmulator:
             self._workspace_path(path).mkdir(parents=True, exist_ok=True)
             return 200, {}, None
         if (method, action) == ("POST", "import"):
-            target, content = self._workspace_path(path), base64.b64decode(fields.get("content", ""))
-            if len(content) > WORKSPACE_IMPORT_LIMIT:
+            target, encoded = self._workspace_path(path), fields.get("content", "")
+            if len(encoded) > WORKSPACE_IMPORT_LIMIT:  # "content: The base64-encoded content. This has a limit of 10 MB."
                 raise ApiError(400, "MAX_NOTEBOOK_SIZE_EXCEEDED", f"{path}: more than 10 MB in one import")
+            content = base64.b64decode(encoded)
             if fields.get("format", "SOURCE") != "AUTO" or content.startswith(NOTEBOOK_HEADER.encode()):
                 raise ApiError(400, "INVALID_PARAMETER_VALUE", f"{path}: the emulator imports workspace files only (format AUTO)")
             if not target.parent.is_dir():
@@ -379,6 +420,11 @@ class DatabricksEmulator:
                                          "access_control_list", "environments", "budget_policy_id", "queue", "run_as"})
         if unknown:
             raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Unknown field(s) {unknown} in runs/submit (2.2 takes `tasks`)")
+        if len(str(request.get("idempotency_token", ""))) > 64:  # "This field must have at most 64 characters"
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", "idempotency_token: at most 64 characters")
+        timeout = request.get("timeout_seconds", 0)
+        if not isinstance(timeout, int) or timeout < 0:
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", "timeout_seconds must be a non-negative integer")
         tasks = request.get("tasks")
         if not isinstance(tasks, list) or len(tasks) != 1:
             raise ApiError(400, "INVALID_PARAMETER_VALUE", "the emulator runs exactly one task per run")
@@ -401,7 +447,8 @@ class DatabricksEmulator:
         else:
             raise ApiError(400, "INVALID_PARAMETER_VALUE", f"source {source!r}: GIT or WORKSPACE here")
         flat = {"run_name": request.get("run_name", ""), "new_cluster": task["new_cluster"], "libraries": task.get("libraries", []),
-                "spark_python_task": python_task | {"source": source}} | ({"git_source": request["git_source"]} if source == "GIT" else {})
+                "spark_python_task": python_task | {"source": source}, "task_key": task["task_key"],
+                "timeout_seconds": timeout} | ({"git_source": request["git_source"]} if source == "GIT" else {})
         return self._start(flat, runtime)
 
     def _submit(self, request: dict) -> Job:
@@ -441,11 +488,16 @@ class DatabricksEmulator:
         python_bin, tools, driver = job.folder / "databricks" / "python3" / "bin", job.folder / "usr" / "bin", job.folder / "databricks" / "driver"
         for folder in (python_bin, tools, driver, job.folder / "home"):
             folder.mkdir(parents=True)
-        failure = None
+        failure = self._start_failure(job.request["new_cluster"])
+        if failure:
+            with job.lock:
+                if not job.cancelled:
+                    self._end(job, "INTERNAL_ERROR", "FAILED", *failure)
+            return
         try:
             cluster = self._install_libraries(job)
         except LibraryRefused as error:
-            failure = f"Library installation failed: {error}"
+            failure = f"Library installation failed: {error}", "LIBRARY_INSTALLATION_ERROR"
         else:
             for name in ("python", "python3"):  # the cluster's Python: the runtime's, with the job's libraries
                 script(python_bin / name, f'exec "{cluster / "bin" / "python"}" "$@"')
@@ -455,12 +507,14 @@ class DatabricksEmulator:
         try:
             entry = self._task_file(job, task, driver)
         except subprocess.CalledProcessError as error:
-            failure = failure or f"Failed to checkout Git repository: {(error.stderr or '').strip().splitlines()[-1:]}"
+            failure = failure or (f"Failed to checkout Git repository: {(error.stderr or '').strip().splitlines()[-1:]}",
+                                  "REPOSITORY_CHECKOUT_FAILED")
             entry = driver
         command = [str(python_bin / "python"), str(entry), *(self._in_sandbox(part, job) for part in task.get("parameters", []))]
         workers = int(job.request["new_cluster"].get("num_workers", 0))
         spark_master = f"local-cluster[{workers},1,1024]" if workers else "local[*]"
-        driver_context = {"host": self.host, "secret": job.driver_secret, "spark_master": spark_master}
+        driver_context = {"host": self.host, "secret": job.driver_secret, "spark_master": spark_master,
+                          "renew_seconds": self.token_renew_seconds}
         env = {"PATH": f"{python_bin}:{tools}:/usr/local/bin:/usr/bin:/bin", "HOME": str(job.folder / "home"),
                "LANG": "C.UTF-8", "DATABRICKS_RUNTIME_VERSION": job.runtime, "PYTHONPATH": str(CLUSTER_IMAGE),
                "PYSPARK_PYTHON": str(python_bin / "python3"), **self.cluster_env,
@@ -470,7 +524,7 @@ class DatabricksEmulator:
             if job.cancelled:
                 return
             if failure:
-                job.state, job.result, job.message = "INTERNAL_ERROR", "FAILED", failure
+                self._end(job, "INTERNAL_ERROR", "FAILED", failure[0], failure[1], "CLIENT_ERROR")
                 return
             with (job.folder / "driver.log").open("wb") as log:
                 job.process = subprocess.Popen(command, cwd=entry.parent, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -478,14 +532,44 @@ class DatabricksEmulator:
             job.state, job.message = "RUNNING", "In run"
         code_folder = {"GIT": job.folder / "checkout", "WORKSPACE": entry.parent}.get(task.get("source"))
         before = code_files(code_folder)
-        code = job.process.wait()
+        timeout = job.request.get("timeout_seconds") or None
+        try:
+            code = job.process.wait(timeout=timeout and max(0.0, timeout - (time.monotonic() - job.submitted_at)))
+        except subprocess.TimeoutExpired:
+            stop_process_tree(job.process.pid)
+            with job.lock:
+                if not job.cancelled:
+                    self._end(job, "TERMINATED", "TIMEDOUT", f"Run timed out after {timeout} seconds")
+            return
         written = sorted(set(code_files(code_folder).items()) - set(before.items()))
         with job.lock:
-            if not job.cancelled:
-                job.state, job.result = "TERMINATED", "SUCCESS" if code == 0 and not written else "FAILED"
-                job.message = "" if code == 0 else f"Python exited with code {code}"
-                if written:  # read-only there; root, who runs these tests, could write anyway: so it is checked
-                    job.message = f"wrote into the job's code folder, which is read-only: {[name for name, _ in written][:5]}"
+            if job.cancelled:
+                return
+            job.error_trace = last_traceback(job.log) if code else ""
+            if written:  # read-only there; root, who runs these tests, could write anyway: so it is checked
+                self._end(job, "TERMINATED", "FAILED", f"wrote into the job's code folder, which is read-only: "
+                                                       f"{[name for name, _ in written][:5]}", "RUN_EXECUTION_ERROR", "CLIENT_ERROR")
+            elif code:
+                self._end(job, "TERMINATED", "FAILED", "Workload failed, see run output for details", "RUN_EXECUTION_ERROR", "CLIENT_ERROR")
+            else:
+                self._end(job, "TERMINATED", "SUCCESS", "", "SUCCESS", "SUCCESS")
+
+    def _start_failure(self, cluster: dict) -> tuple[str, str, str] | None:
+        """(message, termination code, type) where the cluster cannot start: an ML runtime on standard access mode, or
+        a node type the cloud has no capacity for."""
+        if cluster.get("data_security_mode") in STANDARD_MODES and "-ml-" in str(cluster.get("spark_version")):
+            return ("Databricks Runtime ML is not supported on standard access mode: use dedicated (SINGLE_USER)",
+                    "INVALID_CLUSTER_REQUEST", "CLIENT_ERROR")
+        short = sorted({cluster.get("node_type_id"), cluster.get("driver_node_type_id")} & self.no_capacity)
+        if short:
+            return (f"Cluster could not be started: the cloud provider has insufficient capacity for {short[0]} in this region",
+                    "CLOUD_FAILURE", "CLOUD_FAILURE")
+        return None
+
+    @staticmethod
+    def _end(job: Job, life_cycle: str, result: str, message: str, code: str | None = None, kind: str | None = None) -> None:
+        job.state, job.result, job.message = life_cycle, result, message
+        job.termination = {"code": code, "type": kind, "message": message} if code else None
 
     def _task_file(self, job: Job, task: dict, driver: Path) -> Path:
         """The python file the driver runs, where it runs it from: MLflow's DBFS wrapper copied into the driver's
@@ -537,15 +621,50 @@ class DatabricksEmulator:
             job.cancelled = True
             if job.process and job.process.poll() is None:
                 stop_process_tree(job.process.pid)
-            job.state, job.result, job.message = "TERMINATED", "CANCELED", "Run cancelled"
+            self._end(job, "TERMINATED", "CANCELED", "Run cancelled", "USER_CANCELED", "SUCCESS")
 
     def _describe(self, job: Job) -> dict:
         state = {"life_cycle_state": job.state, "state_message": job.message}
         if job.result:
             state["result_state"] = job.result
-        return {"job_id": job.run_id, "run_id": job.run_id, "run_name": job.request.get("run_name", ""),
-                "run_page_url": f"{self.host}/?o=0#job/{job.run_id}/run/{job.run_id}", "state": state,
-                "tasks": [{"task_key": "task", "run_id": job.run_id, "state": state}]}
+        status = {"state": job.state} | ({"termination_details": job.termination} if job.termination else {})
+        run = {"job_id": job.run_id, "run_id": job.run_id, "run_name": job.request.get("run_name", ""),
+               "run_page_url": f"{self.host}/?o=0#job/{job.run_id}/run/{job.run_id}", "state": state, "status": status}
+        if "task_key" in job.request:  # a Jobs 2.1+ submission: its task is a run of its own
+            run["tasks"] = [{"task_key": job.request["task_key"], "run_id": task_run_id(job.run_id), "state": state, "status": status}]
+        return run
+
+    def _output(self, run_id) -> dict:
+        """`runs/get-output` (Jobs 2.1+): the output of a task run; the run of a multi-task submission has none."""
+        job = next((job for job in self.jobs.values() if str(task_run_id(job.run_id)) == str(run_id)), None)
+        if job is None:
+            if "task_key" in self._job(run_id).request:
+                raise ApiError(400, "INVALID_PARAMETER_VALUE", "Retrieving the output of runs with multiple tasks is not "
+                                                               "supported. Please retrieve the output of each individual task run instead.")
+            job = self._job(run_id)
+        output = {"metadata": self._describe(job) | {"run_id": int(run_id)}}
+        if job.error_trace:
+            output |= {"error": job.error_trace.strip().splitlines()[-1], "error_trace": job.error_trace}
+        return output
+
+
+class AnswerLost(Exception):
+    """The request was carried out and its answer never reached the client (a connection reset)."""
+
+
+def task_run_id(run_id: int) -> int:
+    """The run id of a submission's one task: a run of its own, with an id of its own, as in Jobs 2.1+."""
+    return 1_000_000 + run_id
+
+
+def last_traceback(log: str) -> str:
+    """The last Python traceback in a driver's log, from its header to the exception line."""
+    start = log.rfind("Traceback (most recent call last):")
+    if start < 0:
+        return ""
+    lines = log[start:].splitlines()
+    end = next((index for index, line in enumerate(lines[1:], 1) if line and not line.startswith((" ", "\t"))), len(lines) - 1)
+    return "\n".join(lines[:end + 1])
 
 
 def stop_process_tree(pid: int) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
 
+SCHEMAS_PREFIX = "/api/2.1/unity-catalog/schemas/"  # Unity Catalog API: schemas
 UC_PREFIX = "/api/2.0/mlflow/unity-catalog/"
 FS_PREFIX = "/api/2.0/fs/"
 PRESIGNED_PREFIX = "/presigned/"
@@ -76,11 +77,13 @@ class UnityCatalog:
         self.lock = threading.Lock()
 
     def handles(self, path: str) -> bool:
-        return path.startswith((UC_PREFIX, FS_PREFIX))
+        return path.startswith((UC_PREFIX, FS_PREFIX, SCHEMAS_PREFIX))
 
     def route(self, method: str, path: str, fields: dict) -> dict:
         """Answer one authenticated registry or files request (`fields`: query string and JSON body together)."""
         with self.lock:
+            if path.startswith(SCHEMAS_PREFIX) and method == "GET":
+                return self._schema(path.removeprefix(SCHEMAS_PREFIX))
             if path.startswith(FS_PREFIX + "directories/") and method == "GET":
                 return self._list(path.removeprefix(FS_PREFIX + "directories"))
             handler = {
@@ -107,6 +110,15 @@ class UnityCatalog:
                 raise ApiError(400, "INVALID_PARAMETER_VALUE", f"missing field {missing}") from None
 
     # --- registered models and versions ------------------------------------------------------------------
+
+    def _schema(self, full_name: str) -> dict:
+        """Unity Catalog API `GET /api/2.1/unity-catalog/schemas/{full_name}`: 404 for a schema (or catalog) that does
+        not exist, as a workspace whose catalog is not `main` answers for `main.default`."""
+        catalog, _, schema = full_name.partition(".")
+        if full_name not in self.schemas:
+            missing = "CATALOG_DOES_NOT_EXIST" if not any(known.startswith(f"{catalog}.") for known in self.schemas) else "SCHEMA_DOES_NOT_EXIST"
+            raise ApiError(404, missing, f"Schema '{full_name}' does not exist.")
+        return {"name": schema, "catalog_name": catalog, "full_name": full_name}
 
     def _model(self, name: str) -> Model:
         if name not in self.models:

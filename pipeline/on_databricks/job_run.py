@@ -80,6 +80,9 @@ def job_failure(job: dict, workspace) -> str:
         *(task.get("state", {}).get("state_message", "") for task in tasks),
         job["state"].get("state_message", ""),
     ]), f"job ended {job['state']['life_cycle_state']}")
+    if job["state"].get("result_state") == "TIMEDOUT":
+        message = f"timed out ({job['state'].get('state_message') or 'the run passed its timeout_seconds'}); a longer run needs " \
+                  "\"timeout_seconds\" in the backend config"
     message = first_line(Exception(message))
     if termination.get("code") == "REPOSITORY_CHECKOUT_FAILED" or "checkout" in message.lower() or "clone" in message.lower():
         return (f"Databricks could not check out the code ({message}): a private repository needs the workspace's git "

@@ -15,11 +15,12 @@ _token_lock = threading.Lock()
 
 
 def current_token() -> str:
-    """The driver's runtime token, renewed at half its life as the runtime renews its own (the emulator's tokens
-    expire, `token_seconds`); asked for over the emulator's private channel with the driver's secret."""
+    """The driver's runtime token, renewed every `renew_seconds` of the driver's context (the emulator's
+    `token_renew_seconds`: the runtime's own cadence is not documented) before it expires (`token_seconds`); asked
+    for over the emulator's private channel with the driver's secret."""
     with _token_lock:
         now = time.time()
-        if not _token or now > _token["issued_at"] + (_token["expires_at"] - _token["issued_at"]) / 2:
+        if not _token or now > _token["issued_at"] + DRIVER_CONTEXT["renew_seconds"]:
             request = urllib.request.Request(f"{DRIVER_CONTEXT['host']}/emulator/driver-token", method="POST",
                                              headers={"X-Emulator-Driver-Secret": DRIVER_CONTEXT["secret"]})
             with urllib.request.urlopen(request, timeout=30) as answer:
