@@ -25,6 +25,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from pipeline.serving import batch_scoring
+from pipeline.serving.model_logging import refuse_without_code_execution
 from pipeline.contract import BATCH, DOWNLOAD, LATEST, MODEL_URI_TAG, MODEL_VERSION_TAG, data_uri, latest_finished_run
 from pipeline.data.reviews import LABEL_COLUMN, LABELS
 from pipeline.entry import run_entry_point
@@ -44,6 +45,7 @@ def main(**values) -> None:
 def batch_inference(config: BatchInference) -> None:
     with step_run(BATCH) as run, tempfile.TemporaryDirectory() as scratch:
         log_new_params(logged_params(config))
+        refuse_without_code_execution(f"scoring with {config.model_uri}")
         model_path = fetch_model(config.model_uri, Path(scratch) / "model")
         input_location = input_of(config.input_path, run.info.experiment_id)
         spark = batch_scoring.open_session(config.spark_master, config.rows_per_batch)

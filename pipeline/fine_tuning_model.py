@@ -32,7 +32,7 @@ from pipeline.evaluation.precision_choice import refuse_unchecked_precision
 from pipeline.training.hardware import Capabilities, scoring_device
 from pipeline.data.input_data import data_digests, log_data_inputs, resolve_data
 from pipeline.training.launcher import job_for_run, launch, refuse_missing_devices
-from pipeline.serving.model_logging import log_sentiment_model
+from pipeline.serving.model_logging import log_sentiment_model, refuse_without_code_execution
 from pipeline.parameters import FineTuning, command_line, logged_params
 from pipeline.evaluation.reports import log_test_report, log_training_curves
 from pipeline.tracking.runs import log_new_params, step_run
@@ -51,6 +51,7 @@ def fine_tune(config: FineTuning) -> None:
     device = scoring_device(config.accelerator, capabilities)
     bf16 = capabilities.cuda_bf16 if device == "cuda" else capabilities.cpu_bf16 if device == "cpu" else False
     refuse_unchecked_precision(config.serve_precision, device, bf16)
+    refuse_without_code_execution("logging the fine-tuned model")
     with step_run(FINE_TUNING, log_system_metrics=True) as run, tempfile.TemporaryDirectory(prefix="fine-tuning-") as scratch:
         data_dir, data_run_id = resolve_data(config.data_path, run.info.experiment_id, Path(scratch))
         tokenizer = load_tokenizer(config.foundation_model)

@@ -24,6 +24,7 @@ from pipeline.evaluation.baseline import NAME as BASELINE_NAME
 from pipeline.data.reviews import LABEL_COLUMN, TEXT_COLUMN, read_split
 from pipeline.errors import PipelineError, first_line
 from pipeline.evaluation.metrics import split_scores
+from pipeline.serving.model_logging import refuse_without_code_execution
 from pipeline.data.input_data import input_digests
 from pipeline.tracking.runs import download_artifacts
 
@@ -91,6 +92,7 @@ def score_on_candidate_data(client: MlflowClient, champion, candidate: Run, metr
             return source.data.metrics[metric], f", its {metric}: logged before served scores existed"
     with tempfile.TemporaryDirectory(prefix="gate-") as scratch:
         frame = read_split(candidate_test_csv(candidate, Path(scratch)))
+        refuse_without_code_execution(f"scoring the champion {champion.name} version {champion.version} on the candidate's test split")
         model = mlflow.pyfunc.load_model(f"models:/{champion.name}/{champion.version}")
         predicted = model.predict(frame[[TEXT_COLUMN]])["label"]
         return split_scores(frame[LABEL_COLUMN], predicted)[metric], ""

@@ -1,6 +1,7 @@
 """Logging the served model (the fine-tuned network, alone or blended with the baseline) as an MLflow pyfunc
 model that predicts from raw review text."""
 
+import os
 import tempfile
 from importlib.metadata import version
 from pathlib import Path
@@ -15,6 +16,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
 from pipeline.contract import MODEL_ARTIFACT
+from pipeline.errors import PipelineError
 
 HERE = Path(__file__).parent
 # One unnamed string column: MLflow then accepts a list of strings, a Series, one string or a one-column DataFrame
@@ -23,6 +25,18 @@ INPUTS = Schema([ColSpec("string")])
 OUTPUTS = [ColSpec("string", "label"), ColSpec("double", "probability")]
 PART_OUTPUTS = [ColSpec("double", "transformer_positive_probability"), ColSpec("double", "baseline_positive_probability")]
 INPUT_EXAMPLE = ["A moving story with wonderful acting.", "Dull, predictable and far too long."]
+# MLflow 3.18: `false` refuses to load PyFunc models that carry code (models from code, `code_paths`), as this one does.
+CODE_EXECUTION_VARIABLE = "MLFLOW_ALLOW_MODEL_CODE_EXECUTION"
+
+
+def refuse_without_code_execution(action: str) -> None:
+    """The served model is a model from code (`sentiment_model.py`, with `inference.py` and `truncation.py` as
+    `code_paths`): where MLflow is told to run no model code, say so in one line before `action`, not in MLflow's words
+    after the GPU time (the step itself loads the model it logs, to check its input example)."""
+    if os.environ.get(CODE_EXECUTION_VARIABLE, "true").strip().lower() in ("false", "0"):
+        raise PipelineError(f"{action}: this project's model carries code (sentiment_model.py, inference.py, truncation.py), "
+                            f"which {CODE_EXECUTION_VARIABLE}=false forbids MLflow to load; unset it, or set it to true where "
+                            "you trust the model's source (your own runs or registry)")
 
 
 def log_sentiment_model(network, tokenizer, tokenization: dict, precisions: dict | None = None, baseline=None,

@@ -4,10 +4,11 @@ MLflow's own `databricks` backend on one that still has a DBFS root.
 The client side is the real thing (`mlflow run -b databricks-jobs` / `-b databricks`, `python -m pipeline.on_databricks.submit`,
 databricks-sdk auth, `MLFLOW_TRACKING_URI=databricks`); the workspace is `tests/databricks_emulator.py`, whose jobs
 run the submitted command for real and track into a real `mlflow server`. Its runtime tokens expire every
-TOKEN_SECONDS, less than a fine-tuning step takes. The tests run in file order and share the two workspaces.
+TOKEN_RENEW_SECONDS, less than a fine-tuning step takes. The tests run in file order and share the workspaces.
 """
 
 import json
+import os
 import re
 import secrets
 import signal
@@ -32,7 +33,9 @@ from servers import mlflow_server
 TOKEN = f"dapi{secrets.token_hex(16)}"  # made here: a literal would travel in the uploaded project
 EXPERIMENT = "/Shared/sentiment-tests"
 USER = "someone@example.com"
-TOKEN_SECONDS = 20  # the runtime tokens' lifetime: steps take longer
+# The runtime tokens' lifetime, longer than the lease main gives its steps (credentials.LEASE_SECONDS), and how often
+# the driver's token changes: every step sees several.
+TOKEN_SECONDS, TOKEN_RENEW_SECONDS = 240, 10
 MODEL = "main.default.sentiment"  # Unity Catalog: catalog.schema.model; each test registers under its own suffix
 pytestmark = pytest.mark.slow
 
@@ -58,13 +61,58 @@ def emulated_workspace(tracking_server, name: str, **kinds):
 @pytest.fixture(scope="module")
 def workspace(tracking_server):
     """(emulator, tracking server URI, client environment, outputs): a workspace of a new account, as of 2026."""
-    yield from emulated_workspace(tracking_server, "workspace", token_seconds=TOKEN_SECONDS)
+    yield from emulated_workspace(tracking_server, "workspace", token_seconds=TOKEN_SECONDS, token_renew_seconds=TOKEN_RENEW_SECONDS)
 
 
 @pytest.fixture(scope="module")
 def legacy_workspace(tracking_server):
     """A workspace that still has a DBFS root and no-isolation clusters: where MLflow's own backend works."""
     yield from emulated_workspace(tracking_server, "legacy-workspace", legacy=True, first_run_id=5001)  # its own job ids
+
+
+@pytest.fixture(scope="module")
+def reworded_workspace(tracking_server):
+    """A new workspace whose DBFS root refusal says it in other words: Databricks documents no message for it."""
+    yield from emulated_workspace(tracking_server, "reworded-workspace", first_run_id=9001,
+                                  dbfs_root_message="Access to the DBFS root is not allowed in this workspace: {}")
+
+
+TINY_TASK = """import sys, time
+outcome = sys.argv[1]
+print("tiny task:", outcome, flush=True)
+if outcome == "raise":
+    raise ValueError("the tiny task failed on purpose")
+if outcome == "sleep":
+    time.sleep(300)
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_project(tmp_path_factory) -> Path:
+    """A project of three files in a git work tree whose one entry point ends as told (`-P outcome=succeed|raise|sleep`)
+    in seconds: for what the backend does around a job. Its libraries are this project's, whose cluster is cached."""
+    folder = tmp_path_factory.mktemp("tiny-project")
+    libraries = "".join(f"\n    - {spec}" for spec in mlproject_libraries())
+    (folder / "MLproject").write_text(f"""name: tiny
+databricks_spark_job:
+  python_libraries:{libraries}
+entry_points:
+  main:
+    parameters:
+      outcome: {{type: str, default: succeed}}
+    command: python task.py {{outcome}}
+""")
+    (folder / "task.py").write_text(TINY_TASK)
+    (folder / "databricks_task.py").write_text((REPO / "databricks_task.py").read_text())
+    for args in (["init", "--quiet"], ["add", "."], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-m", "tiny"]):
+        subprocess.run(["git", *args], cwd=folder, check=True, capture_output=True)
+    return folder
+
+
+def tiny_run(workspace, tiny_project, *args: str, backend_config: Path = REPO / "cluster_spec.json") -> subprocess.CompletedProcess:
+    """`mlflow run <tiny project> -b databricks-jobs`, which returns at submission."""
+    return run(workspace, [sys.executable, "-m", "mlflow", "run", str(tiny_project), "-b", "databricks-jobs", "--backend-config",
+                           str(backend_config), "--experiment-name", EXPERIMENT, *args], cwd=tiny_project)
 
 
 @pytest.fixture(scope="module")
@@ -398,9 +446,10 @@ def test_ctrl_c_in_submit_cancels_the_job(workspace, project, tiny_model, easy_z
     assert process.returncode == 1 and "interrupted, cancelling run" in stderr, stderr[-3000:]
     assert (job.state, job.result) == ("TERMINATED", "CANCELED")
     assert not [pid for pid in processes if running(pid)], "job processes outlived the cancellation"
-    parent, _ = job_runs(server_uri, job.run_id)
-    # Ended: KILLED by the cancellation, or FAILED by `main`, which saw its step die first.
+    parent, steps = job_runs(server_uri, job.run_id)
+    # Ended: KILLED by the cancellation, or FAILED by `main`, which saw its step die first; no step run left RUNNING.
     assert parent.info.status in ("KILLED", "FAILED")
+    assert steps and all(step.info.status in ("KILLED", "FAILED") for step in steps), [step.info.status for step in steps]
 
 
 def running(pid: int) -> bool:
@@ -536,6 +585,9 @@ def test_what_a_new_workspace_refuses_fails_before_any_job(workspace, project, t
         "default experiment": (cli, "give --experiment-name /Users/<you>/sentiment"),
         "model name, CLI": ([*cli, "--experiment-name", EXPERIMENT, "-P", "registered_model_name=sentiment"],
                             "needs catalog.schema.model"),
+        # A new account's catalog is named after its workspace, not always `main`: checked before any GPU time.
+        "missing schema": (submit_command(str(project), "-P", "registered_model_name=workspace.ml.sentiment"),
+                           "Unity Catalog has no schema 'workspace.ml' in this workspace; create it (CREATE SCHEMA workspace.ml)"),
     }
     before = set(emulator.jobs)
     for case, (command, expected) in cases.items():
@@ -600,3 +652,133 @@ def test_code_can_go_to_a_unity_catalog_volume_once(workspace, project, monkeypa
     monkeypatch.setattr("pipeline.on_databricks.jobs.VolumeFiles.put", lambda *args: pytest.fail("uploaded again"))
     assert upload_code(client, files, "/Volumes/main/default/files/code") == folder
     assert {path: path.stat().st_mtime_ns for path in local.rglob("*")} == before
+
+
+def test_a_lost_submit_answer_starts_one_job(workspace, tiny_project, monkeypatch):
+    """The workspace starts the run and the answer is lost: the SDK sends the POST again, with the same idempotency
+    token (the MLflow run's id), and Databricks returns the first run instead of starting a second cluster."""
+    emulator, server_uri, _, _ = workspace
+    before = set(emulator.jobs)
+    monkeypatch.setattr(emulator, "lose_submit_answers", 1)
+    result = tiny_run(workspace, tiny_project)
+    assert result.returncode == 0, result.stderr[-3000:]
+    job = emulator.wait(new_job(emulator, before))  # one job, not two
+    assert emulator.lose_submit_answers == 0 and (job.state, job.result) == ("TERMINATED", "SUCCESS"), job.log[-2000:]
+    parent, _ = job_runs(server_uri, job.run_id)
+    assert emulator.idempotency[parent.info.run_id] == job.run_id
+    assert job.request["timeout_seconds"] == 86_400
+    # MLflow's own backend's tags: the job run, its one-time job and the workspace
+    assert parent.data.tags["mlflow.databricks.shellJobID"] == str(job.run_id)
+    assert parent.data.tags["mlflow.databricks.webappURL"] == emulator.host
+
+
+def test_a_job_that_fails_says_why_in_one_line(workspace, tiny_project, tmp_path, monkeypatch):
+    """Jobs 2.2's reasons, most precise first: the task's exception (runs/get-output), a cluster the cloud cannot start
+    (status.termination_details), a run past its timeout_seconds; each ends the MLflow run FAILED with that line."""
+    from databricks.sdk import WorkspaceClient
+
+    from pipeline.on_databricks.job_run import DatabricksJobRun
+
+    emulator, server_uri, _, _ = workspace
+    monkeypatch.setattr(emulator, "no_capacity", {"g5.xlarge"})
+    short = tmp_path / "short.json"
+    short.write_text(json.dumps({key: value for key, value in json.loads((REPO / "cluster_spec.json").read_text()).items()} | {"node_type_id": "g5.xlarge"}))
+    hurried = tmp_path / "hurried.json"
+    hurried.write_text(json.dumps({"new_cluster": json.loads((REPO / "cluster_spec.json").read_text()), "timeout_seconds": 3}))
+    cases = {
+        "exception": (["-P", "outcome=raise"], REPO / "cluster_spec.json", "Databricks job: ValueError: the tiny task failed on purpose"),
+        "capacity": ([], short, "Databricks job: CLOUD_FAILURE: Cluster could not be started: the cloud provider has insufficient "
+                                "capacity for g5.xlarge"),
+        "timeout": (["-P", "outcome=sleep"], hurried, "Databricks job: timed out (Run timed out after 3 seconds)"),
+    }
+    for case, (args, spec, reason) in cases.items():
+        before = set(emulator.jobs)
+        result = submit(workspace, str(tiny_project), *args, backend_config=spec)
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert result.returncode == 1 and len(errors) == 1 and reason in errors[0], (case, result.stderr[-3000:])
+        job_id = new_job(emulator, before)
+        parent, _ = job_runs(server_uri, job_id)
+        assert parent.info.status == "FAILED" and parent.data.tags["pipeline.error"].startswith(reason), case
+        client = WorkspaceClient(host=emulator.host, token=TOKEN)
+        assert DatabricksJobRun(parent.info.run_id, job_id, client).get_status() == "FAILED"  # MLflow's string
+    assert emulator.jobs[job_id].result == "TIMEDOUT"
+
+
+def test_standard_access_mode_never_starts_an_ml_runtime(workspace):
+    """What the backend refuses before submitting (tests/on_databricks/test_jobs.py), the workspace shows at start."""
+    from databricks.sdk import WorkspaceClient
+
+    emulator, _, _, _ = workspace
+    client = WorkspaceClient(host=emulator.host, token=TOKEN)
+    spec = json.loads((REPO / "cluster_spec.json").read_text()) | {"data_security_mode": "USER_ISOLATION"}
+    (python_file,) = [f"/Workspace/Shared/standard-{secrets.token_hex(3)}.py"]
+    client.workspace.import_(path=python_file.removeprefix("/Workspace"), content="cHJpbnQoMSk=", format="AUTO")  # print(1)
+    run_id = client.api_client.do("POST", "/api/2.2/jobs/runs/submit", body={"tasks": [{
+        "task_key": "t", "new_cluster": spec, "spark_python_task": {"python_file": python_file, "source": "WORKSPACE"}}]})["run_id"]
+    emulator.wait(run_id)
+    run = client.api_client.do("GET", "/api/2.2/jobs/runs/get", query={"run_id": run_id})
+    assert run["state"]["life_cycle_state"] == "INTERNAL_ERROR"
+    assert run["status"]["termination_details"]["code"] == "INVALID_CLUSTER_REQUEST"
+    with pytest.raises(Exception, match="multiple tasks"):  # a submission's output is its task run's
+        client.api_client.do("GET", "/api/2.2/jobs/runs/get-output", query={"run_id": run_id})
+    assert "error" not in client.api_client.do("GET", "/api/2.2/jobs/runs/get-output", query={"run_id": run["tasks"][0]["run_id"]})
+
+
+def test_a_profile_in_the_tracking_uri_names_the_workspace(workspace, tiny_project, tmp_path):
+    """`MLFLOW_TRACKING_URI=databricks://work`: the run, the code and the job all go to that profile's workspace, although
+    the default profile names another (a dead address here)."""
+    emulator, server_uri, env, outputs = workspace
+    (tmp_path / ".databrickscfg").write_text(f"[DEFAULT]\nhost = http://127.0.0.1:9\ntoken = dapi-elsewhere\nretry_timeout_seconds = 1\n\n"
+                                             f"[work]\nhost = {emulator.host}\ntoken = {TOKEN}\n")
+    profiled = {key: value for key, value in env.items() if key not in ("DATABRICKS_HOST", "DATABRICKS_TOKEN")}
+    profiled |= {"HOME": str(tmp_path), "MLFLOW_TRACKING_URI": "databricks://work"}
+    before = set(emulator.jobs)
+    result = subprocess.run([sys.executable, "-m", "mlflow", "run", str(tiny_project), "-b", "databricks-jobs", "--backend-config",
+                             str(REPO / "cluster_spec.json"), "--experiment-name", EXPERIMENT], env=profiled, capture_output=True,
+                            text=True, timeout=600, cwd=tiny_project)
+    outputs.append(result.stdout + result.stderr)
+    assert result.returncode == 0, result.stderr[-3000:]
+    job = emulator.wait(new_job(emulator, before))
+    assert (job.state, job.result) == ("TERMINATED", "SUCCESS"), job.log[-2000:]
+    parent, _ = job_runs(server_uri, job.run_id)
+    assert parent.data.tags["mlflow.databricks.webappURL"] == emulator.host
+
+
+def test_what_cannot_travel_to_workspace_files_is_refused_before_anything_is_created(workspace, tiny_project, tmp_path):
+    """A tracked file past the import API's 10 MB: one line naming it, no run, no upload, no job."""
+    emulator, server_uri, _, _ = workspace
+    heavy = tmp_path / "heavy"
+    subprocess.run(["git", "clone", "--quiet", str(tiny_project), str(heavy)], check=True)
+    (heavy / "weights.bin").write_bytes(os.urandom(8_000_000))
+    subprocess.run(["git", "add", "weights.bin"], cwd=heavy, check=True)
+    before_jobs, before_imports = set(emulator.jobs), emulator.workspace_imports
+    runs_before = len(mlflow.MlflowClient(server_uri).search_runs([mlflow.MlflowClient(server_uri).get_experiment_by_name(EXPERIMENT).experiment_id]))
+    result = tiny_run(workspace, heavy)
+    assert result.returncode != 0 and "weights.bin (8.0 MB) is too big for workspace files" in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert set(emulator.jobs) == before_jobs and emulator.workspace_imports == before_imports
+    client = mlflow.MlflowClient(server_uri)
+    assert len(client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])) == runs_before
+
+
+def test_volume_paths_are_url_encoded(workspace, tiny_project, tmp_path):
+    """A file name with a space, `#`, `&` or `?` reaches the volume under its own name (the Files API path is the URL's)."""
+    from databricks.sdk import WorkspaceClient
+
+    from pipeline.on_databricks.code_upload import staged_files, upload_code
+
+    emulator, _, _, _ = workspace
+    odd = tmp_path / "odd"
+    subprocess.run(["git", "clone", "--quiet", str(tiny_project), str(odd)], check=True)
+    (odd / "notes #1 & more?.md").write_text("odd name")
+    subprocess.run(["git", "add", "."], cwd=odd, check=True)
+    folder = upload_code(WorkspaceClient(host=emulator.host, token=TOKEN), staged_files(str(odd)), "/Volumes/main/default/files/odd")
+    local = emulator.volumes / folder.removeprefix("/Volumes/")
+    assert (local / "notes #1 & more?.md").read_text() == "odd name"
+    assert {path.name for path in local.iterdir()} == {"MLproject", "task.py", "databricks_task.py", "notes #1 & more?.md", ".complete"}
+
+
+def test_mlflow_legacy_backend_is_explained_whatever_the_refusal_says(reworded_workspace, project):
+    result = submit(reworded_workspace, str(project), "--backend", "databricks", *params(pipeline_steps="download_data"))
+    (message,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 1 and "this workspace has no DBFS root" in message and "--backend databricks-jobs" in message
