@@ -32,6 +32,7 @@ from pipeline.on_databricks.jobs import NAME as DATABRICKS_JOBS
 from pipeline.on_databricks.code_upload import staged_files
 from pipeline.on_databricks.job_run import DatabricksJobRun
 from pipeline.on_databricks.jobs import SubmissionRefused
+from pipeline.contract import ERROR_TAG
 from pipeline.errors import PipelineError, first_line, reports_errors
 from pipeline.logs import LOGGER, configure
 from pipeline.tracking.mlflow_internals import set_databricks_poll_interval
@@ -79,12 +80,22 @@ def main(project_uri, version, entry_point, backend_config, experiment_name, pol
             raise PipelineError(f"cannot submit {project_uri}: this workspace has no DBFS root, which MLflow's legacy backend "
                                 f"`databricks` needs (new workspaces have none): use --backend {DATABRICKS_JOBS}") from None
         if isinstance(error, ExecutionException):
-            raise PipelineError(f"remote run failed: {error}") from None
+            raise PipelineError(f"remote run failed: {remote_reason(error)}") from None
         raise PipelineError(f"cannot submit {project_uri}: {first_line(error)}") from None
     finally:
         stop.set()
         watcher.join()
     click.echo(f"remote run succeeded: MLflow run {submitted.run_id}")
+
+
+def remote_reason(error: ExecutionException) -> str:
+    """Why the remote run failed, as its MLflow run says (`pipeline.error`: the job's or the step's own line), with the
+    run's id; MLflow's own message names the run only."""
+    found = re.search(r"Run \(ID '([0-9a-f]+)'\) failed", str(error))
+    if not found:
+        return first_line(error)
+    reason = mlflow.MlflowClient().get_run(found.group(1)).data.tags.get(ERROR_TAG, "see the run's Databricks page")
+    return f"{reason} (MLflow run {found.group(1)})"
 
 
 def dbfs_refused(error: Exception) -> bool:

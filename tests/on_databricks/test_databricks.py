@@ -279,7 +279,9 @@ def test_failing_step_fails_the_job_and_submit(workspace, project, http_root):
     assert (emulator.jobs[job_id].state, emulator.jobs[job_id].result) == ("TERMINATED", "FAILED")
     parent, (step,) = job_runs(server_uri, job_id)
     assert parent.info.status == step.info.status == "FAILED"
-    assert f"error: remote run failed: Run (ID '{parent.info.run_id}') failed" in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert line.startswith("error: remote run failed: step download_data failed") and "missing.zip" in line
+    assert line.endswith(f"(MLflow run {parent.info.run_id})")
     assert f"{base}/missing.zip: HTTP 404" in emulator.jobs[job_id].log
 
 
@@ -707,12 +709,13 @@ def test_a_job_that_fails_says_why_in_one_line(workspace, tiny_project, tmp_path
 def test_standard_access_mode_never_starts_an_ml_runtime(workspace):
     """What the backend refuses before submitting (tests/on_databricks/test_jobs.py), the workspace shows at start."""
     from databricks.sdk import WorkspaceClient
+    from databricks.sdk.service.workspace import ImportFormat
 
     emulator, _, _, _ = workspace
     client = WorkspaceClient(host=emulator.host, token=TOKEN)
     spec = json.loads((REPO / "cluster_spec.json").read_text()) | {"data_security_mode": "USER_ISOLATION"}
     (python_file,) = [f"/Workspace/Shared/standard-{secrets.token_hex(3)}.py"]
-    client.workspace.import_(path=python_file.removeprefix("/Workspace"), content="cHJpbnQoMSk=", format="AUTO")  # print(1)
+    client.workspace.import_(path=python_file.removeprefix("/Workspace"), content="cHJpbnQoMSk=", format=ImportFormat.AUTO)  # print(1)
     run_id = client.api_client.do("POST", "/api/2.2/jobs/runs/submit", body={"tasks": [{
         "task_key": "t", "new_cluster": spec, "spark_python_task": {"python_file": python_file, "source": "WORKSPACE"}}]})["run_id"]
     emulator.wait(run_id)
