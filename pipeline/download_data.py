@@ -22,6 +22,7 @@ from pipeline.data.reviews import LABEL_COLUMN, SPLITS, read_dataset
 from pipeline.entry import run_entry_point
 from pipeline.errors import PipelineError, reports_errors
 from pipeline.data.fetch import extract_zip, fetch, sha256_of, source_validators
+from pipeline.data.input_data import dataset_source
 from pipeline.parameters import DownloadData, command_line, logged_params
 from pipeline.tracking.runs import log_new_params, step_run
 
@@ -48,7 +49,7 @@ def download_dataset(config: DownloadData) -> None:
         mlflow.set_tags({SHA256_TAG: actual_sha256, SOURCE_TAG: validators_tag(validators)})
         for split in SPLITS:
             frame = frames[split]
-            dataset = mlflow.data.from_pandas(frame, source=download_url, name=f"imdb-{split}", targets=LABEL_COLUMN)
+            dataset = mlflow.data.from_pandas(frame, source=dataset_source(download_url), name=f"imdb-{split}", targets=LABEL_COLUMN)
             mlflow.log_input(dataset, context=split)
             mlflow.log_metric(f"{split}_rows", len(frame))
             mlflow.log_metric(f"{split}_positive_fraction", float((frame[LABEL_COLUMN] == "positive").mean()))

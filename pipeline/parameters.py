@@ -139,17 +139,48 @@ OUTSIDE_IDENTITY = frozenset(item.name for config_class in STEP_PARAMETERS.value
                              if not item.metadata["identity"])
 
 
+class Number(click.ParamType):
+    """An int or float parameter that says in plain words what it expects ("a whole number of at least 1"), where
+    click's own types answer "'abc' is not a valid integer range"."""
+
+    def __init__(self, kind: type, minimum: float | None, maximum: float | None, min_open: bool):
+        self.kind, self.minimum, self.maximum, self.min_open = kind, minimum, maximum, min_open
+        if minimum is not None and maximum is not None and not min_open:
+            bounds = f"from {minimum:g} to {maximum:g}"
+        else:
+            low = "" if minimum is None else f"greater than {minimum:g}" if min_open else f"of at least {minimum:g}"
+            high = "" if maximum is None else f"at most {maximum:g}" if low else f"of at most {maximum:g}"
+            bounds = " and ".join(filter(None, [low, high]))
+        self.name = f"{'a whole number' if kind is int else 'a number'}{' ' + bounds if bounds else ''}"
+
+    def convert(self, value, param, ctx):
+        try:
+            number = self.kind(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not {self.name}", param, ctx)
+        low = self.minimum is not None and (number <= self.minimum if self.min_open else number < self.minimum)
+        if low or (self.maximum is not None and number > self.maximum):
+            self.fail(f"{value!r} is not {self.name}", param, ctx)
+        return number
+
+
+class TrueOrFalse(click.types.BoolParamType):
+    def convert(self, value, param, ctx):
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            self.fail(f"{value!r} is neither true nor false", param, ctx)
+
+
 def click_type(item: dataclasses.Field) -> click.ParamType:
     """The click type that converts and checks one field's value."""
     meta = item.metadata
     if meta["choices"]:
         return click.Choice(meta["choices"])
-    if item.type is int:
-        return click.IntRange(min=meta["min"], max=meta["max"]) if meta["min"] is not None or meta["max"] is not None else click.INT
-    if item.type is float:
-        return click.FloatRange(min=meta["min"], max=meta["max"], min_open=meta["min_open"])
+    if item.type in (int, float):
+        return Number(item.type, meta["min"], meta["max"], meta["min_open"])
     if item.type is bool:  # true/false on the command line and in MLproject, a bool in the dataclass
-        return click.BOOL
+        return TrueOrFalse()
     return click.STRING
 
 

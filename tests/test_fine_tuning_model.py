@@ -117,7 +117,7 @@ def test_missing_data_is_a_clear_error(tracking, tiny_model, tmp_path):
 
 def test_bad_parameter_types_are_rejected(tracking):
     result = cli_runner().invoke(fine_tuning_model.main, ["--epochs", "abc"])
-    assert result.exit_code == 2 and "'abc' is not a valid integer" in result.stderr
+    assert result.exit_code == 2 and "'abc' is not a whole number of at least 1" in result.stderr
     result = cli_runner().invoke(fine_tuning_model.main, ["--fine-tuning-strategy", "partial"])
     assert result.exit_code == 2 and "'partial' is not one of 'no_freeze', 'freeze', 'freeze_unfreeze'" in result.stderr
 

@@ -79,11 +79,12 @@ def test_batch_inference_scores_with_the_alias_of_the_name_given_unless_told_ano
 def test_parameters_are_checked_before_any_step():
     assert main.parse_parameters(("epochs=2", "learning_rate=1e-4", "data_path=")) == {
         "epochs": "2", "learning_rate": "1e-4", "data_path": ""}
-    with pytest.raises(PipelineError, match=r"^-P epochs='abc': 'abc' is not a valid integer range. \(entry point fine_tuning_model\)$"):
+    with pytest.raises(PipelineError, match=r"^-P epochs='abc': 'abc' is not a whole number of at least 1 \(entry point fine_tuning_model\)$"):
         main.parse_parameters(("epochs=abc",))
-    refused = {"epochs=0": "0 is not in the range x>=1.", "learning_rate=0": "0.0 is not in the range x>0.",
+    refused = {"epochs=0": "'0' is not a whole number of at least 1", "learning_rate=0": "'0' is not a number greater than 0",
                "fine_tuning_strategy=all": "'all' is not one of 'no_freeze', 'freeze', 'freeze_unfreeze'.",
-               "min_score=1.5": "1.5 is not in the range 0<=x<=1.", "accelerator=tpu": "'tpu' is not one of"}
+               "min_score=1.5": "'1.5' is not a number from 0 to 1", "accelerator=tpu": "'tpu' is not one of",
+               "batch_size=1.5": "'1.5' is not a whole number of at least 1", "beat_baseline=maybe": "'maybe' is neither true nor false"}
     for pair, reason in refused.items():
         with pytest.raises(PipelineError, match=f"^-P {pair.replace('=', '=.')}.: {reason}"):
             main.parse_parameters((pair,))
@@ -95,7 +96,7 @@ def test_bad_values_fail_before_any_run(tracking, monkeypatch):
     monkeypatch.chdir(REPO)  # main.py runs in the project folder
     result = cli_runner().invoke(main.main, ["--pipeline-steps", "all", "epochs=0"])
     assert result.exit_code == 1
-    assert result.stderr.strip() == "error: -P epochs='0': 0 is not in the range x>=1. (entry point fine_tuning_model)"
+    assert result.stderr.strip() == "error: -P epochs='0': '0' is not a whole number of at least 1 (entry point fine_tuning_model)"
     assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
 
 
@@ -230,11 +231,11 @@ def test_a_step_refusing_a_value_says_it_in_one_line_and_on_its_run(tracking):
     """`mlflow run . -e fine_tuning_model -P epochs=0`: the step's own check, one line, the reason on the FAILED run."""
     result = mlflow_run(tracking, "-e", "fine_tuning_model", *params(epochs=0), experiment="steps")
     assert result.returncode != 0
-    assert "error: Invalid value for '--epochs': 0 is not in the range x>=1." in result.stderr.splitlines()
+    assert "error: Invalid value for '--epochs': '0' is not a whole number of at least 1" in result.stderr.splitlines()
     assert "Usage:" not in result.stderr and "Traceback" not in result.stderr
     (run,) = runs_by_entry_point(tracking, "steps")["fine_tuning_model"]
     assert run.info.status == "FAILED"
-    assert run.data.tags["pipeline.error"] == "Invalid value for '--epochs': 0 is not in the range x>=1."
+    assert run.data.tags["pipeline.error"] == "Invalid value for '--epochs': '0' is not a whole number of at least 1"
 
 
 @pytest.mark.slow

@@ -33,11 +33,22 @@ def resolve_data(data_path: str, experiment_id: str, scratch: Path) -> tuple[Pat
 def log_data_inputs(frames: dict[str, pd.DataFrame], data_dir: Path, data_run_id: str | None) -> None:
     """The splits as the run's inputs, named and sourced as the download step logged them, so MLflow shows one
     data set feeding both runs."""
-    source = mlflow.get_run(data_run_id).data.params.get("download_url", str(data_dir)) if data_run_id else str(data_dir)
+    location = mlflow.get_run(data_run_id).data.params.get("download_url", str(data_dir)) if data_run_id else str(data_dir)
+    source = dataset_source(location)
     for split, frame in frames.items():
         mlflow.log_input(mlflow.data.from_pandas(frame, source=source, name=f"imdb-{split}", targets=LABEL_COLUMN), context=split)
     if data_run_id:
         mlflow.set_tag(DATA_RUN_TAG, data_run_id)
+
+
+def dataset_source(location: str):
+    """MLflow's dataset source for `location`, chosen among the candidates that read it: MLflow registers its local
+    file source twice (once for each scheme of its local artifact repository, the same class), and a plain string
+    then warns that it "can be interpreted in multiple ways" on every `log_input`."""
+    from mlflow.data.dataset_source_registry import get_registered_sources, resolve_dataset_source
+
+    candidates = [source for source in get_registered_sources() if source._can_resolve(location)]
+    return resolve_dataset_source(location, candidate_sources=candidates[-1:] or None)
 
 
 def data_digests(frames: dict[str, pd.DataFrame]) -> dict[str, str]:

@@ -31,11 +31,19 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "voca
 SAVE_TOKENIZER = "save the backbone's tokenizer with it (tokenizer.save_pretrained(folder))"
 
 
+def looks_like_a_path(value: str) -> bool:
+    """A value no hub id can be: absolute, or starting with `.`, `~` or a drive letter (hub ids are `name` or `org/name`)."""
+    return value.startswith(("/", ".", "~", "\\")) or (len(value) > 1 and value[1] == ":")
+
+
 def load_tokenizer(foundation_model: str):
     """The backbone's tokenizer, checked before anything trains on it: a real vocabulary (without one every token is
     unknown and the model learns nothing), and a pad token. Decoder-only backbones (GPT-2 style) have none: their
     end-of-sequence token pads, as Hugging Face's own examples do, and the model is told (`pad_token_id`)."""
     folder = Path(foundation_model).expanduser()
+    if looks_like_a_path(foundation_model) and not folder.is_dir():
+        raise PipelineError(f"foundation_model={foundation_model!r}: no such folder (a local model is a folder saved with "
+                            "save_pretrained; a hub model is named like prajjwal1/bert-tiny)")
     if folder.is_dir() and not any((folder / name).is_file() for name in TOKENIZER_FILES):
         raise PipelineError(f"foundation_model={foundation_model!r}: no tokenizer files in the folder; {SAVE_TOKENIZER}")
     tokenizer = load_pretrained(AutoTokenizer, foundation_model)

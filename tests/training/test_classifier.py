@@ -73,6 +73,15 @@ def test_a_folder_without_a_tokenizer_is_refused(tiny_model, tmp_path):
         load_tokenizer(str(folder))
 
 
+@pytest.mark.parametrize("missing", ["{tmp}/no-such-model", "./no-such-model", "~/no-such-model"])
+def test_a_folder_that_does_not_exist_is_said_to_be_missing_not_a_bad_hub_id(tmp_path, monkeypatch, missing):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    path = missing.format(tmp=tmp_path)
+    with pytest.raises(PipelineError, match=rf"^foundation_model='{path}': no such folder \(a local model is a folder saved with save_pretrained"):
+        load_tokenizer(path)
+
+
 def test_a_tokenizer_without_a_vocabulary_is_refused(tiny_model, tmp_path):
     """Tokenizer files that hold no vocabulary (special tokens only): every token would be unknown."""
     from transformers import BertTokenizerFast
