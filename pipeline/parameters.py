@@ -82,7 +82,7 @@ class FineTuning:
                                    "baseline (weight chosen on validation); 'auto': the blend when it beats the transformer "
                                    "alone on validation.", choices=SERVES)
     serve_precision: str = parameter("auto", "The served transformer's precision on a CPU: fp32, int8 (dynamic quantization) "
-                                             "or bf16 (CPUs with native bf16); 'auto': the first of bf16, int8, fp32 the serving CPU "
+                                             "or bf16 (CPUs with native bf16); 'auto': the first of bf16, int8, fp32 (int8 first without AMX) the serving CPU "
                                              "runs natively among those that changed at most 0.5 % of fp32's validation labels. "
                                              "A GPU serves fp32, or bf16 on cards with bf16 tensor cores.",
                                      choices=SERVE_PRECISIONS)

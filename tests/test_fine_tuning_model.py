@@ -19,7 +19,7 @@ from pipeline.evaluation.reports import epoch_points
 from pipeline.data.input_data import data_digests, input_digests
 from pipeline.contract import DATA_ARTIFACT, MONITOR, STEP_TAG, baseline_metric, lift_metric, served_metric
 from pipeline.parameters import GATE_METRICS
-from pipeline.serving.inference import AUTO_ORDER, native_cpu_bf16
+from pipeline.serving.inference import auto_order, native_cpu_bf16
 
 FAST = ["--epochs", "3", "--batch-size", "16", "--learning-rate", "3e-3", "--max-length", "32"]
 
@@ -186,7 +186,7 @@ def test_the_served_precision_is_checked_on_validation_and_served(finished_run):
     assert config["precision_valid_changed"] == pytest.approx({name: metrics[f"valid_changed_{name}"] for name in checked})
     assert config["safe_precisions"] == [p for p in checked if metrics[f"valid_changed_{p}"] <= 0.005]
     assert params["served_precision"] == model.unwrap_python_model().precision
-    assert params["served_precision"] == next(p for p in AUTO_ORDER if p in config["safe_precisions"])
+    assert params["served_precision"] == next(p for p in auto_order() if p in config["safe_precisions"])
     assert f"its transformer in {params['served_precision']} here" in (folder / "output.txt").read_text()
 
 

@@ -28,8 +28,11 @@ except ModuleNotFoundError:
 TOKENS_PER_PASS = {"cpu": 512, "cpu-bf16": 2048, "cuda": 16384}
 
 SERVE_PRECISIONS = ("fp32", "int8", "bf16")  # what a CPU may serve the network in
-# `auto` serves the first recorded-safe one: bf16 is the fastest on IMDB-length reviews (BENCHMARKS.md, machine C)
+# `auto` serves the first recorded-safe one. With AMX (and on a GPU) bf16 first: the fastest on IMDB-length reviews
+# (BENCHMARKS.md, machine C). With AVX512-BF16 but no AMX int8 first: there bf16 runs on vector units only, and a
+# served bf16 model lost to the int8 one and to HF's bf16 pipeline at 32 reviews a call (issue 38, an AMD EPYC).
 AUTO_ORDER = ("bf16", "int8", "fp32")
+AUTO_ORDER_WITHOUT_AMX = ("int8", "bf16", "fp32")
 
 
 def native_cpu_bf16() -> bool:
@@ -45,6 +48,19 @@ def native_bf16(capability: tuple[int, int]) -> bool:
     return capability >= (8, 0) and torch.cuda.is_bf16_supported(including_emulation=False)
 
 
+def native_cpu_amx() -> bool:
+    """Whether this CPU has AMX tiles, whose bf16 matrix units make bf16 the faster CPU precision."""
+    check = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(check and check())
+
+
+def auto_order(device: str = "cpu", amx: bool | None = None) -> tuple[str, ...]:
+    """The order `auto` tries precisions in on `device` (`amx`: default, detected here)."""
+    if device != "cpu" or (native_cpu_amx() if amx is None else amx):
+        return AUTO_ORDER
+    return AUTO_ORDER_WITHOUT_AMX
+
+
 def cpu_precisions(cpu_bf16: bool) -> tuple[str, ...]:
     """The precisions a CPU runs at speed: fp32 and int8 everywhere, bf16 where it is native (`native_cpu_bf16`)."""
     return SERVE_PRECISIONS if cpu_bf16 else ("fp32", "int8")
@@ -58,14 +74,14 @@ def precisions_at_speed(device: str, bf16: bool) -> tuple[str, ...]:
     return ("fp32", "bf16") if device == "cuda" and bf16 else ("fp32",)
 
 
-def served_precision(asked: str, safe: list[str], bf16: bool, device: str = "cpu") -> str:
+def served_precision(asked: str, safe: list[str], bf16: bool, device: str = "cpu", amx: bool | None = None) -> str:
     """What `device` serves: on a CPU `asked` where it names a precision, elsewhere `asked` where the device runs it
-    at speed (else fp32); `auto`: the first in `AUTO_ORDER` of the `safe` ones (recorded at logging) that the device
-    runs at speed, fp32 when none is."""
+    at speed (else fp32); `auto`: the first in `auto_order(device, amx)` of the `safe` ones (recorded at logging) that
+    the device runs at speed, fp32 when none is."""
     at_speed = precisions_at_speed(device, bf16)
     if asked != "auto":
         return asked if device == "cpu" or asked in at_speed else "fp32"
-    return next(precision for precision in AUTO_ORDER if precision == "fp32" or (precision in safe and precision in at_speed))
+    return next(precision for precision in auto_order(device, amx) if precision == "fp32" or (precision in safe and precision in at_speed))
 
 
 def in_precision(network, precision: str):

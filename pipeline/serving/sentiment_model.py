@@ -10,7 +10,7 @@ did. The fine-tuned network and its tokenizer travel as the artifact `classifier
 A blend (`pipeline.evaluation.serving_choice`) also carries the fitted TF-IDF baseline as the artifact `baseline` (an MLflow
 sklearn model in skops format) and its weight in the model config, and adds each part's positive probability.
 On a CPU the transformer serves in the precision its config asks (`serve_precision`); `auto`: the first of bf16, int8, fp32
-(`inference.AUTO_ORDER`) among those the logging step found to change at most 0.5 % of fp32's validation labels
+(`inference.auto_order`: int8 before bf16 on a CPU without AMX) among those the logging step found to change at most 0.5 % of fp32's validation labels
 (`safe_precisions`) that this CPU runs at speed. A CUDA GPU serves fp32, or bf16 where the card has bf16 tensor cores
 and bf16 is asked or recorded safe (a model trained there is checked in bf16 too). A model logged before these keys
 existed serves fp32.
@@ -32,8 +32,9 @@ except ModuleNotFoundError:  # MLflow also runs this file while logging, from th
 
 
 class SentimentModel(mlflow.pyfunc.PythonModel):
-    def load_context(self, context, cpu_bf16: bool | None = None):
-        """`cpu_bf16`: whether this CPU has native bf16 (default: detected), given by tests that stand in for another CPU."""
+    def load_context(self, context, cpu_bf16: bool | None = None, cpu_amx: bool | None = None):
+        """`cpu_bf16`, `cpu_amx`: whether this CPU has native bf16 and AMX (default: detected), given by tests that stand
+        in for another CPU."""
         folder = context.artifacts["classifier"]
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
@@ -42,7 +43,7 @@ class SentimentModel(mlflow.pyfunc.PythonModel):
             self.precision = served_precision(asked, safe, native_bf16(torch.cuda.get_device_capability()), "cuda")
             self.model = in_precision(self.model.cuda(), self.precision)
         else:
-            self.precision = served_precision(asked, safe, native_cpu_bf16() if cpu_bf16 is None else cpu_bf16)
+            self.precision = served_precision(asked, safe, native_cpu_bf16() if cpu_bf16 is None else cpu_bf16, amx=cpu_amx)
             self.model = in_precision(self.model, self.precision)
         # The tokenization the run trained with, all of it logged with the model: no defaults to drift from it.
         self.max_length = int(context.model_config["max_length"])

@@ -12,7 +12,7 @@ from pipeline.data.reviews import LABEL_COLUMN, LABELS, TEXT_COLUMN
 from pipeline.errors import PipelineError
 from pipeline.evaluation.precision_choice import check_precisions, refuse_unchecked_precision, safe_precisions
 from pipeline.parameters import FineTuning
-from pipeline.serving.inference import AUTO_ORDER, class_probabilities, labels_of, padded
+from pipeline.serving.inference import auto_order, class_probabilities, labels_of, padded
 from pipeline.serving.model_logging import log_sentiment_model
 from pipeline.serving.truncation import encode
 
@@ -66,7 +66,7 @@ def test_each_precision_the_cpu_runs_natively_scores_validation(trained, cpu_bf1
     result, network, valid = check(trained, "auto", cpu_bf16)
     assert list(result.valid_accuracy) == checked and result.valid_accuracy["fp32"] >= 0.85  # it learned
     assert list(result.valid_changed) == checked and result.safe == safe_precisions(result.valid_changed)
-    first_safe = [precision for precision in AUTO_ORDER if precision in result.safe][0]
+    first_safe = [precision for precision in auto_order() if precision in result.safe][0]
     assert result.served == first_safe and len(valid) == 100
     assert result.model_config() == {"serve_precision": "auto", "safe_precisions": result.safe,
                                      "precision_valid_accuracy": result.valid_accuracy,

@@ -9,7 +9,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from pipeline.serving.inference import blend, class_probabilities, cpu_precisions, forward_passes, in_precision, labels_of
 from pipeline.serving import inference
-from pipeline.serving.inference import AUTO_ORDER, TOKENS_PER_PASS, native_cpu_bf16, padded, served_precision
+from pipeline.serving.inference import AUTO_ORDER, TOKENS_PER_PASS, auto_order, native_cpu_bf16, padded, served_precision
 from pipeline.serving.truncation import encode
 
 
@@ -97,8 +97,15 @@ def test_labels_of_puts_one_half_on_the_positive_side():
     ("fp32", ["fp32", "int8", "bf16"], True, "fp32"),
 ])
 def test_auto_serves_the_first_recorded_safe_precision_of_auto_order_this_cpu_runs(asked, safe, cpu_bf16, served):
-    assert AUTO_ORDER == ("bf16", "int8", "fp32")  # BENCHMARKS.md, machine C
-    assert served_precision(asked, safe, cpu_bf16) == served
+    assert AUTO_ORDER == ("bf16", "int8", "fp32")  # BENCHMARKS.md, machine C (AMX)
+    assert served_precision(asked, safe, cpu_bf16, amx=True) == served
+
+
+@pytest.mark.parametrize(("safe", "served"), [(["fp32", "int8", "bf16"], "int8"), (["fp32", "bf16"], "bf16"), (["fp32"], "fp32")])
+def test_a_bf16_cpu_without_amx_tries_int8_first(safe, served):
+    """AVX512-BF16 without AMX tiles (an AMD EPYC): bf16 runs on vector units, and int8 was the faster there."""
+    assert served_precision("auto", safe, True, amx=False) == served
+    assert auto_order("cuda", amx=False) == AUTO_ORDER  # a GPU: bf16 first wherever its cores have it
 
 
 @pytest.mark.parametrize(("asked", "safe", "device", "bf16", "served"), [

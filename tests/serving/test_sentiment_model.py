@@ -107,7 +107,7 @@ def test_a_cpu_serves_the_precision_its_config_and_flags_allow(logged, tmp_path,
     stored = mlflow.MlflowClient().get_logged_model(info.model_id).artifact_location
     folder = mlflow.artifacts.download_artifacts(f"{stored}/artifacts/classifier", dst_path=str(tmp_path))
     model = SentimentModel()
-    model.load_context(Context(folder, tokenization | precisions), cpu_bf16=cpu_bf16)
+    model.load_context(Context(folder, tokenization | precisions), cpu_bf16=cpu_bf16, cpu_amx=True)
     assert model.precision == served
     linear = model.model.bert.encoder.layer[0].output.dense
     assert isinstance(linear, torch.ao.nn.quantized.dynamic.Linear) == (served == "int8")
