@@ -28,7 +28,8 @@ def spark_session(master: str, step: str, needs: str):
     try:
         from pyspark.sql import SparkSession
     except ImportError:
-        raise PipelineError(f"{needs} needs pyspark (Databricks runtimes have it; elsewhere: pip install pyspark==4.1.1)") from None
+        raise PipelineError(f"{needs} needs pyspark (Databricks runtimes have it; elsewhere: "
+                            "pip install pyspark==4.1.1)") from None
     remote = connect_url()
     if remote and master != "auto":
         raise PipelineError(f"spark_master={master!r} and SPARK_REMOTE={remote!r} both name a Spark: "
@@ -38,7 +39,7 @@ def spark_session(master: str, step: str, needs: str):
     builder = SparkSession.builder.appName(step)  # pyspark reads SPARK_REMOTE itself
     if master:
         builder = builder.master(master)
-    if master or remote.startswith("local"):  # a Spark of our own: its Python workers run this environment's Python, on the loopback
+    if master or remote.startswith("local"):  # a Spark of our own: its workers run this Python, on the loopback
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
     where = f"SPARK_REMOTE={remote!r}" if remote else f"spark_master={master!r}"

@@ -48,7 +48,8 @@ def test_spark_lies_below_serving_and_training():
     code that builds a session) import no wing, and serving borrows nothing from training. No code asks for
     `sparkContext`, which Spark Connect lacks."""
     wings = {path.name for path in PACKAGE.iterdir() if (path / "__init__.py").is_file()}
-    upward = {name for name in imported_modules(PACKAGE / "spark.py") if name.startswith("pipeline.") and name.split(".")[1] in wings | STEPS}
+    upward = {name for name in imported_modules(PACKAGE / "spark.py")
+              if name.startswith("pipeline.") and name.split(".")[1] in wings | STEPS}
     assert not upward, f"pipeline/spark.py imports {sorted(upward)}"
     for path in (PACKAGE / "serving").glob("*.py"):
         borrowed = {name for name in imported_modules(path) if name.startswith("pipeline.training")}
@@ -58,7 +59,7 @@ def test_spark_lies_below_serving_and_training():
         used = ({node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)} |
                 {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for alias in node.names})
         assert "sparkContext" not in used, f"{path.relative_to(REPO)} asks for sparkContext"
-        assert path == PACKAGE / "spark.py" or "SparkSession" not in used, f"{path.relative_to(REPO)} builds its own Spark session"
+        assert path == PACKAGE / "spark.py" or "SparkSession" not in used, f"{path.relative_to(REPO)} builds a Spark session"
 
 
 def test_what_travels_with_the_logged_model_runs_without_the_project(tmp_path):

@@ -233,7 +233,8 @@ def test_spark_connect_scores_as_classic_spark_and_says_why_a_model_failed(spark
     which has no sparkContext: pyspark starts a local Spark Connect server for `local[2]` in the step's process."""
     frame = reviews()
     frame.to_csv(tmp_path / "reviews.csv", index=False)
-    classic = run_step("--model-uri", registered, "--input-path", str(tmp_path / "reviews.csv"), "--output-path", str(tmp_path / "classic"))
+    classic = run_step("--model-uri", registered, "--input-path", str(tmp_path / "reviews.csv"),
+                       "--output-path", str(tmp_path / "classic"))
     assert classic.exit_code == 0, classic.stderr
     (tmp_path / "failing.py").write_text(FAILING_MODEL)
     with mlflow.start_run():

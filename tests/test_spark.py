@@ -16,5 +16,6 @@ def test_a_failed_python_worker_is_its_own_error():
 def test_a_spark_master_beside_spark_remote_is_refused_before_spark_starts(monkeypatch):
     """SPARK_REMOTE (Spark Connect) and a master name two different Sparks: the step would run on one of them."""
     monkeypatch.setenv("SPARK_REMOTE", "sc://cluster:15002")
-    with pytest.raises(PipelineError, match=r"^spark_master='local\[2\]' and SPARK_REMOTE='sc://cluster:15002' both name a Spark: "):
+    refused = r"^spark_master='local\[2\]' and SPARK_REMOTE='sc://cluster:15002' both name a Spark: "
+    with pytest.raises(PipelineError, match=refused):
         spark_session("local[2]", "batch_inference", "batch_inference")
