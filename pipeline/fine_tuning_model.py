@@ -31,7 +31,7 @@ from pipeline.evaluation.comparison import evaluate, log_evaluation
 from pipeline.evaluation.precision_choice import refuse_unchecked_precision
 from pipeline.training.hardware import Capabilities, scoring_device
 from pipeline.data.input_data import data_digests, log_data_inputs, resolve_data
-from pipeline.training.launcher import job_for_run, launch, refuse_missing_devices
+from pipeline.training.launcher import job_for_run, launch, refuse_what_cannot_run
 from pipeline.serving.model_logging import log_sentiment_model, refuse_without_code_execution
 from pipeline.parameters import FineTuning, command_line, logged_params
 from pipeline.evaluation.reports import log_test_report, log_training_curves
@@ -46,7 +46,7 @@ def main(**values) -> None:
 
 
 def fine_tune(config: FineTuning) -> None:
-    refuse_missing_devices(config)
+    refuse_what_cannot_run(config)
     capabilities = Capabilities.detect()
     device = scoring_device(config.accelerator, capabilities)
     bf16 = capabilities.cuda_bf16 if device == "cuda" else capabilities.cpu_bf16 if device == "cpu" else False

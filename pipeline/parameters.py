@@ -130,8 +130,9 @@ class BatchInference:
                                                   "path: the input's columns plus label and probability. Replaced only when it "
                                                   "is a previous output of this step.")
     rows_per_batch: int = parameter(1024, "Rows handed to the model at a time (Arrow batch).", min=1)
-    spark_master: str = parameter("auto", "Spark master URL, e.g. local[2]; 'auto': SPARK_MASTER, else the cluster's own "
-                                          "Spark (on a laptop local[*]).", identity=False)
+    spark_master: str = parameter("auto", "Spark master URL, e.g. local[2]; 'auto': Spark Connect where SPARK_REMOTE is "
+                                          "set, else SPARK_MASTER, else the cluster's own Spark (on a laptop local[*]).",
+                                  identity=False)
 
 
 STEP_PARAMETERS = {DOWNLOAD: DownloadData, FINE_TUNING: FineTuning, REGISTER: RegisterModel, BATCH: BatchInference}

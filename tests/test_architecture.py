@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO
 
 PACKAGE = REPO / "pipeline"
-STEPS = {"download_data", "fine_tuning_model", "register_model"}
+STEPS = {"download_data", "fine_tuning_model", "register_model", "batch_inference"}
 TRAVELS_WITH_THE_MODEL = ("serving/sentiment_model.py", "serving/inference.py", "serving/truncation.py")
 
 
@@ -41,6 +41,25 @@ def test_no_wing_imports_a_step_or_main():
         upward = {name for name in imported_modules(path) if name == "main" or name.split(".")[:2] in
                   [["pipeline", step] for step in STEPS]}
         assert not upward, f"{path.relative_to(REPO)} imports {sorted(upward)}"
+
+
+def test_spark_lies_below_serving_and_training():
+    """Batch scoring and multi-node training both run on Spark: its session and errors (`pipeline/spark.py`, the only
+    code that builds a session) import no wing, and serving borrows nothing from training. No code asks for
+    `sparkContext`, which Spark Connect lacks."""
+    wings = {path.name for path in PACKAGE.iterdir() if (path / "__init__.py").is_file()}
+    upward = {name for name in imported_modules(PACKAGE / "spark.py")
+              if name.startswith("pipeline.") and name.split(".")[1] in wings | STEPS}
+    assert not upward, f"pipeline/spark.py imports {sorted(upward)}"
+    for path in (PACKAGE / "serving").glob("*.py"):
+        borrowed = {name for name in imported_modules(path) if name.startswith("pipeline.training")}
+        assert not borrowed, f"{path.relative_to(REPO)} imports {sorted(borrowed)}"
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        used = ({node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)} |
+                {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for alias in node.names})
+        assert "sparkContext" not in used, f"{path.relative_to(REPO)} asks for sparkContext"
+        assert path == PACKAGE / "spark.py" or "SparkSession" not in used, f"{path.relative_to(REPO)} builds a Spark session"
 
 
 def test_what_travels_with_the_logged_model_runs_without_the_project(tmp_path):

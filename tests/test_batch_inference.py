@@ -1,5 +1,5 @@
-"""The batch_inference step: real Spark (`local[2]`) scoring with a real logged model, its refusals in one line, and
-an output that a failed run leaves as it was."""
+"""The batch_inference step: real Spark (`local[2]`) scoring with a real logged model, its refusals in one line, an
+output that a failed run leaves as it was, and the same output on Spark Connect (`SPARK_REMOTE=local[2]`)."""
 
 import json
 
@@ -213,3 +213,46 @@ def test_main_runs_batch_inference_on_the_model_it_names(registered, tracking, t
     (step,) = runs_by_entry_point(tracking)["batch_inference"]
     assert step.data.params["model_uri"] == "models:/batch@champion" and step.data.tags[MODEL_VERSION_TAG] == "1"
     assert len(pd.read_parquet(tmp_path / "scored")) == 60
+
+
+def connect_extras_missing() -> str:
+    """Why pyspark cannot start Spark Connect here (its `connect` extras are not installed); '' when it can."""
+    from pyspark.sql.connect.utils import check_dependencies
+
+    try:
+        check_dependencies(__name__)
+    except ImportError as error:
+        return str(error)
+    return ""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(bool(connect_extras_missing()), reason=f"Spark Connect needs pyspark[connect]: {connect_extras_missing()}")
+def test_spark_connect_scores_as_classic_spark_and_says_why_a_model_failed(spark, registered, tracking, tmp_path, monkeypatch):
+    """With SPARK_REMOTE set the step runs on Spark Connect (standard and serverless compute, Databricks Connect),
+    which has no sparkContext: pyspark starts a local Spark Connect server for `local[2]` in the step's process."""
+    frame = reviews()
+    frame.to_csv(tmp_path / "reviews.csv", index=False)
+    classic = run_step("--model-uri", registered, "--input-path", str(tmp_path / "reviews.csv"),
+                       "--output-path", str(tmp_path / "classic"))
+    assert classic.exit_code == 0, classic.stderr
+    (tmp_path / "failing.py").write_text(FAILING_MODEL)
+    with mlflow.start_run():
+        failing = mlflow.pyfunc.log_model(name="model", python_model=str(tmp_path / "failing.py")).model_uri
+
+    monkeypatch.setenv("SPARK_REMOTE", SPARK)  # for the step's process only: this one keeps its classic session
+    connect = mlflow_run(tracking, "-e", "batch_inference", *params(
+        model_uri=registered, input_path=tmp_path / "reviews.csv", output_path=tmp_path / "connect", rows_per_batch=16))
+    assert connect.returncode == 0, connect.stderr[-3000:]
+    by_id = [pd.read_parquet(tmp_path / name).astype({"id": int}).set_index("id").sort_index() for name in ("classic", "connect")]
+    assert by_id[1].index.is_unique and by_id[1].index.tolist() == frame["id"].tolist()  # every row once
+    assert by_id[1]["label"].tolist() == by_id[0]["label"].tolist()
+    assert by_id[1]["probability"].tolist() == pytest.approx(by_id[0]["probability"].tolist(), abs=1e-6)
+    assert by_id[1]["review"].tolist() == by_id[0]["review"].tolist()
+
+    failed = mlflow_run(tracking, "-e", "batch_inference", *params(
+        model_uri=failing, input_path=tmp_path / "reviews.csv", output_path=tmp_path / "connect", rows_per_batch=16))
+    errors = [line for line in failed.stderr.splitlines() if line.startswith("error: ")]  # the JVM in the step's process logs on
+    assert failed.returncode != 0 and errors == [f"error: scoring into {tmp_path / 'connect'} failed: "
+                                                 "ValueError: this model refuses to score"], failed.stderr[-3000:]
+    assert by_id[1].equals(pd.read_parquet(tmp_path / "connect").astype({"id": int}).set_index("id").sort_index())  # kept

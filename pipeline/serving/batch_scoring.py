@@ -18,7 +18,7 @@ import pandas as pd
 
 from pipeline.contract import BATCH, OUTPUT_MARKER
 from pipeline.errors import PipelineError, first_line
-from pipeline.training.multinode import python_error_in, spark_session
+from pipeline.spark import partitions, python_error_in, spark_session, task_slots
 
 LABEL, PROBABILITY = "label", "probability"  # what the logged model returns for each text (pipeline/serving/sentiment_model.py)
 RESULT_TYPE = f"{LABEL} string, {PROBABILITY} double"
@@ -55,7 +55,7 @@ def read_input(spark, location: str):
     if is_table(location):
         try:
             return spark.table(location)
-        except Exception as error:  # noqa: BLE001 - Spark's AnalysisException and py4j errors alike
+        except Exception as error:  # noqa: BLE001 - Spark's AnalysisException, from py4j or Spark Connect
             raise PipelineError(f"input_path={location!r}: no such table ({first_line(error)})") from None
     path = Path(location).expanduser()
     if not path.exists():
@@ -66,7 +66,7 @@ def read_input(spark, location: str):
         if kind == "parquet":
             return reader.parquet(str(path.resolve()))
         return reader.csv(str(path.resolve()), header=True, multiLine=True, escape='"')
-    except Exception as error:  # noqa: BLE001 - Spark's errors arrive as py4j/Spark types
+    except Exception as error:  # noqa: BLE001 - Spark's errors arrive as py4j, Spark or Spark Connect types
         raise PipelineError(f"input_path={location!r}: cannot read it as {kind} ({python_error_in(error)})") from None
 
 
@@ -113,8 +113,8 @@ def scored(spark, frame, model_path: str, text_column: str):
     threads = spark.conf.get("spark.task.cpus", "1")
     predict = mlflow.pyfunc.spark_udf(spark, model_path, result_type=RESULT_TYPE, env_manager="local",
                                       extra_env={"OMP_NUM_THREADS": threads})
-    slots = spark.sparkContext.defaultParallelism
-    if frame.rdd.getNumPartitions() < slots:  # one file (a multi-line CSV is never split) would keep one core busy
+    slots = task_slots(spark)
+    if partitions(frame) < slots:  # one file (a multi-line CSV is never split) would keep one core busy
         frame = frame.repartition(slots)
     return frame.withColumn("_scored", predict(F.col(text_column))).select(
         *frame.columns, F.col(f"_scored.{LABEL}").alias(LABEL), F.col(f"_scored.{PROBABILITY}").alias(PROBABILITY))
@@ -167,7 +167,7 @@ def spark_failures(location: str):
     """A Spark job that fails (the model's error on an executor, a full disk) as one line: the Python error in it."""
     try:
         yield
-    except Exception as error:  # noqa: BLE001 - a failed Spark task arrives as py4j/Spark errors
+    except Exception as error:  # noqa: BLE001 - a failed Spark task arrives as py4j, Spark or Spark Connect errors
         raise PipelineError(f"scoring into {location} failed: {python_error_in(error)}") from None
 
 

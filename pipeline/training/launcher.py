@@ -19,7 +19,7 @@ import mlflow
 
 from pipeline.on_databricks.cluster import local_path
 from pipeline.training.hardware import training_process_hardware
-from pipeline.training.multinode import launch_on_spark
+from pipeline.training.multinode import launch_on_spark, refuse_spark_connect
 from pipeline.parameters import FineTuning, logged_params
 from pipeline.tracking.reuse import run_identity
 from pipeline.training.job import Outcome, TrainingJob, read_outcome
@@ -27,11 +27,14 @@ from pipeline.training.job import Outcome, TrainingJob, read_outcome
 TRAINING_SCRIPT = Path(__file__).with_name("process.py")
 
 
-def refuse_missing_devices(config: FineTuning) -> None:
-    """On one machine, the device `config` asks for must be here: say so before any run starts. (Several machines'
-    devices are the Spark cluster's, which only its processes see.)"""
+def refuse_what_cannot_run(config: FineTuning) -> None:
+    """Say before any run starts what cannot train: on one machine, a device `config` asks for that is not here
+    (several machines' devices are the Spark cluster's, which only its processes see); on several, a Spark Connect
+    session (`pipeline.training.multinode.refuse_spark_connect`)."""
     if config.num_nodes == 1:
         training_process_hardware(config, world_size=1)
+    else:
+        refuse_spark_connect()
 
 
 def job_for_run(config: FineTuning, data_dir: Path, data_digests: dict[str, str], run_id: str) -> TrainingJob:

@@ -11,10 +11,7 @@ the workers.
 """
 
 import dataclasses
-import os
-import re
 import shutil
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +19,8 @@ import pandas as pd
 import pipeline
 from pipeline.on_databricks.cluster import local_path
 from pipeline.contract import FINE_TUNING
-from pipeline.errors import PipelineError, first_line
+from pipeline.errors import PipelineError
+from pipeline.spark import connect_url, python_error_in, spark_session
 from pipeline.training.hardware import spark_processes, spark_uses_gpus
 from pipeline.training.job import METRICS_FILE, Outcome, TrainingJob, read_outcome
 
@@ -30,23 +28,14 @@ SHARED_HINT = ("with num_nodes > 1, cache_dir and checkpoint_dir must be folders
                "(on Databricks: under /dbfs/ or /Volumes/)")
 
 
-def spark_session(master: str, step: str = FINE_TUNING, needs: str = "num_nodes > 1"):
-    """A Spark session on `master` (e.g. local-cluster[2,1,1024]); `auto`: on SPARK_MASTER where it is set, else the
-    cluster's own (on Databricks, the job's; elsewhere Spark's default, local[*]). `needs`: what asked for Spark."""
-    try:
-        from pyspark.sql import SparkSession
-    except ImportError:
-        raise PipelineError(f"{needs} needs pyspark (Databricks runtimes have it; elsewhere: pip install pyspark==4.1.1)") from None
-    if master == "auto":
-        master = os.environ.get("SPARK_MASTER", "")
-    builder = SparkSession.builder.appName(step)
-    if master:  # a Spark of our own: its Python workers run this environment's Python, on this machine's loopback
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        builder = builder.master(master).config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
-    try:
-        return builder.getOrCreate()
-    except Exception as error:  # noqa: BLE001 - py4j and Spark raise many types; the user needs the first line
-        raise PipelineError(f"spark_master={master!r}: cannot start or reach Spark ({first_line(error)})") from None
+def refuse_spark_connect() -> None:
+    """Several machines need classic Spark: this process must be the cluster's driver, writing the shared folders
+    the training processes read and starting them with TorchDistributor. A Spark Connect client (SPARK_REMOTE) is
+    not the driver, and Databricks' Spark Connect compute (standard, serverless) runs no ML runtime."""
+    remote = connect_url()
+    if remote:
+        raise PipelineError(f"num_nodes > 1 trains on classic Spark, as the cluster's driver; SPARK_REMOTE={remote!r} "
+                            "asks for Spark Connect: unset it (on Databricks: a dedicated ML cluster), or give num_nodes=1")
 
 
 def shared_copy(source: Path, destination: Path) -> Path:
@@ -106,7 +95,7 @@ def run_on_spark(job: TrainingJob, job_file: Path, script: str, work: Path) -> N
     """Run `pipeline/<script> job_file` as `job.world_size` training processes across the Spark cluster. The
     workers do not have this project: the `pipeline` package goes to the shared folder `work` first, and each
     process runs that copy (TorchDistributor's file mode)."""
-    spark_session(job.config.spark_master)  # first: it says in one line when pyspark is missing
+    spark_session(job.config.spark_master, FINE_TUNING, "num_nodes > 1")  # first: it says in one line when pyspark is missing
     from pyspark.ml.torch.distributor import TorchDistributor
 
     code = work / "code" / "pipeline"
@@ -117,13 +106,6 @@ def run_on_spark(job: TrainingJob, job_file: Path, script: str, work: Path) -> N
             str(code / script), str(job_file))
     except Exception as error:  # noqa: BLE001 - a failed Spark task arrives as py4j/Spark errors
         raise PipelineError(f"distributed training failed: {python_error_in(error)}; {SHARED_HINT}") from None
-
-
-def python_error_in(error: Exception) -> str:
-    """The training process's own error inside a Spark failure (pages of JVM stack), else its first line."""
-    lines = [line.strip() for line in str(error).splitlines()]
-    found = [line for line in lines if re.match(r"^[A-Za-z_.]*(Error|Exception): ", line) and not line.startswith("py4j")]
-    return found[-1] if found else first_line(error)
 
 
 def logged_metrics(log_dir: Path) -> list[tuple[int, dict[str, float]]]:

@@ -18,19 +18,20 @@ from conftest import REPO, cli_runner, client_env, easy_reviews, mlflow_run, par
 from conftest import tracking_at, wait_for_stop, write_splits
 from pipeline import download_data, fine_tuning_model
 from pipeline.errors import PipelineError
-from pipeline.training.launcher import job_for_run
-from pipeline.training.multinode import paths_outside_shared_folders, python_error_in, shared_job
+from pipeline.training.launcher import job_for_run, refuse_what_cannot_run
+from pipeline.training.multinode import paths_outside_shared_folders, shared_job
 from pipeline.parameters import FineTuning
 
 SPARK = "local-cluster[2,1,1024]"
 DIGESTS = {"train": "1", "valid": "2", "test": "3"}
 
 
-def test_a_failed_training_process_is_its_own_error():
-    spark_failure = Exception("An error occurred while calling o51.collectToPython.\n: org.apache.spark.SparkException: Job aborted"
-                              "\n\tat org.apache...\nTraceback (most recent call last):\n  File \"x.py\"\n"
-                              "FileNotFoundError: [Errno 2] No such file or directory: '/local/data/train.csv'\n\tat org...")
-    assert python_error_in(spark_failure) == "FileNotFoundError: [Errno 2] No such file or directory: '/local/data/train.csv'"
+def test_several_machines_on_spark_connect_are_refused_before_any_run(monkeypatch):
+    """TorchDistributor is started by the cluster's driver, which a Spark Connect client (SPARK_REMOTE) is not."""
+    monkeypatch.setenv("SPARK_REMOTE", "sc://cluster:15002")
+    with pytest.raises(PipelineError, match=r"^num_nodes > 1 trains on classic Spark, as the cluster's driver; "
+                                            r"SPARK_REMOTE='sc://cluster:15002' asks for Spark Connect: unset it"):
+        refuse_what_cannot_run(FineTuning(num_nodes=2))
 
 
 def test_every_path_a_training_process_gets_lies_in_the_shared_folders(tmp_path, tiny_model, easy_data):
