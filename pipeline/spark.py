@@ -42,6 +42,8 @@ def spark_session(master: str, step: str, needs: str):
     if master or remote.startswith("local"):  # a Spark of our own: its workers run this Python, on the loopback
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+        if not sys.stderr.isatty():  # its stage bar would share a line with the step's own progress in a log
+            builder = builder.config("spark.ui.showConsoleProgress", "false")
     where = f"SPARK_REMOTE={remote!r}" if remote else f"spark_master={master!r}"
     try:
         return builder.getOrCreate()

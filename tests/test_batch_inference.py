@@ -95,7 +95,7 @@ def test_inputs_it_cannot_score_are_refused_in_one_line(spark, tmp_path):
     (tmp_path / "texts" / "notes.txt").write_text("no table here")
     pd.DataFrame({"review": ["good", None, None], "sentiment": ["positive"] * 3}).to_parquet(tmp_path / "nulls.parquet")
     refusals = {"nowhere.csv": "input_path='{path}': no such file, folder or table",
-                "texts": "input_path='{path}': no .csv or .parquet file (expected CSV or Parquet)",
+                "texts": "input_path='{path}': no .csv or .parquet file (found: notes.txt) (expected CSV or Parquet)",
                 "empty.csv": "input_path='{path}': no rows to score",
                 "nulls.parquet": "input_path='{path}': 2 of 3 rows have no 'review' (null); drop or fill them",
                 "broken.parquet": "input_path='{path}': cannot read it as parquet ("}
@@ -104,6 +104,9 @@ def test_inputs_it_cannot_score_are_refused_in_one_line(spark, tmp_path):
         with pytest.raises(PipelineError) as refused:
             batch_scoring.check_texts(batch_scoring.read_input(spark, path), "review", path)
         assert str(refused.value).startswith(message.format(path=path)) and "\n" not in str(refused.value)
+    upper = tmp_path / "REVIEWS.CSV"  # a suffix in capitals is still CSV
+    upper.write_text("review,sentiment\ngood,positive\n")
+    assert batch_scoring.check_texts(batch_scoring.read_input(spark, str(upper)), "review", str(upper)) == 1
     with pytest.raises(PipelineError, match=r"^input_path='nocatalog.noschema.notable': no such table \("):
         batch_scoring.read_input(spark, "nocatalog.noschema.notable")
     path = str(tmp_path / "nulls.parquet")

@@ -41,7 +41,8 @@ def is_table(location: str) -> bool:
 def read_local_download(path: Path) -> pd.DataFrame:
     """A downloaded artifact (a CSV or Parquet file or folder) as pandas reads it: only an empty field is null."""
     files = sorted(path.rglob("*")) if path.is_dir() else [path]
-    csvs, parquets = [file for file in files if file.suffix == ".csv"], [file for file in files if file.suffix == ".parquet"]
+    csvs = [file for file in files if file.suffix.lower() == ".csv"]
+    parquets = [file for file in files if file.suffix.lower() == ".parquet"]
     if parquets:
         return pd.concat([pd.read_parquet(file) for file in parquets], ignore_index=True)
     if not csvs:
@@ -71,12 +72,13 @@ def read_input(spark, location: str):
 
 
 def input_format(path: Path, location: str) -> str:
-    """`csv` or `parquet`, from the file's suffix or the files in the folder."""
+    """`csv` or `parquet`, from the file's suffix or the files in the folder, in any case (`REVIEWS.CSV`)."""
     files = [path] if path.is_file() else [file for file in path.rglob("*")
                                             if file.is_file() and not file.name.startswith(("_", "."))]  # as Spark reads
-    suffixes = {file.suffix for file in files} & {".csv", ".parquet"}
+    suffixes = {file.suffix.lower() for file in files} & {".csv", ".parquet"}
     if len(suffixes) != 1:
-        found = "both .csv and .parquet files" if suffixes else "no .csv or .parquet file"
+        names = ", ".join(sorted(file.name for file in files)[:3]) or "nothing"
+        found = "both .csv and .parquet files" if suffixes else f"no .csv or .parquet file (found: {names})"
         raise PipelineError(f"input_path={location!r}: {found} (expected CSV or Parquet)")
     return suffixes.pop().lstrip(".")
 
