@@ -3,6 +3,9 @@
 Started as `python pipeline/training/process.py <job.json>` by either launcher (`pipeline.training.launcher`): on one machine, where
 Lightning's DDP launcher starts it again for each further device, and on each process Spark's TorchDistributor
 starts across several machines. Global rank 0 writes the `Outcome`, or its one line of error, into the job's `log_dir`.
+Once fitting has ended, rank 0 records it beside the checkpoints (FITTED_FILE): a rerun of the same job after an
+interruption later on (in the test, the evaluation, the model's logging) tests the same best checkpoint and trains
+nothing again. Resuming from `last.ckpt` alone would not do: Lightning trains the last epoch again from it.
 """
 
 import ctypes
@@ -30,6 +33,8 @@ from pipeline.errors import PipelineError, first_line, without_credentials
 from pipeline.training.hardware import training_process_hardware
 from pipeline.training.strategies import strategy_callbacks
 from pipeline.training.job import ERROR_FILE, OUTCOME_FILE, Outcome, TrainingJob
+
+FITTED_FILE = "fitted.json"  # in the job's checkpoint folder: what the finished fit left for its test and outcome
 
 class EpochMLFlowLogger(MLFlowLogger):
     """Lightning's MLflow logger, with each per-epoch value at step = its epoch (from 0) instead of the global
@@ -75,18 +80,26 @@ def train(job: TrainingJob) -> Outcome | None:
         num_nodes=job.world_size,
         **hardware.trainer_flags(),
     )
-    started = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule, ckpt_path=job.resume_from)
-    fit_seconds = time.perf_counter() - started
-    trainer.test(model, datamodule=datamodule, ckpt_path="best")  # test metrics come from the best epoch
+    fitted = Path(job.checkpoints) / FITTED_FILE
+    if fitted.exists():
+        fit = json.loads(fitted.read_text())
+    else:
+        started = time.perf_counter()
+        trainer.fit(model, datamodule=datamodule, ckpt_path=job.resume_from)
+        fit = {"best_model_path": best.best_model_path, "best_model_score": float(best.best_model_score),
+               "fit_seconds": time.perf_counter() - started, "train_batches_per_epoch": int(trainer.num_training_batches)}
+        if trainer.is_global_zero:
+            fitted.with_suffix(".writing").write_text(json.dumps(fit))
+            fitted.with_suffix(".writing").replace(fitted)
+    trainer.test(model, datamodule=datamodule, ckpt_path=fit["best_model_path"])  # test metrics come from the best epoch
     if not trainer.is_global_zero:
         return None
-    return Outcome(best_model_path=best.best_model_path, best_model_score=float(best.best_model_score),
+    return Outcome(best_model_path=fit["best_model_path"], best_model_score=fit["best_model_score"],
                    confusion=model.test_confusion_matrix.tolist(),
                    resolved={"resolved_accelerator": hardware.accelerator, "resolved_devices": hardware.devices,
                              "resolved_num_nodes": trainer.num_nodes, "resolved_precision": hardware.precision,
                              "resolved_strategy": hardware.strategy, "resolved_compile": hardware.compile},
-                   train_batches_per_epoch=int(trainer.num_training_batches), fit_seconds=fit_seconds)
+                   train_batches_per_epoch=fit["train_batches_per_epoch"], fit_seconds=fit["fit_seconds"])
 
 
 def from_mlflow_client(error: Exception) -> bool:

@@ -1,6 +1,8 @@
 """Test-only, put on PYTHONPATH by the tests that interrupt a step at a known point (`PIPELINE_TEST_STOP_AT`):
 
 - `first_checkpoint`: a training process (`pipeline/training/process.py`) stops right after it saved its first `last.ckpt`;
+- `tested`: a training process stops right after its test on the best checkpoint (training and test done, the
+  step's evaluation and model logging not yet);
 - `alias`: `register_model` stops right before it moves an alias.
 
 The process writes the file PIPELINE_TEST_STOPPED names, then stops itself (SIGSTOP); the test acts (kills it,
@@ -35,6 +37,19 @@ if MARKER and POINT == "first_checkpoint" and ARGV0.parts[-2:] == ("training", "
                 os.kill(os.getpid(), signal.SIGSTOP)
 
     Trainer.save_checkpoint = save_then_stop
+
+if MARKER and POINT == "tested" and ARGV0.parts[-2:] == ("training", "process.py"):
+    from lightning.pytorch import Trainer
+
+    test = Trainer.test
+
+    def test_then_stop(self, *args, **kwargs):
+        result = test(self, *args, **kwargs)
+        if self.is_global_zero:
+            stop_here("tested")
+        return result
+
+    Trainer.test = test_then_stop
 
 if MARKER and POINT == "alias" and SCRIPT in ("register_model.py", "-m"):
     from mlflow import MlflowClient
