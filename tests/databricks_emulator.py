@@ -24,11 +24,11 @@ And in both kinds:
   (a wrapped `{"new_cluster": ...}` spec or any other unknown field is a 400). A `spark_python_task` runs its
   `dbfs:/` python file with its parameters as the cluster's driver would: on the runtime's own Python and
   packages (`tests/databricks_runtime.py`, from the committed constraint list of the runtime the spec names: 18.0
-  or 17.3) with the job's `pypi` libraries really pip-installed on top, from a driver folder that is not the project's, `/dbfs` and `/databricks` mapped
-  into the emulator's folders. A library that would replace a package the runtime builds for its driver and
-  Spark (torch, numpy, pandas, pyarrow, pyspark, CUDA libraries) ends the run as a library installation failure
-  naming it. A `shell_command_task` (MLflow's classic project format) ends FAILED, as Databricks documents for
-  runtime 13 and above;
+  or 17.3) with the job's `pypi` libraries really pip-installed on top, from a driver folder that is not the
+  project's, `/dbfs` and `/databricks` mapped into the emulator's folders. A library that would replace a package
+  the runtime builds for its driver and Spark (torch, numpy, pandas, pyarrow, pyspark, CUDA libraries) ends the run
+  as a library installation failure naming it. A `shell_command_task` (MLflow's classic project format) ends
+  FAILED, as Databricks documents for runtime 13 and above;
 - `GET /api/2.0/jobs/runs/get` (PENDING → RUNNING → TERMINATED with SUCCESS / FAILED / CANCELED, or INTERNAL_ERROR
   when a library cannot be installed) and `POST /api/2.0/jobs/runs/cancel`;
 - `/api/2.0/mlflow/...` forwarded to a real `mlflow server` (its 5xx answers too), except Unity Catalog's model

@@ -73,7 +73,8 @@ def find_python(version: str) -> str:
 def installable_versions(runtime: str) -> dict[str, str]:
     """The runtime's versions as PyPI has them: the image's torch is a CUDA build of its own (18.0: `2.9.0+cu129`,
     from PyTorch's index) with its CUDA libraries; PyPI has the same release with the CUDA libraries it pins itself."""
-    return {name: Version(version).public for name, version in runtime_versions(runtime).items() if not name.startswith("nvidia-")}
+    versions = runtime_versions(runtime).items()
+    return {name: Version(version).public for name, version in versions if not name.startswith("nvidia-")}
 
 
 def runtime_pins(folder: Path, runtime: str) -> Path:
@@ -184,7 +185,7 @@ def changed_runtime_packages(runtime: Path, cluster: Path, libraries: list[str])
     `replaced` in pyproject.toml (mlflow==<client> brings its own mlflow-skinny) and the libraries themselves (one
     list serves every supported runtime: 18.0 lacks torchmetrics, so 17.3's own is replaced by the lock's)."""
     before, after = installed_versions(runtime), installed_versions(cluster)
-    allowed = {canonicalize_name(name) for name in [*settings()["replaced"], *(library.partition("==")[0] for library in libraries)]}
+    allowed = {canonicalize_name(name) for name in [*settings()["replaced"], *(spec.partition("==")[0] for spec in libraries)]}
     return [f"{name} {version} -> {after[name]}" for name, version in sorted(before.items())
             if after.get(name) != version and name not in allowed]
 

@@ -130,7 +130,8 @@ def problems() -> list[str]:
         for runtime in supported_runtimes():
             have = runtime_versions(runtime).get(name)
             if never_installed(name) and (have is None or not requirement.specifier.contains(Version(have))):
-                found.append(f"{requirement} needs more than runtime {runtime_release(runtime)}'s own {name} {have}, which no job may replace")
+                release = runtime_release(runtime)
+                found.append(f"{requirement} needs more than runtime {release}'s own {name} {have}, which no job may replace")
     for library in python_libraries():
         if never_installed(library.partition("==")[0]):
             found.append(f"python_libraries would install {library}, which the runtime owns")

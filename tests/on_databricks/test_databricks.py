@@ -150,7 +150,7 @@ def test_local_code_on_databricks(workspace, project, tiny_model, easy_zip_url, 
     libraries = [library["pypi"]["package"] for library in job.request["libraries"]]
     assert libraries == mlproject_libraries() and f"mlflow=={mlflow.__version__}" in libraries
     # The cluster's own Python and packages ran it, with the job's libraries on top.
-    assert "Python 3.12" in job.log and "torch 2.7.0, pandas 2.2.3, mlflow 3.17.2" in job.log
+    assert "Python 3.12" in job.log and "torch 2.9.0, pandas 2.2.3, mlflow 3.17.2" in job.log  # runtime 18.0 + the libraries
 
     parent, children = job_runs(server_uri, job_id, experiment)
     assert parent.data.tags["mlflow.project.backend"] == "databricks-jobs"
