@@ -72,9 +72,10 @@ def find_python(version: str) -> str:
 
 def installable_versions(runtime: str) -> dict[str, str]:
     """The runtime's versions as PyPI has them: the image's torch is a CUDA build of its own (18.0: `2.9.0+cu129`,
-    from PyTorch's index) with its CUDA libraries; PyPI has the same release with the CUDA libraries it pins itself."""
+    from PyTorch's index) with its CUDA libraries (`nvidia-*-cu12`); PyPI has the same release with the CUDA
+    libraries it pins itself."""
     versions = runtime_versions(runtime).items()
-    return {name: Version(version).public for name, version in versions if not name.startswith("nvidia-")}
+    return {name: Version(version).public for name, version in versions if not fnmatch.fnmatch(name, "nvidia-*-cu[0-9]*")}
 
 
 def runtime_pins(folder: Path, runtime: str) -> Path:
