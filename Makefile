@@ -3,7 +3,11 @@
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
-CLUSTER_VENV ?= .venv-cluster
+# The runtime the cluster-like environment is built like: empty for the cluster specs' (18 LTS ML), or another of
+# pyproject.toml's runtimes (tools/dependencies.py reads it): make test-cluster RUNTIME=17.3.x-gpu-ml-scala2.13
+RUNTIME ?=
+CLUSTER_VENV ?= .venv-cluster$(if $(RUNTIME),-$(RUNTIME))
+CLUSTER := SENTIMENT_DATABRICKS_RUNTIME=$(RUNTIME) PATH="$(abspath $(CLUSTER_VENV))/bin:$$PATH"
 RUN_ARGS ?=
 PYTEST_ARGS ?=
 # The cluster-like environment's share of the suite: the unit tests, the Databricks tests and one pipeline.
@@ -12,7 +16,7 @@ CLUSTER_TESTS ?= tests/on_databricks/test_databricks.py tests/test_main.py::test
 EXPERIMENT ?= /Shared/sentiment
 CLUSTER_SPEC ?= cluster_spec.json
 
-.PHONY: venv run databricks test test-fast test-cluster test-databricks fuzz deps mlproject ui clean
+.PHONY: venv run databricks test test-fast test-cluster test-cluster-unit test-databricks fuzz deps mlproject ui clean
 
 venv: $(VENV)/.installed
 
@@ -42,10 +46,12 @@ fuzz: venv  ## the property-based tests with a long budget (CI runs them with th
 test-fast: venv  ## the tests without the slow end-to-end ones
 	PATH="$(abspath $(BIN)):$$PATH" python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-test-cluster: venv  ## unit tests, Databricks tests and one pipeline on Python 3.12 with the 17.3 LTS ML runtime's packages
-	$(BIN)/python tests/databricks_runtime.py cluster-env $(CLUSTER_VENV)
-	PATH="$(abspath $(CLUSTER_VENV))/bin:$$PATH" $(CLUSTER_VENV)/bin/python -m pytest -m "not slow" $(PYTEST_ARGS)
-	PATH="$(abspath $(CLUSTER_VENV))/bin:$$PATH" $(CLUSTER_VENV)/bin/python -m pytest $(CLUSTER_TESTS) $(PYTEST_ARGS)
+test-cluster-unit: venv  ## the unit tests on Python 3.12 with a runtime's packages (18 LTS ML; RUNTIME=17.3.x-gpu-ml-scala2.13 for 17.3)
+	SENTIMENT_DATABRICKS_RUNTIME=$(RUNTIME) $(BIN)/python tests/databricks_runtime.py cluster-env $(CLUSTER_VENV)
+	$(CLUSTER) $(CLUSTER_VENV)/bin/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-cluster: test-cluster-unit  ## the unit tests, then the Databricks tests and one pipeline, in the runtime's environment
+	$(CLUSTER) $(CLUSTER_VENV)/bin/python -m pytest $(CLUSTER_TESTS) $(PYTEST_ARGS)
 
 test-databricks: venv  ## the pipeline on a real workspace (backend databricks-jobs): DATABRICKS_HOST, DATABRICKS_TOKEN, DATABRICKS_CATALOG, DATABRICKS_SCHEMA, DATABRICKS_EXPERIMENT
 	PATH="$(abspath $(BIN)):$$PATH" python -m pytest -m workspace -rsA tests/on_databricks/test_workspace.py $(PYTEST_ARGS)

@@ -27,12 +27,12 @@ And in both kinds:
 - `POST /api/2.0/jobs/runs/submit`: the cluster spec must be a bare `new_cluster` on a runtime Databricks supports
   (a wrapped `{"new_cluster": ...}` spec or any other unknown field is a 400). A `spark_python_task` runs its
   `dbfs:/` python file with its parameters as the cluster's driver would: on the runtime's own Python and
-  packages (`tests/databricks_runtime.py`, from the committed constraint list) with the job's `pypi` libraries
-  really pip-installed on top, from a driver folder that is not the project's, `/dbfs` and `/databricks` mapped
-  into the emulator's folders. A library that would replace a package the runtime builds for its driver and
-  Spark (torch, numpy, pandas, pyarrow, pyspark, CUDA libraries) ends the run as a library installation failure
-  naming it. A `shell_command_task` (MLflow's classic project format) ends FAILED, as Databricks documents for
-  runtime 13 and above;
+  packages (`tests/databricks_runtime.py`, from the committed constraint list of the runtime the spec names: 18.0
+  or 17.3) with the job's `pypi` libraries really pip-installed on top, from a driver folder that is not the
+  project's, `/dbfs` and `/databricks` mapped into the emulator's folders. A library that would replace a package
+  the runtime builds for its driver and Spark (torch, numpy, pandas, pyarrow, pyspark, CUDA libraries) ends the run
+  as a library installation failure naming it. A `shell_command_task` (MLflow's classic project format) ends
+  FAILED, as Databricks documents for runtime 13 and above;
 - `GET /api/2.x/jobs/runs/get` (PENDING → RUNNING → TERMINATED with SUCCESS / FAILED / CANCELED / TIMEDOUT, or
   INTERNAL_ERROR when a library cannot be installed or the cluster cannot start), with Jobs 2.2's reasons: the run's
   `status.termination_details` (`code`, `type`, `message`: the codes of the Jobs API's TerminationCodeCode) and each
@@ -77,7 +77,7 @@ import psutil
 import requests
 
 from databricks_runtime import RUNTIME_PYTHON, LibraryRefused, cluster_environment
-from tools.dependencies import runtime_release, settings
+from tools.dependencies import runtime_release, supported_runtimes
 from unity_catalog_emulator import PRESIGNED_PREFIX, ApiError, UnityCatalog, file_within
 
 # MLflow's job code copies the tarball with `rsync -a -v --ignore-existing FILE DIR`. Databricks images have rsync,
@@ -593,16 +593,18 @@ class DatabricksEmulator:
         return entry
 
     def _install_libraries(self, job: Job) -> Path:
-        """The cluster's Python with the job's libraries installed over the runtime (built once per library list)."""
-        if job.runtime != runtime_release():
-            raise LibraryRefused(f"the emulator has the package set of runtime {settings()['runtime']} only, not {job.runtime}")
+        """The cluster's Python with the job's libraries installed over the runtime its spec names (built once per
+        runtime and library list): the runtimes whose package list is committed in databricks/."""
+        committed = {runtime_release(runtime): runtime for runtime in supported_runtimes()}
+        if job.runtime not in committed:
+            raise LibraryRefused(f"the emulator has the package sets of runtimes {', '.join(committed)} only, not {job.runtime}")
         specs = []
         for library in job.request.get("libraries", []):
             spec = library.get("pypi", {}).get("package") if isinstance(library, dict) else None
             if not isinstance(spec, str) or not spec:
                 raise LibraryRefused(f"{json.dumps(library)}: the emulator installs `pypi` libraries only")
             specs.append(spec)
-        return cluster_environment(specs)
+        return cluster_environment(specs, runtime=committed[job.runtime])
 
     def _in_sandbox(self, text: str, job: Job) -> str:
         """The driver's view of the cluster: `/dbfs/...` is the emulator's DBFS, `/Volumes/...` its Unity Catalog

@@ -3,9 +3,10 @@
 A job cluster brings its own Python and packages (torch built for its NVIDIA driver, numpy, pandas, pyarrow,
 pyspark, transformers, its own MLflow), and pip-installs the job's libraries on top of them. This module builds:
 
-- the **runtime** (`runtime_environment()`): the runtime's Python (3.12 for 17.3 LTS ML) with the runtime's own
-  versions, from the committed constraint list `databricks/<runtime>.constraints.txt`, of the packages the project
-  touches (not all ~420 the image has: see tests/README.md). Built once and cached;
+- the **runtime** (`runtime_environment()`): the runtime's Python (3.12 for 18 and 17.3 LTS ML) with the runtime's
+  own versions, from the committed constraint list `databricks/<runtime>.constraints.txt`, of the packages the
+  project touches (not all ~420 the image has: see tests/README.md). Built once per runtime and cached; the
+  runtime is the selected one (`$SENTIMENT_DATABRICKS_RUNTIME`, else the cluster specs') unless named;
 - a **cluster** over it (`cluster_environment(libraries)`): a venv that sees the runtime's packages (a `.pth`
   file) and gets the job's libraries pip-installed on top, as the cluster's library installer does. Cached per
   library list. A library that would replace one of the packages the runtime builds for its driver and Spark
@@ -14,6 +15,7 @@ pyspark, transformers, its own MLflow), and pip-installs the job's libraries on 
   #41; pandas-on-Spark supports only the runtime's pandas). `LibraryRefused` says which and why.
 
     python tests/databricks_runtime.py cluster-env DIR   # CI: the runtime + MLproject's python_libraries + test tools
+    SENTIMENT_DATABRICKS_RUNTIME=17.3.x-gpu-ml-scala2.13 python tests/databricks_runtime.py cluster-env DIR   # another runtime
 
 Only the standard library and `packaging` are used here, so any Python can build the environments.
 """
@@ -29,14 +31,17 @@ import sys
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from tools.dependencies import declared, runtime_constraints_file, runtime_release, runtime_versions, settings  # noqa: E402
+from tools.dependencies import (declared, runtime_constraints_file, runtime_release, runtime_versions,  # noqa: E402
+                                selected_runtime, settings)
 
 # The LTS runtimes Databricks supports in November 2026 and their Python (Databricks runtime release notes);
-# 12.2 LTS and 13.3 LTS have reached end of support.
-RUNTIME_PYTHON = {"14.3": "3.10", "15.4": "3.11", "16.4": "3.12", "17.3": "3.12"}
+# 12.2 LTS and 13.3 LTS have reached end of support. 18 LTS (release notes: Spark 4.1.0, released 2026-06-10,
+# supported to 2029-06-10) is keyed `18.0` as its ML package list (databricks/README.md).
+RUNTIME_PYTHON = {"14.3": "3.10", "15.4": "3.11", "16.4": "3.12", "17.3": "3.12", "18.0": "3.12"}
 
 # What the runtime builds for its NVIDIA driver and its Spark (Databricks runtime release notes; PyTorch RFC #172663 and
 # PR #187130: PyPI's torch from 2.11 is a CUDA 13 build, which needs driver R580+; dask-contrib/dask-databricks #41:
@@ -65,17 +70,25 @@ def find_python(version: str) -> str:
     raise RuntimeError(f"no Python {version} found (the runtime's): install it or set PYTHON{version.replace('.', '')}")
 
 
-def runtime_pins(folder: Path) -> Path:
+def installable_versions(runtime: str) -> dict[str, str]:
+    """The runtime's versions as PyPI has them: the image's torch is a CUDA build of its own (18.0: `2.9.0+cu129`,
+    from PyTorch's index) with its CUDA libraries (`nvidia-*-cu12`); PyPI has the same release with the CUDA
+    libraries it pins itself."""
+    versions = runtime_versions(runtime).items()
+    return {name: Version(version).public for name, version in versions if not fnmatch.fnmatch(name, "nvidia-*-cu[0-9]*")}
+
+
+def runtime_pins(folder: Path, runtime: str) -> Path:
     """The runtime's versions as exact pins (`~=` would let pip move a patch release the image does not have)."""
     path = folder / "runtime-pins.txt"
-    path.write_text("".join(f"{name}=={version}\n" for name, version in sorted(runtime_versions().items())))
+    path.write_text("".join(f"{name}=={version}\n" for name, version in sorted(installable_versions(runtime).items())))
     return path
 
 
-def runtime_packages() -> list[str]:
+def runtime_packages(runtime: str) -> list[str]:
     """The runtime's packages the project touches: its protected builds, its MLflow and SDK, and every project
     dependency it already has (at its own version: the pins make sure)."""
-    versions = runtime_versions()
+    versions = installable_versions(runtime)
     names = {name for name in versions if any(fnmatch.fnmatch(name, pattern) for pattern in PROTECTED) and not name.startswith("nvidia-")}
     names -= {"torchvision"}  # not used by the project; torch's own nvidia-* dependencies come with it
     names |= set(RUNTIME_OWN) | {canonicalize_name(requirement.name) for requirement in declared()} | {"pytest"}
@@ -105,24 +118,25 @@ def pip(environment: Path, *args: str, capture: bool = False) -> subprocess.Comp
                           check=not capture, capture_output=capture, text=True)
 
 
-def runtime_environment() -> Path:
+def runtime_environment(runtime: str | None = None) -> Path:
     """The runtime's Python with the runtime's versions of `runtime_packages()`, cached by what defines it."""
-    packages = runtime_packages()
-    key = hashlib.sha256(json.dumps([runtime_constraints_file().read_text(), packages]).encode()).hexdigest()[:12]
+    runtime = runtime or selected_runtime()
+    packages = runtime_packages(runtime)
+    key = hashlib.sha256(json.dumps([runtime_constraints_file(runtime).read_text(), packages]).encode()).hexdigest()[:12]
 
     def steps(folder: Path) -> None:
-        subprocess.run([find_python(RUNTIME_PYTHON[runtime_release()]), "-m", "venv", str(folder)], check=True)
-        pip(folder, "install", "--quiet", "--constraint", str(runtime_pins(folder)), *packages)
+        subprocess.run([find_python(RUNTIME_PYTHON[runtime_release(runtime)]), "-m", "venv", str(folder)], check=True)
+        pip(folder, "install", "--quiet", "--constraint", str(runtime_pins(folder, runtime)), *packages)
 
-    return _build(CACHE / f"{settings()['runtime']}-{key}", steps)
+    return _build(CACHE / f"{runtime}-{key}", steps)
 
 
-def refused(environment: Path, libraries: list[str]) -> list[str]:
+def refused(environment: Path, libraries: list[str], runtime: str) -> list[str]:
     """Why installing `libraries` into `environment` would replace a protected runtime package (pip's own plan)."""
     plan = pip(environment, "install", "--dry-run", "--quiet", "--report", "-", *libraries, capture=True)
     if plan.returncode != 0:
         raise LibraryRefused(f"pip cannot install {' '.join(libraries)}: {plan.stderr.strip().splitlines()[-1:]}")
-    installed = runtime_versions()
+    installed = runtime_versions(runtime)
     replaced, added = [], []
     for item in json.loads(plan.stdout)["install"]:
         name, version = canonicalize_name(item["metadata"]["name"]), item["metadata"]["version"]
@@ -137,18 +151,20 @@ def refused(environment: Path, libraries: list[str]) -> list[str]:
     return replaced
 
 
-def cluster_environment(libraries: list[str], extra: tuple[str, ...] = ()) -> Path:
-    """A cluster with `libraries` installed over the runtime (and `extra`, unchecked: CI's test tools).
+def cluster_environment(libraries: list[str], extra: tuple[str, ...] = (), runtime: str | None = None) -> Path:
+    """A cluster of `runtime` (default: the selected one) with `libraries` installed over it (and `extra`,
+    unchecked: CI's test tools).
 
     Raises LibraryRefused, naming the package, when one would replace a protected runtime package."""
-    runtime = runtime_environment()
+    name = runtime or selected_runtime()
+    runtime = runtime_environment(name)
     key = hashlib.sha256(json.dumps([runtime.name, libraries, list(extra)]).encode()).hexdigest()[:12]
 
     def steps(folder: Path) -> None:
         subprocess.run([str(runtime / "bin" / "python"), "-m", "venv", str(folder)], check=True)
         # The cluster's Python sees the runtime's packages; what pip installs here shadows them (as an upgrade).
         (site_packages(folder) / "databricks_runtime.pth").write_text(f"{site_packages(runtime)}\n")
-        reasons = refused(folder, libraries)
+        reasons = refused(folder, libraries, name)
         if reasons:
             raise LibraryRefused("; ".join(reasons))
         pip(folder, "install", "--quiet", *libraries, *extra)
@@ -165,11 +181,12 @@ def installed_versions(environment: Path) -> dict[str, str]:
     return {canonicalize_name(item["name"]): item["version"] for item in json.loads(listed.stdout)}
 
 
-def changed_runtime_packages(runtime: Path, cluster: Path) -> list[str]:
-    """Runtime packages whose version the cluster's libraries changed, but those they replace on purpose
-    (`replaced` in pyproject.toml: mlflow==<client> brings its own mlflow-skinny)."""
+def changed_runtime_packages(runtime: Path, cluster: Path, libraries: list[str]) -> list[str]:
+    """Runtime packages whose version the cluster's libraries changed, but those they replace on purpose:
+    `replaced` in pyproject.toml (mlflow==<client> brings its own mlflow-skinny) and the libraries themselves (one
+    list serves every supported runtime: 18.0 lacks torchmetrics, so 17.3's own is replaced by the lock's)."""
     before, after = installed_versions(runtime), installed_versions(cluster)
-    allowed = {canonicalize_name(name) for name in settings()["replaced"]}
+    allowed = {canonicalize_name(name) for name in [*settings()["replaced"], *(spec.partition("==")[0] for spec in libraries)]}
     return [f"{name} {version} -> {after[name]}" for name, version in sorted(before.items())
             if after.get(name) != version and name not in allowed]
 
@@ -181,9 +198,10 @@ def build_ci_cluster_environment(link: Path) -> Path:
 
     # The runtime's pytest runs the tests; the other test tools at the versions requirements-dev.txt pins.
     tools = tuple(line for line in (REPO / "requirements-dev.txt").read_text().splitlines() if line.startswith("hypothesis=="))
-    environment = cluster_environment(mlproject_libraries(), tools)
+    libraries = mlproject_libraries()
+    environment = cluster_environment(libraries, tools)
     pip(environment, "check")
-    changed = changed_runtime_packages(runtime_environment(), environment)
+    changed = changed_runtime_packages(runtime_environment(), environment, libraries)
     if changed:
         raise SystemExit(f"python_libraries change the runtime's own packages: {', '.join(changed)}")
     pip(environment, "install", "--quiet", "--no-deps", "-e", str(REPO))  # the client's side: backend databricks-jobs

@@ -25,21 +25,52 @@ def test_package_lists_derive_from_pyproject():
     assert pip == REQUIREMENTS
 
 
-def test_python_libraries_install_only_what_the_runtime_lacks():
-    """17.3 LTS ML has torch, pandas, transformers and the rest in its own builds: the job adds MLflow at the
-    client's version and Lightning, which the runtime does not ship, and nothing the runtime owns."""
+def test_python_libraries_install_only_what_a_runtime_lacks():
+    """18 and 17.3 LTS ML have torch, pandas, transformers and the rest in their own builds: the job adds MLflow at
+    the client's version and Lightning, which neither ships, torchmetrics, which 18.0 lacks, and nothing they own."""
     libraries = load_project(str(REPO)).databricks_spark_job_spec.python_libraries
-    assert libraries == ["mlflow==3.17.2", "lightning==2.6.6"]
-    runtime = dependencies.runtime_versions()
-    assert "lightning" not in runtime and runtime["mlflow-skinny"] != "3.17.2" and "mlflow" not in runtime
-    assert {"torch", "numpy", "pandas", "pyarrow", "transformers"} <= set(runtime)
+    assert libraries == ["mlflow==3.17.2", "lightning==2.6.6", "torchmetrics==1.9.0"]
+    assert dependencies.supported_runtimes() == ["18.0.x-gpu-ml-scala2.13", "17.3.x-gpu-ml-scala2.13"]
+    for release in dependencies.supported_runtimes():
+        runtime = dependencies.runtime_versions(release)
+        assert "lightning" not in runtime and runtime["mlflow-skinny"] != "3.17.2" and "mlflow" not in runtime
+        assert {"torch", "numpy", "pandas", "pyarrow", "transformers"} <= set(runtime)
+    assert "torchmetrics" not in dependencies.runtime_versions("18.0.x-gpu-ml-scala2.13")
+    assert dependencies.runtime_versions("17.3.x-gpu-ml-scala2.13")["torchmetrics"] == "1.6.0"
+
+
+def test_the_runtimes_package_lists_are_those_databricks_ships():
+    """The facts the docs state, read back from the committed lists (databricks/README.md names their source)."""
+    runtime_18, runtime_17 = (dependencies.runtime_versions(runtime) for runtime in dependencies.supported_runtimes())
+    assert (runtime_18["torch"], runtime_18["transformers"], runtime_18["mlflow-skinny"], runtime_18["pyspark"]) == (
+        "2.9.0+cu129", "4.57.1", "3.8.1", "4.1.0")
+    assert (runtime_17["torch"], runtime_17["transformers"], runtime_17["mlflow-skinny"], runtime_17["pyspark"]) == (
+        "2.7.0", "4.51.3", "3.0.1", "4.0.0")
+
+
+def test_the_cluster_like_environment_follows_the_chosen_runtime(monkeypatch):
+    """`make test-cluster RUNTIME=...` sets SENTIMENT_DATABRICKS_RUNTIME; the generated files do not depend on it."""
+    monkeypatch.setenv(dependencies.RUNTIME_VARIABLE, "17.3.x-gpu-ml-scala2.13")
+    assert dependencies.runtime_release() == "17.3" and dependencies.runtime_versions()["pyspark"] == "4.0.0"
+    assert dependencies.problems() == []
+    monkeypatch.setenv(dependencies.RUNTIME_VARIABLE, "16.4.x-gpu-ml-scala2.12")
+    with pytest.raises(ValueError, match="supported runtimes are 18.0.x-gpu-ml-scala2.13, 17.3.x-gpu-ml-scala2.13"):
+        dependencies.runtime_versions()
+    monkeypatch.setenv(dependencies.RUNTIME_VARIABLE, "")
+    assert dependencies.runtime_release() == "18.0"
 
 
 def test_the_checks_refuse_a_library_that_would_replace_the_runtimes_torch(monkeypatch):
-    """Raising the declared torch above the runtime's 2.7 is a problem the check names, not a new job library."""
+    """Raising the declared torch above a runtime's (17.3: 2.7, 18.0: 2.9) is a problem the check names, not a new job
+    library; above 17.3's alone, too: one library list serves both runtimes."""
     declared = dependencies.declared()
     monkeypatch.setattr(dependencies, "declared", lambda: [type(r)("torch>=2.13") if r.name == "torch" else r for r in declared])
-    assert any("needs more than the runtime's own torch 2.7.0" in problem for problem in dependencies.problems())
+    problems = dependencies.problems()
+    assert any("needs more than runtime 17.3's own torch 2.7.0" in problem for problem in problems)
+    assert any("needs more than runtime 18.0's own torch 2.9.0+cu129" in problem for problem in problems)
+    monkeypatch.setattr(dependencies, "declared", lambda: [type(r)("torch>=2.8") if r.name == "torch" else r for r in declared])
+    assert [problem for problem in dependencies.problems() if "own torch" in problem] == [
+        "torch>=2.8 needs more than runtime 17.3's own torch 2.7.0, which no job may replace"]
 
 
 def test_entry_points_run_python_files_of_the_project():
@@ -60,11 +91,11 @@ def test_entry_points_run_python_files_of_the_project():
 def test_cluster_specs_are_bare_dedicated_gpu_clusters(spec_file, node_type):
     spec = json.loads((REPO / spec_file).read_text())
     assert "new_cluster" not in spec and "libraries" not in spec  # the bare Jobs API new_cluster
-    assert spec["spark_version"] == dependencies.settings()["runtime"] == "17.3.x-gpu-ml-scala2.13"
+    assert spec["spark_version"] == dependencies.settings()["runtime"] == "18.0.x-gpu-ml-scala2.13"
     assert spec["node_type_id"] == node_type
     assert spec["data_security_mode"] == "SINGLE_USER"  # dedicated: Unity Catalog and /Volumes; ML GPU runtimes need it
-    assert dependencies.runtime_constraints_file().is_file()
-    # 17.3 LTS ML ships Python 3.12; laptops keep 3.11 (conda.yaml): the code supports both.
+    assert dependencies.runtime_constraints_file(spec["spark_version"]).is_file()
+    # 18 and 17.3 LTS ML ship Python 3.12; laptops keep 3.11 (conda.yaml): the code supports both.
     assert tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"] == ">=3.11,<3.13"
     assert "python=3.11.7" in yaml.safe_load((REPO / "conda.yaml").read_text())["dependencies"]
 

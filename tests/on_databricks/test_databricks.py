@@ -198,7 +198,7 @@ def test_local_code_on_databricks(workspace, project, tiny_model, easy_zip_url, 
     libraries = [library["pypi"]["package"] for library in job.request["libraries"]]
     assert libraries == mlproject_libraries() and f"mlflow=={mlflow.__version__}" in libraries
     # The cluster's own Python and packages ran it, with the job's libraries on top.
-    assert "Python 3.12" in job.log and "torch 2.7.0, pandas 2.2.3, mlflow 3.17.2" in job.log
+    assert "Python 3.12" in job.log and "torch 2.9.0, pandas 2.2.3, mlflow 3.17.2" in job.log  # runtime 18.0 + the libraries
 
     parent, children = job_runs(server_uri, job_id, experiment)
     assert parent.data.tags["mlflow.project.backend"] == "databricks-jobs"
@@ -339,9 +339,9 @@ def test_clusters_refuse_what_databricks_refuses(legacy_workspace):
     assert (job.state, job.result) == ("TERMINATED", "SUCCESS") and "driver ran" in job.log
     # A library that would replace what the runtime builds for its driver and Spark fails the installation.
     assert ended(submit_job(spec, pinned + [{"pypi": {"package": "torch==2.13.0"}}])) == ("INTERNAL_ERROR", "FAILED", (
-        "Library installation failed: torch 2.13.0 would replace the runtime's own torch 2.7.0"))
+        "Library installation failed: torch 2.13.0 would replace the runtime's own torch 2.9.0+cu129"))
     state, _, message = ended(submit_job(spec, pinned + [{"pypi": {"package": "pyspark==4.1.1"}}]))
-    assert state == "INTERNAL_ERROR" and message == "Library installation failed: pyspark 4.1.1 would replace the runtime's own pyspark 4.0.0"
+    assert state == "INTERNAL_ERROR" and message == "Library installation failed: pyspark 4.1.1 would replace the runtime's own pyspark 4.1.0"
 
     refused = {
         "13.3.x-gpu-ml-scala2.12": submit_job(spec | {"spark_version": "13.3.x-gpu-ml-scala2.12"}, pinned),  # end of support
