@@ -68,7 +68,8 @@ def partitions(frame) -> int:
 
 def python_error_in(error: Exception) -> str:
     """The Python error inside a Spark failure (classic Spark's py4j error and Spark Connect's error alike carry
-    the worker's traceback among pages of JVM stack), else its first line."""
-    lines = [line.strip() for line in str(error).splitlines()]
+    the worker's traceback among pages of JVM stack), else the JVM's own exception (py4j puts it on a line of its own
+    after ": ", as in `: java.io.IOException: Mkdirs failed to create ...`), else its first line."""
+    lines = [line.strip().removeprefix(": ") for line in str(error).splitlines()]
     found = [line for line in lines if re.match(r"^[A-Za-z_.]*(Error|Exception): ", line) and not line.startswith("py4j")]
     return found[-1] if found else first_line(error)

@@ -13,6 +13,15 @@ def test_a_failed_python_worker_is_its_own_error():
     assert python_error_in(spark_failure) == "FileNotFoundError: [Errno 2] No such file or directory: '/local/data/train.csv'"
 
 
+def test_a_failed_spark_write_is_the_jvms_own_reason():
+    """py4j's first line names only the call ("An error occurred while calling o102.parquet."); the reason a user can
+    act on is the Java exception after it."""
+    write_failure = Exception("An error occurred while calling o102.parquet.\n: java.io.IOException: Mkdirs failed to create "
+                              "file:/data/out/.predictions.writing-1 (exists=false, cwd=file:/work)\n\tat org.apache.hadoop...")
+    assert python_error_in(write_failure) == ("java.io.IOException: Mkdirs failed to create file:/data/out/.predictions.writing-1 "
+                                              "(exists=false, cwd=file:/work)")
+
+
 def test_a_spark_master_beside_spark_remote_is_refused_before_spark_starts(monkeypatch):
     """SPARK_REMOTE (Spark Connect) and a master name two different Sparks: the step would run on one of them."""
     monkeypatch.setenv("SPARK_REMOTE", "sc://cluster:15002")
