@@ -33,8 +33,8 @@ from pipeline.on_databricks.cluster import on_databricks
 from pipeline.on_databricks.credentials import credentials_for_children
 from pipeline.on_databricks.jobs import NAME as DATABRICKS_JOBS
 from pipeline.on_databricks.jobs import submit_project
-from pipeline.entry import INTERRUPTED, project_dir, run_entry_point
-from pipeline.errors import PipelineError, reports_errors
+from pipeline.entry import INTERRUPTED, project_dir, reports_errors, run_entry_point
+from pipeline.errors import PipelineError
 from pipeline.logs import LOGGER
 from pipeline.tracking.mlflow_internals import step_environment
 from pipeline.parameters import STEP_PARAMETERS, MainParameters, as_text, check_value, command_line, declaring_steps

@@ -28,8 +28,8 @@ from pipeline.serving import batch_scoring
 from pipeline.serving.model_logging import refuse_without_code_execution
 from pipeline.contract import BATCH, DOWNLOAD, LATEST, MODEL_URI_TAG, MODEL_VERSION_TAG, data_uri, latest_finished_run
 from pipeline.data.reviews import LABEL_COLUMN, LABELS
-from pipeline.entry import run_entry_point
-from pipeline.errors import PipelineError, first_line, reports_errors
+from pipeline.entry import reports_errors, run_entry_point
+from pipeline.errors import PipelineError, first_line
 from pipeline.evaluation.metrics import label_scores
 from pipeline.parameters import BatchInference, command_line, logged_params
 from pipeline.tracking.runs import download_artifacts, is_artifact_uri, log_new_params, step_run

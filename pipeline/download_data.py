@@ -19,8 +19,8 @@ import mlflow
 from pipeline.on_databricks.cluster import local_path
 from pipeline.contract import DATA_ARTIFACT, DOWNLOAD, SHA256_TAG, SOURCE_TAG, validators_tag
 from pipeline.data.reviews import LABEL_COLUMN, SPLITS, read_dataset
-from pipeline.entry import run_entry_point
-from pipeline.errors import PipelineError, reports_errors
+from pipeline.entry import reports_errors, run_entry_point
+from pipeline.errors import PipelineError
 from pipeline.data.fetch import extract_zip, fetch, sha256_of, source_validators
 from pipeline.data.input_data import dataset_source
 from pipeline.parameters import DownloadData, command_line, logged_params

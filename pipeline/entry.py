@@ -7,6 +7,7 @@ spaces and still shell-quoted (`cache_dir='~/.cache/x'`), because no shell reads
 is the working directory, never `__file__`'s folder, and the arguments may need the shell's unquoting.
 """
 
+import functools
 import os
 import shlex
 import signal
@@ -89,3 +90,23 @@ def run_entry_point(command: click.Command) -> None:
                    "last checkpoint)", err=True)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def reports_errors(command):
+    """Run a click entry point so a PipelineError ends it with `error: <message>` and exit code 1, the message also
+    on the entry point's MLflow run (`record_failure`), wherever it was raised.
+
+    The exception still passes through any `with mlflow.start_run()` inside the command first,
+    so the run is marked FAILED before the process exits.
+    """
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except PipelineError as error:
+            record_failure(str(error))
+            click.echo(f"error: {error}", err=True)
+            sys.exit(1)
+
+    return wrapper

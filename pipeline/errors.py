@@ -1,10 +1,6 @@
 """Errors a user can fix, reported as one line instead of a traceback."""
 
-import functools
 import re
-import sys
-
-import click
 
 
 class PipelineError(Exception):
@@ -25,25 +21,3 @@ def first_line(error: Exception) -> str:
     exception's type when it has none)."""
     text = without_credentials(str(error).strip())
     return text.splitlines()[0] if text else type(error).__name__
-
-
-def reports_errors(command):
-    """Run a click entry point so a PipelineError ends it with `error: <message>` and exit code 1, the message also
-    on the entry point's MLflow run (`pipeline.entry.record_failure`), wherever it was raised.
-
-    The exception still passes through any `with mlflow.start_run()` inside the command first,
-    so the run is marked FAILED before the process exits.
-    """
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except PipelineError as error:
-            from pipeline.entry import record_failure  # here: entry imports this module, and MLflow is heavy
-
-            record_failure(str(error))
-            click.echo(f"error: {error}", err=True)
-            sys.exit(1)
-
-    return wrapper

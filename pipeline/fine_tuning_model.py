@@ -25,8 +25,7 @@ from pipeline.training.classifier import SentimentClassifier, check_backbone, lo
 from pipeline.contract import BEST_CHECKPOINT_TAG, FINE_TUNING, MODEL_URI_TAG, MONITOR, RESUMED_TAG, TEST_METRICS
 from pipeline.contract import TOKENS_CACHED_TAG
 from pipeline.training.datamodule import ReviewsDataModule
-from pipeline.entry import run_entry_point
-from pipeline.errors import reports_errors
+from pipeline.entry import reports_errors, run_entry_point
 from pipeline.evaluation.comparison import evaluate, log_evaluation
 from pipeline.evaluation.precision_choice import refuse_unchecked_precision
 from pipeline.training.hardware import Capabilities, scoring_device

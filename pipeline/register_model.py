@@ -20,8 +20,8 @@ from mlflow.exceptions import MlflowException
 from pipeline.contract import DIGEST_TAG, FINE_TUNING, GATE_REASON_TAG, GATE_RESULT_TAG, GATE_TAG, LATEST, METRIC_TAG
 from pipeline.contract import MODEL_URI_TAG, REGISTER, REGISTERED_NAME_TAG, REGISTERED_VERSION_TAG, SCORE_TAG
 from pipeline.contract import SOURCE_RUN_TAG, STEP_TAG, latest_finished_run
-from pipeline.entry import run_entry_point
-from pipeline.errors import PipelineError, first_line, reports_errors
+from pipeline.entry import reports_errors, run_entry_point
+from pipeline.errors import PipelineError, first_line
 from pipeline.tracking.mlflow_internals import check_registry_names
 from pipeline.parameters import RegisterModel, command_line, logged_params
 from pipeline.evaluation.quality_gate import judge, promote

@@ -97,3 +97,13 @@ def test_no_wing_shadows_an_installed_package(tmp_path):
     code = f"import importlib.util; print([name for name in {wings!r} if importlib.util.find_spec(name)])"
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr[-2000:]
+
+
+def test_the_plumbing_below_the_steps_has_no_import_circle():
+    """`errors` is the bottom: it imports nothing of the project; `contract` and `logs` only it; `entry` (how an entry
+    point runs and reports its errors) sits on them, and none of them imports `entry` back."""
+    own = {name: {module for module in imported_modules(PACKAGE / f"{name}.py") if module.startswith("pipeline.")}
+           for name in ("errors", "contract", "logs", "entry")}
+    assert own["errors"] == set()
+    assert {module.rsplit(".", 1)[0] if module.count(".") > 1 else module for module in own["contract"] | own["logs"]} <= {"pipeline.errors"}
+    assert not any(module.startswith("pipeline.entry") for name in ("errors", "contract", "logs") for module in own[name])

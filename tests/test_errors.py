@@ -4,7 +4,8 @@ import click
 import pytest
 
 from conftest import cli_runner
-from pipeline.errors import PipelineError, first_line, reports_errors, without_credentials
+from pipeline.errors import PipelineError, first_line, without_credentials
+from pipeline.entry import reports_errors
 
 
 def test_credentials_in_urls_are_removed_and_the_rest_kept():

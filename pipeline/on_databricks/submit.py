@@ -33,7 +33,8 @@ from pipeline.on_databricks.code_upload import staged_files
 from pipeline.on_databricks.job_run import DatabricksJobRun
 from pipeline.on_databricks.jobs import SubmissionRefused
 from pipeline.contract import ERROR_TAG
-from pipeline.errors import PipelineError, first_line, reports_errors
+from pipeline.errors import PipelineError, first_line
+from pipeline.entry import reports_errors
 from pipeline.logs import LOGGER, configure
 from pipeline.tracking.mlflow_internals import set_databricks_poll_interval
 from pipeline.tracking.runs import shown_tracking_uri

@@ -6,7 +6,7 @@ traceback that shows the tracking URI, credentials included. This says it in one
 
 import click
 
-from pipeline.errors import reports_errors
+from pipeline.entry import reports_errors
 from pipeline.tracking.runs import check_tracking_server
 
 
