@@ -641,7 +641,7 @@ def test_code_can_go_to_a_unity_catalog_volume_once(workspace, project, monkeypa
     folder named by their content, and the same code a second time sends nothing."""
     from databricks.sdk import WorkspaceClient
 
-    from pipeline.on_databricks.jobs import staged_files, upload_code
+    from pipeline.on_databricks.code_upload import staged_files, upload_code
 
     emulator, _, _, _ = workspace
     client = WorkspaceClient(host=emulator.host, token=TOKEN)
@@ -651,7 +651,7 @@ def test_code_can_go_to_a_unity_catalog_volume_once(workspace, project, monkeypa
     assert re.fullmatch(r"/Volumes/main/default/files/code/[0-9a-f]{64}", folder)
     assert {str(path.relative_to(local)) for path in local.rglob("*") if path.is_file()} == set(files) | {".complete"}
     before = {path: path.stat().st_mtime_ns for path in local.rglob("*")}
-    monkeypatch.setattr("pipeline.on_databricks.jobs.VolumeFiles.put", lambda *args: pytest.fail("uploaded again"))
+    monkeypatch.setattr("pipeline.on_databricks.code_upload.VolumeFiles.put", lambda *args: pytest.fail("uploaded again"))
     assert upload_code(client, files, "/Volumes/main/default/files/code") == folder
     assert {path: path.stat().st_mtime_ns for path in local.rglob("*")} == before
 

@@ -47,3 +47,19 @@ def test_bad_arguments(no_credentials, args, expected):
     result = invoke(*args)
     assert result.exit_code != 0
     assert expected in result.stderr
+
+
+def test_the_backend_refuses_a_local_store_before_creating_a_run(tmp_path):
+    """`mlflow run -b databricks-jobs` with a SQLite store: the job could never log into it; no run is created there."""
+    import subprocess
+    import sys
+
+    from conftest import client_env
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = subprocess.run([sys.executable, "-m", "mlflow", "run", str(REPO), "-b", "databricks-jobs", "--backend-config",
+                             str(REPO / "cluster_spec.json"), "--experiment-name", "/Shared/sentiment"],
+                            env=client_env(store), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "is on this machine, where the job cannot log" in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert mlflow.MlflowClient(store).search_runs([mlflow.MlflowClient(store).get_experiment_by_name("/Shared/sentiment").experiment_id]) == []
