@@ -31,6 +31,7 @@ from pipeline.contract import MONITOR
 from pipeline.training.datamodule import ReviewsDataModule
 from pipeline.errors import PipelineError, first_line, without_credentials
 from pipeline.training.hardware import training_process_hardware
+from pipeline.training.progress import progress_callbacks
 from pipeline.training.strategies import strategy_callbacks
 from pipeline.training.job import ERROR_FILE, OUTCOME_FILE, Outcome, TrainingJob
 
@@ -67,13 +68,15 @@ def train(job: TrainingJob) -> Outcome | None:
     datamodule = ReviewsDataModule.for_config(config, Path(job.data_dir), tokenizer, hardware)
     model = SentimentClassifier(config.foundation_model, config.learning_rate, config.weight_decay, compile=hardware.compile,
                                 pad_token_id=tokenizer.pad_token_id)
+    interactive = sys.stderr.isatty()  # Lightning's bar where a terminal shows it, steady lines in a log
     best = ModelCheckpoint(dirpath=job.checkpoints, filename="best-{epoch}", monitor=MONITOR, mode="max", save_top_k=1, save_last=True)
     trainer = L.Trainer(
         max_epochs=config.epochs,
         logger=job_logger(job),
         callbacks=[best, EarlyStopping(monitor=MONITOR, mode="max", patience=config.patience),
                    LearningRateMonitor(logging_interval="epoch"),
-                   *strategy_callbacks(config.fine_tuning_strategy, config.unfreeze_epoch)],
+                   *strategy_callbacks(config.fine_tuning_strategy, config.unfreeze_epoch), *progress_callbacks(interactive)],
+        enable_progress_bar=interactive,
         gradient_clip_val=1.0,
         default_root_dir=job.log_dir,
         enable_model_summary=False,

@@ -58,7 +58,7 @@ def test_a_failed_training_process_hands_back_its_one_line(tmp_path, easy_data):
     result = run_job(job, tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr  # a PipelineError: its line, no traceback
     line = (tmp_path / "work" / "logs" / ERROR_FILE).read_text()
-    assert line.startswith(f"foundation_model={str(tmp_path / 'no-model')!r}: cannot load it")
+    assert line.startswith(f"foundation_model={str(tmp_path / 'no-model')!r}: no such folder")
     with pytest.raises(PipelineError, match=r"^training failed: foundation_model="):
         read_outcome(job, result.returncode)
 
