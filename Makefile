@@ -10,14 +10,9 @@ CLUSTER_VENV ?= .venv-cluster$(if $(RUNTIME),-$(RUNTIME))
 CLUSTER := SENTIMENT_DATABRICKS_RUNTIME=$(RUNTIME) PATH="$(abspath $(CLUSTER_VENV))/bin:$$PATH"
 RUN_ARGS ?=
 PYTEST_ARGS ?=
-# The cluster-like environment's share of the suite: the unit tests, then the Databricks runs whose client is the
-# cluster's own Python (`main` on a job cluster submitting multi-node training and batch_inference, the pipeline as
-# a job) and one pipeline. The backend's client-side tests (refusals, lost answers, profiles, uploads) run where the
-# CLI runs, in `make test`; every emulated job runs on the runtime's Python either way.
-DATABRICKS_TESTS := $(addprefix tests/on_databricks/test_databricks.py::,test_local_code_on_databricks \
-  test_remote_code_on_databricks_waits_with_submit test_multi_node_training_runs_as_its_own_spark_job \
-  test_batch_inference_after_the_pipeline_runs_as_its_own_spark_job)
-CLUSTER_TESTS ?= $(DATABRICKS_TESTS) tests/test_main.py::test_full_pipeline
+# The cluster-like environment's share of the suite: the unit tests, then one pipeline. The Databricks tests run in
+# `make test`, where the client runs; every emulated job runs on the runtime's Python and packages either way.
+CLUSTER_TESTS ?= tests/test_main.py::test_full_pipeline
 
 EXPERIMENT ?= /Shared/sentiment
 CLUSTER_SPEC ?= cluster_spec.json
