@@ -539,8 +539,8 @@ def test_only_the_driver_process_holds_credentials_and_spark(legacy_workspace):
 
 
 def test_what_travels_is_the_project_with_its_commit(workspace, tmp_path, easy_zip_url):
-    """`pipeline.on_databricks.submit <checkout>` uploads what git lists, not the venv, downloads, checkpoints or local store, into
-    a folder named by its content: the same code again uploads nothing."""
+    """`pipeline.on_databricks.submit <checkout>` uploads what git tracks, not the venv, downloads, checkpoints, local store
+    or an untracked file (named in one line), into a folder named by its content: the same code again uploads nothing."""
     emulator, server_uri, _, _ = workspace
     checkout = tmp_path / "checkout"
     subprocess.run(["git", "clone", "--quiet", str(REPO), str(checkout)], check=True)
@@ -549,12 +549,13 @@ def test_what_travels_is_the_project_with_its_commit(workspace, tmp_path, easy_z
     for name, content in made.items():
         (checkout / name).parent.mkdir(parents=True, exist_ok=True)
         (checkout / name).write_bytes(content)
-    (checkout / "NOTES.md").write_text("untracked, not ignored: it travels\n")
+    (checkout / "NOTES.md").write_text("untracked, not ignored: it stays here\n")
     jobs = []
     for _ in range(2):
         before, imports = set(emulator.jobs), emulator.workspace_imports
         result = submit(workspace, str(checkout), *params(pipeline_steps="download_data", download_url=easy_zip_url))
         assert result.returncode == 0, result.stderr[-3000:]
+        assert "not uploaded (untracked; `git add` what the job needs): NOTES.md" in result.stdout + result.stderr
         jobs.append(emulator.jobs[new_job(emulator, before)])
         uploaded = emulator.workspace_imports - imports
     first, second = (job.request["spark_python_task"]["python_file"] for job in jobs)
@@ -562,8 +563,8 @@ def test_what_travels_is_the_project_with_its_commit(workspace, tmp_path, easy_z
     folder = emulator.workspace_files / Path(first).parent.relative_to(f"/Workspace")
     names = {str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file()}
     assert {"MLproject", "main.py", "databricks_task.py", "pipeline/fine_tuning_model.py", "data/sample/uci-sentences/train.csv",
-            "NOTES.md", ".complete"} <= names
-    assert not {name for name in names if name.startswith((".venv", "data/imdb", "checkpoints", "mlflow.db", "lightning_logs"))}
+            ".complete"} <= names
+    assert not {name for name in names if name.startswith((".venv", "data/imdb", "checkpoints", "mlflow.db", "lightning_logs", "NOTES"))}
     parent, _ = job_runs(server_uri, jobs[0].run_id)
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=checkout, check=True, capture_output=True, text=True).stdout.strip()
     assert parent.data.tags["mlflow.source.git.commit"] == head and parent.info.status == "FINISHED"
