@@ -42,7 +42,7 @@ from mlflow.utils.uri import get_db_info_from_uri, is_databricks_uri
 from pipeline.contract import ERROR_TAG, REGISTER
 from pipeline.errors import PipelineError, first_line
 from pipeline.on_databricks.code_upload import TASK_FILE, CodeRefused, check_import_sizes, staged_files, upload_code
-from pipeline.on_databricks.job_run import RUNS_GET, DatabricksJobRun
+from pipeline.on_databricks.job_run import DatabricksJobRun
 from pipeline.parameters import parse_steps
 from pipeline.tracking.runs import check_model_name
 
@@ -108,8 +108,9 @@ def submit_project(project_uri: str, entry_point: str, params: dict, version: st
         # The run id as idempotency token: a POST the SDK sends again after a lost answer returns the first job run.
         request = {"run_name": f"MLflow project {entry_point}", "tasks": [task], "idempotency_token": run_id,
                    "timeout_seconds": timeout} | ({"git_source": git} if git else {})
-        job_run_id = workspace.api_client.do("POST", "/api/2.2/jobs/runs/submit", body=request)["run_id"]
-        job = workspace.api_client.do("GET", RUNS_GET, query={"run_id": job_run_id})
+        submitted = DatabricksJobRun(run_id, workspace.api_client.do("POST", "/api/2.2/jobs/runs/submit", body=request)["run_id"],
+                                     workspace)
+        job = submitted.job()
     except BaseException as error:
         MlflowClient().set_tag(run_id, ERROR_TAG, f"not submitted: {first_line(error)}")
         MlflowClient().set_terminated(run_id, "FAILED")
@@ -119,12 +120,12 @@ def submit_project(project_uri: str, entry_point: str, params: dict, version: st
             raise SubmissionRefused(f"Databricks refused the job: {first_line(error)}") from None
         raise
     page = job["run_page_url"]
-    tags = {MLFLOW_DATABRICKS_RUN_URL: page, MLFLOW_DATABRICKS_SHELL_JOB_RUN_ID: str(job_run_id),
+    tags = {MLFLOW_DATABRICKS_RUN_URL: page, MLFLOW_DATABRICKS_SHELL_JOB_RUN_ID: str(submitted.job_run_id),
             MLFLOW_DATABRICKS_WEBAPP_URL: workspace.config.host} | (
             {MLFLOW_DATABRICKS_SHELL_JOB_ID: str(job["job_id"])} if job.get("job_id") is not None else {})
     MlflowClient().log_batch(run_id, tags=[RunTag(key, value) for key, value in tags.items()])
-    print(f"Databricks job run {job_run_id} submitted: {page}", flush=True)
-    return DatabricksJobRun(run_id, job_run_id, workspace)
+    print(f"Databricks job run {submitted.job_run_id} submitted: {page}", flush=True)
+    return submitted
 
 
 def workspace_client(tracking_uri: str):
