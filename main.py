@@ -81,6 +81,7 @@ def run_step(folder: Path, step: str, parameters: dict[str, str], experiment_id:
         if value:  # MLflow finds no commit where the code came without .git; reuse compares it
             MlflowClient().set_tag(submitted.run_id, tag, value)
     mlflow.set_tag(step_run_id_tag(step), submitted.run_id)
+    LOGGER.info(f"{step}: run {submitted.run_id}")
     try:
         succeeded = submitted.wait()
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM (`pipeline.entry.interrupted`): the step has a session of its own

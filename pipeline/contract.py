@@ -30,6 +30,7 @@ BEST_CHECKPOINT_TAG = "pipeline.best_checkpoint"
 
 # register_model (on its run, and SOURCE_RUN_TAG and the gate's tags on the model version too)
 SOURCE_RUN_TAG = "source_run_id"  # the fine-tuning run whose model it registered
+REGISTERING_RUN_TAG = "registering_run_id"  # on the version: the register_model run that made it
 REGISTERED_NAME_TAG, REGISTERED_VERSION_TAG = "registered_model_name", "registered_model_version"
 GATE_RESULT_TAG, GATE_REASON_TAG = "pipeline.quality_gate", "pipeline.quality_gate_reason"
 GATE_TAG, METRIC_TAG, SCORE_TAG, DIGEST_TAG = "quality_gate", "gate_metric", "gate_score", "test_data_digest"

@@ -19,7 +19,7 @@ from mlflow.exceptions import MlflowException
 
 from pipeline.contract import DIGEST_TAG, FINE_TUNING, GATE_REASON_TAG, GATE_RESULT_TAG, GATE_TAG, LATEST, METRIC_TAG
 from pipeline.contract import MODEL_URI_TAG, REGISTER, REGISTERED_NAME_TAG, REGISTERED_VERSION_TAG, SCORE_TAG
-from pipeline.contract import SOURCE_RUN_TAG, STEP_TAG, latest_finished_run
+from pipeline.contract import REGISTERING_RUN_TAG, SOURCE_RUN_TAG, STEP_TAG, latest_finished_run
 from pipeline.entry import reports_errors, run_entry_point
 from pipeline.errors import PipelineError, first_line
 from pipeline.tracking.mlflow_internals import check_registry_names
@@ -47,12 +47,10 @@ def register(config: RegisterModel) -> None:
         verdict = judge(client, registered_model_name, alias, source, gate_metric, config.min_score, config.beat_baseline)
         test_digest = input_digests(source).get("test", "")
         gate = "passed" if verdict.passed else "failed"
-        version = mlflow.register_model(
-            source.data.tags[MODEL_URI_TAG],
-            registered_model_name,
-            tags={SOURCE_RUN_TAG: source.info.run_id, GATE_TAG: gate,
-                  METRIC_TAG: gate_metric, SCORE_TAG: str(verdict.score), DIGEST_TAG: test_digest},
-        )
+        tags = {SOURCE_RUN_TAG: source.info.run_id, GATE_TAG: gate, METRIC_TAG: gate_metric, SCORE_TAG: str(verdict.score),
+                DIGEST_TAG: test_digest, REGISTERING_RUN_TAG: run.info.run_id}
+        version = (interrupted_registration(client, registered_model_name, source.info.run_id, tags)
+                   or mlflow.register_model(source.data.tags[MODEL_URI_TAG], registered_model_name, tags=tags))
         if verdict.passed:
             holder = promote(client, registered_model_name, alias, gate_metric, test_digest)
             outcome = f"@{alias} -> version {holder}"
@@ -62,6 +60,28 @@ def register(config: RegisterModel) -> None:
         mlflow.set_tags({REGISTERED_NAME_TAG: registered_model_name, REGISTERED_VERSION_TAG: version.version,
                          SOURCE_RUN_TAG: source.info.run_id, GATE_RESULT_TAG: gate, GATE_REASON_TAG: verdict.reason})
         click.echo(f"registered {registered_model_name} version {version.version}; {outcome}: {verdict.reason}")
+
+
+def interrupted_registration(client: MlflowClient, name: str, source_run_id: str, tags: dict[str, str]):
+    """The version of the source run's model that a register_model run made and never finished (killed, or
+    interrupted before its alias), now with this run's tags: a rerun completes that registration instead of adding
+    a second version. A registration that finished leaves its version alone: registering again makes a new one."""
+    for found in client.search_model_versions(f"run_id = '{source_run_id}'"):  # Unity Catalog: by name or by run id
+        if found.name != name:
+            continue
+        version = client.get_model_version(name, found.version)  # Unity Catalog's search leaves out the tags
+        if unfinished(client, version.tags.get(REGISTERING_RUN_TAG)):
+            for key, value in tags.items():
+                client.set_model_version_tag(name, version.version, key, value)
+            return version
+    return None
+
+
+def unfinished(client: MlflowClient, run_id: str | None) -> bool:
+    try:
+        return bool(run_id) and client.get_run(run_id).info.status != "FINISHED"
+    except MlflowException:  # deleted since: nobody's registration to complete
+        return False
 
 
 def check_names(name: str, aliases: tuple[str, ...]) -> None:

@@ -10,10 +10,12 @@ code that runs on both asks the session only for DataFrames, SQL and its configu
 import os
 import re
 import sys
+from pathlib import Path
 
 from pipeline.errors import PipelineError, first_line
 
 CONNECT_EXTRAS = "pip install 'pyspark[connect]==4.1.1'"
+QUIET_LOG4J = Path(__file__).with_name("spark_log4j2.properties")  # Spark's own lines, below PIPELINE_LOG_LEVEL=DEBUG
 
 
 def connect_url() -> str:
@@ -39,11 +41,14 @@ def spark_session(master: str, step: str, needs: str):
     builder = SparkSession.builder.appName(step)  # pyspark reads SPARK_REMOTE itself
     if master:
         builder = builder.master(master)
-    if master or remote.startswith("local"):  # a Spark of our own: its workers run this Python, on the loopback
+    # A Spark of our own (not a cluster's, not a remote one): its workers run this Python, on the loopback.
+    if master or remote.startswith("local") or not (remote or "DATABRICKS_RUNTIME_VERSION" in os.environ):
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
         if not sys.stderr.isatty():  # its stage bar would share a line with the step's own progress in a log
             builder = builder.config("spark.ui.showConsoleProgress", "false")
+        if os.environ.get("PIPELINE_LOG_LEVEL", "INFO").upper() != "DEBUG":
+            builder = builder.config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={QUIET_LOG4J.as_uri()}")
     where = f"SPARK_REMOTE={remote!r}" if remote else f"spark_master={master!r}"
     try:
         return builder.getOrCreate()

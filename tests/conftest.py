@@ -7,6 +7,7 @@ import http.server
 import inspect
 import os
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ from pathlib import Path
 import click.testing
 import mlflow
 import pandas as pd
+import psutil
 import pytest
 from hypothesis import settings
 
@@ -111,6 +113,38 @@ def wait_for_stop(marker: Path, process: subprocess.Popen, seconds: float = 600)
         assert process.poll() is None, f"the command ended (exit code {process.returncode}) before training stopped"
         assert time.monotonic() < deadline, "training never reached its first checkpoint"
         time.sleep(0.1)
+
+
+def termination_pending(pid: int) -> bool:
+    """SIGTERM waits for the (stopped) process `pid`: in its own or its process's pending signals (/proc, Linux)."""
+    status = dict(line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":\t" in line)
+    return any(int(status[mask], 16) & (1 << (signal.SIGTERM - 1)) for mask in ("SigPnd", "ShdPnd"))
+
+
+def ctrl_c_while_stopped(process: subprocess.Popen, seconds: float = 300) -> int:
+    """A terminal's Ctrl-C (SIGINT to the process group of `process`, started with start_new_session) while a process
+    under it has stopped itself at a stop hook's point; that one goes on once the SIGTERM meant for it (`main` ends a
+    step so) is pending, and handles it. Returns the exit code of `process`."""
+    os.killpg(process.pid, signal.SIGINT)
+    deadline = time.monotonic() + seconds
+    while process.poll() is None:
+        assert time.monotonic() < deadline, "the command outlived Ctrl-C"
+        for child in psutil.Process(process.pid).children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess, FileNotFoundError):
+                if child.status() == psutil.STATUS_STOPPED and termination_pending(child.pid):
+                    child.send_signal(signal.SIGCONT)
+        time.sleep(0.1)
+    return process.returncode
+
+
+def kill_tree(process: subprocess.Popen) -> None:
+    """SIGKILL to `process` and every process under it at once (a power cut, the OOM killer): nothing cleans up."""
+    tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    for member in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.kill()
+    process.wait()
+    psutil.wait_procs(tree, timeout=30)
 
 
 def client_env(tracking_uri: str, **variables: str) -> dict[str, str]:

@@ -2,13 +2,16 @@
 output that a failed run leaves as it was, and the same output on Spark Connect (`SPARK_REMOTE=local[2]`)."""
 
 import json
+import os
+import subprocess
+import sys
 
 import mlflow
 import pandas as pd
 import pytest
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from conftest import cli_runner, easy_reviews, mlflow_run, params, runs_by_entry_point
+from conftest import REPO, cli_runner, easy_reviews, mlflow_run, params, runs_by_entry_point, stopping_at
 from pipeline import batch_inference
 from pipeline.serving import batch_scoring
 from pipeline.evaluation.baseline import fit_baseline
@@ -201,6 +204,16 @@ def test_a_failing_run_leaves_the_previous_output_as_it_was(spark, registered, t
         failing = mlflow.pyfunc.log_model(name="model", python_model=str(tmp_path / "failing.py")).model_uri
     result = run_step("--model-uri", failing, "--input-path", str(tmp_path / "reviews.csv"), "--output-path", str(output))
     assert result.exit_code == 1 and "ValueError: this model refuses to score" in result.stderr, result.stderr
+    assert {path.name: path.read_bytes() for path in output.iterdir()} == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["failing.py", "mlflow.db", "mlruns", "reviews.csv", "scored"]
+
+    # SIGTERM (Ctrl-C alike) while Spark writes: one line, and neither the output nor a half-written folder changes.
+    step = [sys.executable, "-m", "pipeline.batch_inference", "--model-uri", registered, "--input-path",
+            str(tmp_path / "reviews.csv"), "--output-path", str(output), "--spark-master", SPARK]
+    env = stopping_at("scoring", {**os.environ, "PYTHONPATH": str(REPO)}, tmp_path.parent / f"{tmp_path.name}-stopped")
+    stopped = subprocess.run(step, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert stopped.returncode == 130 and stopped.stderr.strip().splitlines()[-1] == "error: interrupted", stopped.stderr[-3000:]
+    assert "Traceback" not in stopped.stderr + stopped.stdout and "py4j" not in stopped.stderr, stopped.stderr[-3000:]
     assert {path.name: path.read_bytes() for path in output.iterdir()} == before
     assert sorted(path.name for path in tmp_path.iterdir()) == ["failing.py", "mlflow.db", "mlruns", "reviews.csv", "scored"]
 

@@ -33,6 +33,9 @@ CHECKS = {
     r"mlflow run \. -e register_model -P mlflow_run_id=<run id>": "tests/test_register_model.py::test_refuses_runs_that_are_not_fine_tuning",
     r"mlflow run \. -P pipeline_steps=batch_inference -P input_path=reviews\.parquet -P output_path=\./predictions":
         "tests/test_batch_inference.py::test_main_runs_batch_inference_on_the_model_it_names",
+    r"mlflow models serve -m models:/dl_finetuned_model@champion --env-manager local --port 5001 &":
+        "tests/tracking/test_tracking_server.py::test_models_serve_answers_raw_text_with_the_blend",
+    r"curl -s http://127\.0\.0\.1:5001/invocations .*": "tests/tracking/test_tracking_server.py::test_models_serve_answers_raw_text_with_the_blend",
     r"mlflow run \. -P num_nodes=2 -P spark_master='local-cluster\[2,1,1024\]'": "tests/training/test_multinode.py::test_two_processes_train_one_model_end_to_end",
     r"mlflow run https://github\.com/<you>/<repo>\.git -v <full sha> -b databricks-jobs .*":
         "tests/on_databricks/test_databricks.py::test_remote_code_on_databricks_from_the_cli",
@@ -108,6 +111,9 @@ def test_cheap_commands_run_as_written(command):
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+PROGRESS_LINE = re.compile(r"epoch \d+/\d+: \d+/\d+ batches, ")  # where no terminal shows a bar (training/progress.py)
+
+
 def offline_section() -> str:
     readme = (REPO / "README.md").read_text()
     section = readme[readme.index("## Offline\n"):]
@@ -126,6 +132,11 @@ def test_the_offline_recipe_runs_as_written(tmp_path):
     result = subprocess.run(["bash", "-euo", "pipefail", "-c", offline_section()], cwd=clone, env=env, capture_output=True,
                             text=True, timeout=1500)
     assert result.returncode == 0, result.stderr[-3000:]
+    printed = (result.stdout + result.stderr).splitlines()
+    printed = printed[next(index for index, line in enumerate(printed) if " INFO mlflow." in line):]  # `mlflow run` on
+    assert not [line for line in printed if re.search(r"warn", line, re.I)], "\n".join(printed)
+    said = [line for line in printed if not PROGRESS_LINE.match(line)]
+    assert len(said) <= 40, "\n".join(said)  # each step's few lines and the verdicts; the rest: PIPELINE_LOG_LEVEL=DEBUG
     readme = (clone / "README.md").read_text()
     snippet = re.search(r"## Loading the registered model.*?```python\n(.*?)```", readme, re.S).group(1)
     loaded = subprocess.run([sys.executable, "-c", f"{snippet}\nprint(model.predict(['A wonderful, moving film.']).to_json())"],

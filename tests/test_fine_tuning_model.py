@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import REPO, cli_runner, easy_reviews, mlflow_run, params, stopping_after_first_epoch, tracking_at
-from conftest import stopping_at, wait_for_stop, write_splits
+from conftest import wait_for_stop, write_splits
 from pipeline import fine_tuning_model
 from pipeline.data.reviews import read_dataset
 from pipeline.evaluation.reports import epoch_points
@@ -267,34 +267,6 @@ def test_killed_run_resumes_from_its_last_checkpoint(tracking, tiny_model, tmp_p
     plotted = [epoch for epoch, _ in epoch_points(mlflow.MlflowClient(), resumed.info.run_id, "val_macro_f1")]
     assert plotted == list(range(finished_epochs + 1, 4))  # the curves show those epochs, counted from 1
     assert not list((tmp_path / "ckpt").glob("*/*.ckpt"))  # finished: checkpoints removed
-
-
-@pytest.mark.slow
-def test_a_run_killed_after_its_last_epoch_and_test_trains_nothing_again(tracking, tiny_model, tmp_path):
-    """SIGKILL once training and its test are done (the model not yet logged): the same command trains no epoch again
-    and ends with the figures an uninterrupted run gives."""
-    data = write_splits(tmp_path / "data", {"train": easy_reviews(400, 11), "valid": easy_reviews(100, 12),
-                                            "test": easy_reviews(100, 13)})
-    command = [sys.executable, "-m", "pipeline.fine_tuning_model", "--foundation-model", str(tiny_model),
-               "--data-path", str(data), "--epochs", "2", "--batch-size", "8", "--max-length", "32", "--accelerator", "cpu",
-               "--learning-rate", "3e-3", "--checkpoint-dir", str(tmp_path / "ckpt"), "--cache-dir", str(tmp_path / "cache")]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    uninterrupted = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert uninterrupted.returncode == 0, uninterrupted.stderr[-2000:]
-    marker = tmp_path / "stopped"
-    first = subprocess.Popen(command, env=stopping_at("tested", env, marker), cwd=tmp_path,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_stop(marker, first)
-    first.send_signal(signal.SIGKILL)
-    first.wait()
-    second = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert second.returncode == 0, second.stderr[-2000:]
-    whole, killed, resumed = mlflow.search_runs(experiment_names=["Default"], output_format="list",
-                                                order_by=["attributes.start_time ASC"])
-    assert killed.info.status == "RUNNING" and resumed.info.status == "FINISHED"
-    assert mlflow.MlflowClient().get_metric_history(resumed.info.run_id, "val_macro_f1") == []  # no epoch trained again
-    for metric in ("test_loss", "test_accuracy", "served_test_accuracy"):
-        assert resumed.data.metrics[metric] == pytest.approx(whole.data.metrics[metric]), metric
 
 
 def logged_data_run(tracking_uri: str, data: Path, experiment: str) -> str:

@@ -30,18 +30,30 @@ def test_an_unknown_level_is_one_line():
 
 
 @pytest.fixture
-def configured_here():
-    """`logs.configure()` in this process, undone afterwards: its handler would keep this test's captured stdout."""
+def configured_here(monkeypatch):
+    """`logs.configure()` in this process, undone afterwards: its handler would keep this test's captured stdout, and
+    its quiet libraries and variables would reach later tests (and the `mlflow run`s they start)."""
     import mlflow  # noqa: F401 - MLflow sets up its logger's handler when imported
+    from transformers.utils import logging as transformers_logging
 
+    for name in logs.QUIET_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)  # restored as it was, set or not, when the test ends
     saved = logs.LOGGER.handlers[:], logs.LOGGER.level, logs.LOGGER.propagate
     mlflow_handlers = {handler: handler.filters[:] for handler in logging.getLogger("mlflow").handlers}
+    levels = {name: logging.getLogger(name).level for name in logs.CHATTY_LOGGERS}
+    root_filters = logging.getLogger().filters[:]
+    bars = transformers_logging.is_progress_bar_enabled()
     yield
     logs.LOGGER.handlers[:], (level, propagate) = saved[0], saved[1:]
     logs.LOGGER.setLevel(level)
     logs.LOGGER.propagate = propagate
     for handler, filters in mlflow_handlers.items():
         handler.filters[:] = filters
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    logging.getLogger().filters[:] = root_filters
+    if bars:
+        transformers_logging.enable_progress_bar()
 
 
 def test_mlflow_log_lines_lose_credentials(configured_here, capfd):
@@ -55,3 +67,25 @@ def test_mlflow_log_lines_lose_credentials(configured_here, capfd):
     assert "hunter2" not in written.err + written.out
     assert all(len([f for f in handler.filters if isinstance(f, logs.WithoutCredentials)]) == 1
                for handler in logging.getLogger("mlflow").handlers)
+
+
+LIBRARIES = ("import logging, os, lightning, mlflow, transformers; from pipeline.logs import configure; configure();"
+             "logging.getLogger('mlflow.projects').info('mlflow says'); logging.getLogger('lightning.pytorch.utilities.rank_zero')"
+             ".info('lightning says'); from transformers.utils import logging as hf; print('bars', hf.is_progress_bar_enabled(),"
+             "*(os.environ.get(name) for name in ('MLFLOW_LOGGING_LEVEL', 'MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR', 'HF_HUB_DISABLE_PROGRESS_BARS')))")
+
+
+@pytest.mark.parametrize(("level", "user_set", "spoken", "bars"), [
+    (None, {}, [], "bars False WARNING false 1"),
+    ("DEBUG", {}, ["mlflow says", "lightning says"], "bars True None None None"),
+    (None, {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "true"}, [], "bars False WARNING true 1"),
+])
+def test_libraries_keep_to_their_warnings_and_bars_go_unless_debug(level, user_set, spoken, bars):
+    """MLflow's and Lightning's INFO lines and the download and loading bars buried each step's few lines; the
+    variables reach the processes a step starts (its training processes, Spark's workers); a user's own setting wins."""
+    env = {key: value for key, value in os.environ.items() if key not in {"PIPELINE_LOG_LEVEL", *logs.QUIET_ENVIRONMENT}}
+    env |= user_set | ({"PIPELINE_LOG_LEVEL": level} if level else {})
+    result = subprocess.run([sys.executable, "-c", LIBRARIES], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[-1] == bars
+    assert [said for said in ("mlflow says", "lightning says") if said in result.stderr] == spoken

@@ -12,8 +12,8 @@ import pytest
 
 import main
 from conftest import REPO, SECRETS, cli_runner, client_env, mlflow_run, params, pipeline_runs, runs_by_entry_point, tracking_at
-from conftest import stopping_after_first_epoch, wait_for_stop
-from pipeline.contract import STEPS
+from conftest import ctrl_c_while_stopped, kill_tree, stopping_after_first_epoch, stopping_at, wait_for_stop
+from pipeline.contract import REGISTERING_RUN_TAG, STEPS
 from pipeline.errors import PipelineError
 
 
@@ -292,3 +292,41 @@ def test_ctrl_c_stops_every_process_and_the_same_command_resumes(tmp_path, tiny_
     resumed = runs["fine_tuning_model"][-1]
     assert len(runs["download_data"]) == 1 and resumed.data.tags["pipeline.resumed"] == "true"
     assert resumed.info.status == "FINISHED" and runs["register_model"][-1].info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_interrupted_in_any_phase_the_same_command_ends_as_an_uninterrupted_run(served_pipeline, tmp_path):
+    """SIGKILL to every process during the test, then Ctrl-C during the model's logging, then during registration,
+    the same command after each: the pipeline ends with what an uninterrupted run (`served_pipeline`, the same
+    values) gives, the same figures and one registered version, having re-done only what had not finished: one
+    download, every epoch trained once."""
+    uri, values, whole = served_pipeline
+    values |= dict(local_folder=tmp_path / "data", checkpoint_dir=tmp_path / "ckpt", cache_dir=tmp_path / "cache",
+                   registered_model_name="e2e_interrupted")
+    command = [sys.executable, "-m", "mlflow", "run", str(REPO), "--experiment-name", "interrupted", *params(**values)]
+    for point in ("testing", "logging", "alias"):
+        marker, log = tmp_path / f"stopped-{point}", tmp_path / f"{point}.log"
+        with log.open("w") as output:
+            process = subprocess.Popen(command, env=stopping_at(point, client_env(uri), marker), cwd=tmp_path, stdout=output,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+            wait_for_stop(marker, process)
+            if point == "testing":
+                kill_tree(process)
+            else:
+                assert ctrl_c_while_stopped(process) != 0 and "error: interrupted" in log.read_text(), log.read_text()[-3000:]
+    again = subprocess.run(command, env=client_env(uri), cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+
+    runs, reference = runs_by_entry_point(uri, "interrupted"), pipeline_runs(uri, whole)["fine_tuning_model"][0]
+    assert [run.info.status for run in runs["download_data"]] == ["FINISHED"]
+    tuning = runs["fine_tuning_model"]
+    assert [run.info.status for run in tuning] == ["RUNNING", "FAILED", "FINISHED"]  # killed, interrupted, done
+    client = mlflow.MlflowClient(uri)
+    assert [len(client.get_metric_history(run.info.run_id, "val_macro_f1")) for run in tuning] == [3, 0, 0]
+    for metric in ("test_loss", "test_accuracy", "test_macro_f1", "served_test_accuracy", "served_test_macro_f1"):
+        assert tuning[-1].data.metrics[metric] == pytest.approx(reference.data.metrics[metric]), metric
+    registering = runs["register_model"]
+    assert [run.info.status for run in registering] == ["FAILED", "FINISHED"]
+    (version,) = client.search_model_versions("name = 'e2e_interrupted'")  # the interrupted registration, completed
+    assert client.get_model_version_by_alias("e2e_interrupted", "champion").version == version.version
+    assert version.run_id == tuning[-1].info.run_id and version.tags[REGISTERING_RUN_TAG] == registering[-1].info.run_id

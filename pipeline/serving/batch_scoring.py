@@ -10,6 +10,7 @@ model picks its device itself: a GPU where the executor has one.
 
 import contextlib
 import json
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -106,6 +107,25 @@ def check_texts(frame, text_column: str, location: str) -> int:
     return rows
 
 
+LOCAL_ENVIRONMENT_ADVICE = 'Calling `spark_udf()` with `env_manager="local"`'  # mlflow/pyfunc/__init__.py, 3.x
+
+
+@contextlib.contextmanager
+def without_local_environment_advice():
+    """MLflow warns at every `env_manager="local"` UDF that executors may run another environment than the model's,
+    advising conda. Here they run this one: a Spark of our own runs this Python, a Databricks cluster installs the
+    job's libraries on every node. MLflow's check of the model's requirements against this environment still warns."""
+    def other_records(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(LOCAL_ENVIRONMENT_ADVICE)
+
+    logger = logging.getLogger("mlflow.pyfunc")
+    logger.addFilter(other_records)
+    try:
+        yield
+    finally:
+        logger.removeFilter(other_records)
+
+
 def scored(spark, frame, model_path: str, text_column: str):
     """`frame` with the model's `label` and `probability` for each row's text, in at least one partition per task
     slot (lazy: Spark scores when it writes; the rows' order is not kept)."""
@@ -113,8 +133,9 @@ def scored(spark, frame, model_path: str, text_column: str):
     from pyspark.sql import functions as F
 
     threads = spark.conf.get("spark.task.cpus", "1")
-    predict = mlflow.pyfunc.spark_udf(spark, model_path, result_type=RESULT_TYPE, env_manager="local",
-                                      extra_env={"OMP_NUM_THREADS": threads})
+    with without_local_environment_advice():
+        predict = mlflow.pyfunc.spark_udf(spark, model_path, result_type=RESULT_TYPE, env_manager="local",
+                                          extra_env={"OMP_NUM_THREADS": threads})
     slots = task_slots(spark)
     if partitions(frame) < slots:  # one file (a multi-line CSV is never split) would keep one core busy
         frame = frame.repartition(slots)
@@ -154,7 +175,10 @@ def write_output(frame, location: str, marker: dict) -> None:
     try:
         with spark_failures(location):
             frame.write.parquet(str(staging))
-    except BaseException:  # also Ctrl-C: no half-written folder stays behind
+    except BaseException as error:  # also Ctrl-C: no half-written folder stays behind
+        if isinstance(error, KeyboardInterrupt):  # only this process's call stopped: Spark's tasks may write on
+            with contextlib.suppress(Exception):
+                frame.sparkSession.stop()  # cancels them, and waits for them to end, before the folder goes
         shutil.rmtree(staging, ignore_errors=True)
         raise
     (staging / OUTPUT_MARKER).write_text(json.dumps(marker, indent=1) + "\n")

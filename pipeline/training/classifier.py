@@ -1,5 +1,7 @@
 """`SentimentClassifier`: a Hugging Face sequence classifier trained by Lightning, with honest per-split metrics."""
 
+import contextlib
+import logging
 from pathlib import Path
 
 import lightning as L
@@ -7,9 +9,11 @@ import torch
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+from transformers.utils import logging as transformers_logging
 
 from pipeline.data.reviews import LABELS
 from pipeline.errors import PipelineError, first_line
+from pipeline.logs import LOGGER
 from pipeline.training.hardware import BF16MixedPrecision
 
 
@@ -23,6 +27,32 @@ def load_pretrained(auto_class, foundation_model: str, **kwargs):
             f"foundation_model={foundation_model!r}: cannot load it from the Hugging Face Hub or a local folder ({reason}); "
             "offline, pass -P foundation_model=/path/to/folder saved with save_pretrained()"
         ) from None
+
+
+@contextlib.contextmanager
+def transformers_errors_only():
+    before = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity(logging.ERROR)
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(before)
+
+
+def load_backbone(foundation_model: str, **kwargs):
+    """The backbone with a new classification head. Transformers reports the head's fresh weights in a warning block
+    (its load report) although a new head is what fine-tuning means; the report is read here instead: the new and
+    the unused weights at DEBUG, one warning where weights of the backbone itself were not in the checkpoint."""
+    with transformers_errors_only():
+        model, loading = load_pretrained(AutoModelForSequenceClassification, foundation_model, output_loading_info=True, **kwargs)
+    backbone = f"{model.base_model_prefix}."
+    fresh = [key for key in loading["missing_keys"] if key.startswith(backbone)]
+    LOGGER.debug("foundation_model=%r: new head %s; checkpoint weights not used: %s", foundation_model,
+                 sorted(loading["missing_keys"]), sorted(loading["unexpected_keys"]) or "none")
+    if fresh:
+        LOGGER.warning("foundation_model=%r: %d weights of the backbone are not in its checkpoint and start random (%s)",
+                       foundation_model, len(fresh), ", ".join(sorted(fresh)[:3]) + (", ..." if len(fresh) > 3 else ""))
+    return model
 
 
 MIN_VOCABULARY = 100  # fewer entries is no tokenizer: a folder saved without one loads with its special tokens only
@@ -92,8 +122,7 @@ class SentimentClassifier(L.LightningModule):
         super().__init__()
         # Kept in checkpoints, not sent to the logger: the step logs its own parameters once.
         self.save_hyperparameters(logger=False)
-        self.model = load_pretrained(
-            AutoModelForSequenceClassification,
+        self.model = load_backbone(
             foundation_model,
             num_labels=len(LABELS),
             id2label=dict(enumerate(LABELS)),

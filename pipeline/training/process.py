@@ -16,6 +16,7 @@ import signal
 import sys
 import time
 import traceback
+import warnings
 from pathlib import Path
 
 if __name__ == "__main__":  # a training process: the folder that holds the `pipeline` package this file belongs to
@@ -31,6 +32,7 @@ from pipeline.contract import MONITOR
 from pipeline.training.datamodule import ReviewsDataModule
 from pipeline.errors import PipelineError, first_line, without_credentials
 from pipeline.training.hardware import training_process_hardware
+from pipeline.logs import LOGGER, configure as configure_logs
 from pipeline.training.progress import progress_callbacks
 from pipeline.training.strategies import strategy_callbacks
 from pipeline.training.job import ERROR_FILE, OUTCOME_FILE, Outcome, TrainingJob
@@ -84,6 +86,12 @@ def train(job: TrainingJob) -> Outcome | None:
         **hardware.trainer_flags(),
     )
     fitted = Path(job.checkpoints) / FITTED_FILE
+    if trainer.is_global_zero:
+        machines = f" on each of {job.world_size} machines" if job.world_size > 1 else ""
+        LOGGER.info(f"training on {hardware.devices} {hardware.accelerator} device(s){machines}, precision {hardware.precision}"
+                    + (", compiled" if hardware.compile else "") +
+                    ("; the fit had ended before an interruption: testing its best epoch" if fitted.exists() else
+                     f"; resuming from {Path(job.resume_from).name}" if job.resume_from else ""))
     if fitted.exists():
         fit = json.loads(fitted.read_text())
     else:
@@ -94,7 +102,8 @@ def train(job: TrainingJob) -> Outcome | None:
         if trainer.is_global_zero:
             fitted.with_suffix(".writing").write_text(json.dumps(fit))
             fitted.with_suffix(".writing").replace(fitted)
-    trainer.test(model, datamodule=datamodule, ckpt_path=fit["best_model_path"])  # test metrics come from the best epoch
+    # Test metrics come from the best epoch; the step reports them (Lightning's table would repeat them).
+    trainer.test(model, datamodule=datamodule, ckpt_path=fit["best_model_path"], verbose=False)
     if not trainer.is_global_zero:
         return None
     return Outcome(best_model_path=fit["best_model_path"], best_model_score=fit["best_model_score"],
@@ -121,6 +130,11 @@ def die_with_launcher() -> None:
 def main(job_file: str) -> int:
     """Run the job; rank 0 writes the outcome, or the one line that says why there is none."""
     die_with_launcher()
+    configure_logs()
+    # Lightning 2.6.6's loaders (lightning/pytorch/utilities/_pytree.py) build torch's LeafSpec, which torch (2.13 here)
+    # deprecates: a FutureWarning per fit about Lightning's code, not this project's, and nothing a user can change.
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning,
+                            module=r"lightning\.pytorch\.utilities\._pytree")
     job = TrainingJob.read(Path(job_file))
     try:
         outcome = train(job)

@@ -1,16 +1,20 @@
 """Test-only, put on PYTHONPATH by the tests that interrupt a step at a known point (`PIPELINE_TEST_STOP_AT`):
 
 - `first_checkpoint`: a training process (`pipeline/training/process.py`) stops right after it saved its first `last.ckpt`;
-- `tested`: a training process stops right after its test on the best checkpoint (training and test done, the
-  step's evaluation and model logging not yet);
-- `alias`: `register_model` stops right before it moves an alias.
+- `testing`: a training process stops in its test on the best checkpoint, after the first batch;
+- `logging`: `fine_tuning_model` stops once MLflow has logged the model, before the step tags its run with it;
+- `alias`: `register_model` stops right before it moves an alias;
+- `scoring`: `batch_inference` sends itself SIGTERM once Spark has begun writing the output's staging folder.
 
-The process writes the file PIPELINE_TEST_STOPPED names, then stops itself (SIGSTOP); the test acts (kills it,
-or kills the tracking server and lets it go on with SIGCONT) at that point instead of guessing it with a clock."""
+The process writes the file PIPELINE_TEST_STOPPED names, then stops itself (SIGSTOP); the test acts at that point
+instead of guessing it with a clock: kills it, kills the tracking server and lets it go on with SIGCONT, or sends
+Ctrl-C and lets it go on once the SIGTERM meant for it waits (`conftest.ctrl_c_while_stopped`)."""
 
 import os
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 POINT, MARKER = os.environ.get("PIPELINE_TEST_STOP_AT"), os.environ.get("PIPELINE_TEST_STOPPED")
@@ -38,18 +42,17 @@ if MARKER and POINT == "first_checkpoint" and ARGV0.parts[-2:] == ("training", "
 
     Trainer.save_checkpoint = save_then_stop
 
-if MARKER and POINT == "tested" and ARGV0.parts[-2:] == ("training", "process.py"):
-    from lightning.pytorch import Trainer
+if MARKER and POINT == "logging" and SCRIPT in ("fine_tuning_model.py", "-m"):
+    import mlflow.pyfunc
 
-    test = Trainer.test
+    log_model = mlflow.pyfunc.log_model
 
-    def test_then_stop(self, *args, **kwargs):
-        result = test(self, *args, **kwargs)
-        if self.is_global_zero:
-            stop_here("tested")
-        return result
+    def log_then_stop(*args, **kwargs):
+        logged = log_model(*args, **kwargs)
+        stop_here("logging")
+        return logged
 
-    Trainer.test = test_then_stop
+    mlflow.pyfunc.log_model = log_then_stop
 
 if MARKER and POINT == "alias" and SCRIPT in ("register_model.py", "-m"):
     from mlflow import MlflowClient
@@ -61,3 +64,20 @@ if MARKER and POINT == "alias" and SCRIPT in ("register_model.py", "-m"):
         return set_alias(self, *args, **kwargs)
 
     MlflowClient.set_registered_model_alias = stop_then_set
+
+if MARKER and POINT == "scoring" and SCRIPT in ("batch_inference.py", "-m"):
+    from pyspark.sql.readwriter import DataFrameWriter
+
+    parquet = DataFrameWriter.parquet
+
+    def terminate_once_written(folder: Path) -> None:
+        while not folder.exists():  # Spark makes it when its write job starts
+            time.sleep(0.01)
+        Path(MARKER).write_text("scoring")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def parquet_interrupted(self, path, *args, **kwargs):
+        threading.Thread(target=terminate_once_written, args=(Path(path),), daemon=True).start()
+        return parquet(self, path, *args, **kwargs)
+
+    DataFrameWriter.parquet = parquet_interrupted

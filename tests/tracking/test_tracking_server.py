@@ -2,6 +2,9 @@
 and a server that dies while a step runs."""
 
 import http.server
+import json
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -43,15 +46,24 @@ def test_pipeline_tracks_into_the_server(served_pipeline, mlflow_server, tmp_pat
     assert model.predict(pd.DataFrame({"review": REVIEWS}))["label"].tolist() == ["positive", "negative"]
 
 
+def readme_serving_commands(port: int) -> tuple[str, str]:
+    """The README's `mlflow models serve` (without its `&`) and `curl` lines, for this test's model on `port`."""
+    block = re.search(r"```bash\n(mlflow models serve .*?)```", (REPO / "README.md").read_text(), re.S).group(1)
+    serve, curl = block.replace("dl_finetuned_model", MODEL).replace("5001", str(port)).splitlines()
+    return serve.removesuffix(" &"), curl
+
+
 def test_models_serve_answers_raw_text_with_the_blend(served_pipeline, mlflow_server, tmp_path):
     _, _, result = served_pipeline
     assert result.returncode == 0
     env = client_env(mlflow_server)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}@champion", "--env-manager", "local",
-               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    serve, curl = readme_serving_commands(port)  # as the README writes them, on a free port and this test's model
+    command = [str(BIN / "mlflow"), *shlex.split(serve)[1:], "--host", "127.0.0.1", "--workers", "1"]
     with server_process(command, tmp_path / "serve.log", lambda: requests.get(f"{url}/ping", timeout=2).ok, "mlflow models serve", env):
+        fetched = subprocess.run(curl, shell=True, capture_output=True, text=True, timeout=60)
+        assert fetched.returncode == 0 and json.loads(fetched.stdout)["predictions"][0]["label"] == "positive", fetched
         answer = requests.post(f"{url}/invocations", json={"dataframe_records": [{"review": text} for text in REVIEWS]}, timeout=60)
         assert answer.status_code == 200, answer.text
         predictions = answer.json()["predictions"]

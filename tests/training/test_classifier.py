@@ -1,13 +1,16 @@
 """pipeline.training.classifier: honest metrics (macro-F1 is not accuracy), one-line load errors, decay only where it belongs."""
 
+import logging
 from types import SimpleNamespace
 
 import pytest
 import torch
 from lightning.pytorch.plugins.precision import MixedPrecision, Precision
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoModelForSequenceClassification, BertConfig, BertModel
 
-from pipeline.training.classifier import SentimentClassifier, check_backbone, load_pretrained, load_tokenizer, sentiment_metrics
+from pipeline.logs import LOGGER
+from pipeline.training.classifier import SentimentClassifier, check_backbone, load_backbone, load_pretrained, load_tokenizer
+from pipeline.training.classifier import sentiment_metrics
 from pipeline.errors import PipelineError
 from pipeline.training.hardware import BF16MixedPrecision
 
@@ -23,6 +26,31 @@ def test_macro_f1_weighs_both_classes_where_accuracy_does_not():
 def test_a_model_that_cannot_be_loaded_is_one_line_saying_how_to_work_offline(tmp_path):
     with pytest.raises(PipelineError, match=r"foundation_model='.*nothing': cannot load it .*-P foundation_model=/path/to/folder"):
         load_pretrained(AutoModelForSequenceClassification, str(tmp_path / "nothing"))
+
+
+@pytest.fixture
+def pipeline_records(caplog):
+    """The `pipeline` logger's records, whether or not an earlier test configured it not to propagate."""
+    propagate, LOGGER.propagate = LOGGER.propagate, True
+    caplog.set_level(logging.DEBUG, logger=LOGGER.name)
+    yield caplog
+    LOGGER.propagate = propagate
+
+
+def test_a_new_head_is_no_warning_and_a_backbone_weight_missing_from_the_checkpoint_is_one(tiny_model, tmp_path,
+                                                                                           pipeline_records, capfd):
+    """Transformers' load report calls the new head's weights missing, in a block of warning lines, at every load."""
+    load_backbone(str(tiny_model), num_labels=2)
+    printed = capfd.readouterr()
+    assert "LOAD REPORT" not in printed.err + printed.out and "initialized" not in printed.err + printed.out
+    assert [record.levelno for record in pipeline_records.records] == [logging.DEBUG]
+    assert "new head ['classifier.bias', 'classifier.weight']" in pipeline_records.records[0].getMessage()
+    BertModel(BertConfig.from_pretrained(tiny_model), add_pooling_layer=False).save_pretrained(tmp_path)  # no pooler
+    load_backbone(str(tmp_path), num_labels=2)
+    assert [record.getMessage() for record in pipeline_records.records
+                                                if record.levelno == logging.WARNING] == [
+        f"foundation_model='{tmp_path}': 2 weights of the backbone are not in its checkpoint and start random "
+        "(bert.pooler.dense.bias, bert.pooler.dense.weight)"]
 
 
 def test_a_fresh_head_in_training_mode_and_decay_only_on_weight_matrices(tiny_model):
