@@ -5,9 +5,12 @@
 
 One model (a BERT of --model's shape with a WordPiece tokenizer trained on the committed sentences, logged by
 `pipeline/serving/model_logging.py`; weights do not change speed) scores --rows reviews of IMDB's lengths
-(`finetune_throughput.imdb_like_reviews`) four ways: (a) `predict` — `mlflow.pyfunc.load_model(...).predict` on all
-reviews in one process, (b) the step's Spark scoring (`pipeline.serving.batch_scoring`: Parquet in, `spark_udf`, Parquet
-folder out) on `local[1]`, (c) on `local[2]`, (d) on `local-cluster[2,1,2048]` (two worker JVMs). Spark's start is
+(`finetune_throughput.imdb_like_reviews`) five ways: (a) `predict` — `mlflow.pyfunc.load_model(...).predict` on all
+reviews in one process, torch on its default threads, (b) `predict, 1 thread` — the same with OMP_NUM_THREADS=1, as
+a Spark task's Python worker runs it, (c) the step's Spark scoring (`pipeline.serving.batch_scoring`: Parquet in,
+`spark_udf`, Parquet folder out) on `local[1]`, (d) on `local[2]`, (e) on `local-cluster[2,1,2048]` (two worker
+JVMs). Each way's `cores` is what it computes on (torch's threads; Spark's task slots), so rows/s per core compares
+them core for core. Spark's start is
 not timed; the model's load by the executors is, as the step's `seconds` metric has it. Each way runs in its own
 process (peak memory: the RSS of that process and all its children, JVMs and Python workers included, sampled
 every 50 ms), --rounds times, each round starting with the next way; the table gives the median rows/s and the
@@ -36,7 +39,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 from bench_setup import device_label  # noqa: E402
 
-WAYS = ("predict", "local[1]", "local[2]", "local-cluster[2,1,2048]")
+WAYS = ("predict", "predict, 1 thread", "local[1]", "local[2]", "local-cluster[2,1,2048]")
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # what `batch_scoring.scored` gives each Spark task (spark.task.cpus = 1)
 
 
 class TreeMemory:
@@ -94,23 +98,27 @@ def prepare(folder: Path, args) -> dict[str, str]:
 def measure(way: str, where: dict, args) -> dict:
     """In this process: rows/s and peak memory of one way."""
     with TreeMemory() as memory:
-        if way == "predict":
+        if way.startswith("predict"):
             import mlflow
+            import torch
 
             model = mlflow.pyfunc.load_model(where["model"])
             texts = pd.read_parquet(where["reviews"])["review"].tolist()
+            cores = torch.get_num_threads()
             started = time.perf_counter()
             model.predict(texts)
         else:
             from pipeline.serving import batch_scoring
+            from pipeline.spark import task_slots
 
             spark = batch_scoring.open_session(way, args.rows_per_batch)
+            cores = task_slots(spark)
             frame = batch_scoring.read_input(spark, where["reviews"])
             started = time.perf_counter()
             scored = batch_scoring.scored(spark, frame, where["model"], "review")
             batch_scoring.write_output(scored, where["output"], {"run_id": f"benchmark-{os.getpid()}"})
         seconds = time.perf_counter() - started
-    return {"rows_per_s": args.rows / seconds, "seconds": seconds, "peak_memory_mb": memory.peak / 2**20}
+    return {"rows_per_s": args.rows / seconds, "seconds": seconds, "peak_memory_mb": memory.peak / 2**20, "cores": cores}
 
 
 def main() -> None:
@@ -138,22 +146,25 @@ def main() -> None:
         for round_ in range(args.rounds):  # each round starts with the next way, so drift in load favours none
             for way in WAYS[round_ % len(WAYS):] + WAYS[:round_ % len(WAYS)]:
                 command = [sys.executable, __file__, *sys.argv[1:], "--way", way, "--where", json.dumps(where)]
-                answer = subprocess.run(command, env=env, capture_output=True, text=True, check=False, cwd=scratch)
+                answer = subprocess.run(command, env=env | (ONE_THREAD if way == "predict, 1 thread" else {}),
+                                        capture_output=True, text=True, check=False, cwd=scratch)
                 if answer.returncode != 0:
                     sys.exit(f"{way} failed:\n{answer.stderr[-3000:]}")
                 rounds[way].append(json.loads(answer.stdout.strip().splitlines()[-1]))
-    results = {way: {"rows_per_s": statistics.median(run["rows_per_s"] for run in runs),
+    results = {way: {"rows_per_s": statistics.median(run["rows_per_s"] for run in runs), "cores": runs[0]["cores"],
                      "peak_memory_mb": max(run["peak_memory_mb"] for run in runs), "rounds": runs}
                for way, runs in rounds.items()}
 
     device = device_label(False)
     print(f"device: {device}; {args.rows} reviews; model shape {args.model}; max_length {args.max_length}; "
           f"rows_per_batch {args.rows_per_batch}; median of {args.rounds}")
-    print("| way | rows/s | vs predict | peak MB (process tree) |")
-    print("|---|---|---|---|")
+    print("| way | cores | rows/s | vs predict | rows/s per core | vs predict, 1 thread, per core | peak MB (process tree) |")
+    print("|---|---|---|---|---|---|---|")
+    single = results["predict, 1 thread"]["rows_per_s"] / results["predict, 1 thread"]["cores"]
     for way, row in results.items():
-        print(f"| {way} | {row['rows_per_s']:.1f} | {row['rows_per_s'] / results['predict']['rows_per_s']:.2f} | "
-              f"{row['peak_memory_mb']:.0f} |")
+        per_core = row["rows_per_s"] / row["cores"]
+        print(f"| {way} | {row['cores']} | {row['rows_per_s']:.1f} | {row['rows_per_s'] / results['predict']['rows_per_s']:.2f} | "
+              f"{per_core:.1f} | {per_core / single:.2f} | {row['peak_memory_mb']:.0f} |")
     record = {"benchmark": "batch_inference", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "device": device, "python": platform.python_version(),
               "versions": {name: version(name) for name in ("torch", "pyspark", "mlflow", "transformers")},

@@ -16,9 +16,10 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Libraries that log routine INFO lines through `logging`: kept to their warnings unless the level is DEBUG.
 CHATTY_LOGGERS = ("mlflow", "lightning.pytorch", "lightning.fabric")
 # The same, for processes this one starts (the steps, training processes, Spark's Python workers), read at their
-# imports: MLflow's level and its artifact bar, the Hugging Face hub's bars (transformers' too).
+# imports: MLflow's level, its artifact bar and the run and experiment links it prints as each run ends on a tracking
+# server, the Hugging Face hub's bars (transformers' too).
 QUIET_ENVIRONMENT = {"MLFLOW_LOGGING_LEVEL": "WARNING", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-                     "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+                     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
 
 
 def configure() -> None:

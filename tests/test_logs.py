@@ -30,14 +30,13 @@ def test_an_unknown_level_is_one_line():
 
 
 @pytest.fixture
-def configured_here(monkeypatch):
+def configured_here():
     """`logs.configure()` in this process, undone afterwards: its handler would keep this test's captured stdout, and
     its quiet libraries and variables would reach later tests (and the `mlflow run`s they start)."""
     import mlflow  # noqa: F401 - MLflow sets up its logger's handler when imported
     from transformers.utils import logging as transformers_logging
 
-    for name in logs.QUIET_ENVIRONMENT:
-        monkeypatch.delenv(name, raising=False)  # restored as it was, set or not, when the test ends
+    environment = {name: os.environ.pop(name, None) for name in logs.QUIET_ENVIRONMENT}  # put back as it was, set or not
     saved = logs.LOGGER.handlers[:], logs.LOGGER.level, logs.LOGGER.propagate
     mlflow_handlers = {handler: handler.filters[:] for handler in logging.getLogger("mlflow").handlers}
     levels = {name: logging.getLogger(name).level for name in logs.CHATTY_LOGGERS}
@@ -52,6 +51,11 @@ def configured_here(monkeypatch):
     for name, level in levels.items():
         logging.getLogger(name).setLevel(level)
     logging.getLogger().filters[:] = root_filters
+    for name, value in environment.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     if bars:
         transformers_logging.enable_progress_bar()
 
@@ -72,13 +76,14 @@ def test_mlflow_log_lines_lose_credentials(configured_here, capfd):
 LIBRARIES = ("import logging, os, lightning, mlflow, transformers; from pipeline.logs import configure; configure();"
              "logging.getLogger('mlflow.projects').info('mlflow says'); logging.getLogger('lightning.pytorch.utilities.rank_zero')"
              ".info('lightning says'); from transformers.utils import logging as hf; print('bars', hf.is_progress_bar_enabled(),"
-             "*(os.environ.get(name) for name in ('MLFLOW_LOGGING_LEVEL', 'MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR', 'HF_HUB_DISABLE_PROGRESS_BARS')))")
+             "*(os.environ.get(name) for name in ('MLFLOW_LOGGING_LEVEL', 'MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR',"
+             "'MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT', 'HF_HUB_DISABLE_PROGRESS_BARS')))")
 
 
 @pytest.mark.parametrize(("level", "user_set", "spoken", "bars"), [
-    (None, {}, [], "bars False WARNING false 1"),
-    ("DEBUG", {}, ["mlflow says", "lightning says"], "bars True None None None"),
-    (None, {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "true"}, [], "bars False WARNING true 1"),
+    (None, {}, [], "bars False WARNING false true 1"),
+    ("DEBUG", {}, ["mlflow says", "lightning says"], "bars True None None None None"),
+    (None, {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "true"}, [], "bars False WARNING true true 1"),
 ])
 def test_libraries_keep_to_their_warnings_and_bars_go_unless_debug(level, user_set, spoken, bars):
     """MLflow's and Lightning's INFO lines and the download and loading bars buried each step's few lines; the

@@ -80,6 +80,7 @@ def train(job: TrainingJob) -> Outcome | None:
                    *strategy_callbacks(config.fine_tuning_strategy, config.unfreeze_epoch), *progress_callbacks(interactive)],
         enable_progress_bar=interactive,
         gradient_clip_val=1.0,
+        log_every_n_steps=0,  # every metric is an epoch's (`on_step=False`): no step logging, nor its warning on short epochs
         default_root_dir=job.log_dir,
         enable_model_summary=False,
         num_nodes=job.world_size,

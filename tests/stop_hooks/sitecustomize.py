@@ -42,6 +42,22 @@ if MARKER and POINT == "first_checkpoint" and ARGV0.parts[-2:] == ("training", "
 
     Trainer.save_checkpoint = save_then_stop
 
+if MARKER and POINT == "testing" and ARGV0.parts[-2:] == ("training", "process.py"):
+    from lightning.pytorch import Callback, Trainer
+
+    test = Trainer.test
+
+    class StopAfterFirstBatch(Callback):
+        def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, *args):
+            if trainer.is_global_zero and batch_idx == 0:
+                stop_here("testing")
+
+    def test_stopping(self, *args, **kwargs):
+        self.callbacks.append(StopAfterFirstBatch())
+        return test(self, *args, **kwargs)
+
+    Trainer.test = test_stopping
+
 if MARKER and POINT == "logging" and SCRIPT in ("fine_tuning_model.py", "-m"):
     import mlflow.pyfunc
 
