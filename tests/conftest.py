@@ -124,17 +124,25 @@ def termination_pending(pid: int) -> bool:
 def ctrl_c_while_stopped(process: subprocess.Popen, seconds: float = 300) -> int:
     """A terminal's Ctrl-C (SIGINT to the process group of `process`, started with start_new_session) while a process
     under it has stopped itself at a stop hook's point; that one goes on once the SIGTERM meant for it (`main` ends a
-    step so) is pending, and handles it. Returns the exit code of `process`."""
+    step so) is pending, and handles it. Every process of the tree must end; returns the exit code of `process`."""
+    tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
     os.killpg(process.pid, signal.SIGINT)
     deadline = time.monotonic() + seconds
-    while process.poll() is None:
-        assert time.monotonic() < deadline, "the command outlived Ctrl-C"
-        for child in psutil.Process(process.pid).children(recursive=True):
-            with contextlib.suppress(psutil.NoSuchProcess, FileNotFoundError):
-                if child.status() == psutil.STATUS_STOPPED and termination_pending(child.pid):
-                    child.send_signal(signal.SIGCONT)
+    while process.poll() is None or [member for member in tree if alive(member)]:
+        assert time.monotonic() < deadline, f"processes outlived Ctrl-C: {[m.cmdline() for m in tree if alive(m)]}"
+        for member in tree:
+            with contextlib.suppress(psutil.NoSuchProcess, FileNotFoundError, ProcessLookupError):
+                if member.status() == psutil.STATUS_STOPPED and termination_pending(member.pid):
+                    member.send_signal(signal.SIGCONT)
         time.sleep(0.1)
     return process.returncode
+
+
+def alive(member: psutil.Process) -> bool:
+    try:
+        return member.is_running() and member.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def kill_tree(process: subprocess.Popen) -> None:

@@ -3,6 +3,7 @@ output that a failed run leaves as it was, and the same output on Spark Connect 
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -212,7 +213,7 @@ def test_a_failing_run_leaves_the_previous_output_as_it_was(spark, registered, t
             str(tmp_path / "reviews.csv"), "--output-path", str(output), "--spark-master", SPARK]
     env = stopping_at("scoring", {**os.environ, "PYTHONPATH": str(REPO)}, tmp_path.parent / f"{tmp_path.name}-stopped")
     stopped = subprocess.run(step, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert stopped.returncode == 130 and stopped.stderr.strip().splitlines()[-1] == "error: interrupted", stopped.stderr[-3000:]
+    assert stopped.returncode == 130 and stopped.stderr.strip().splitlines()[-1].startswith("error: interrupted;"), stopped.stderr
     assert "Traceback" not in stopped.stderr + stopped.stdout and "py4j" not in stopped.stderr, stopped.stderr[-3000:]
     assert {path.name: path.read_bytes() for path in output.iterdir()} == before
     assert sorted(path.name for path in tmp_path.iterdir()) == ["failing.py", "mlflow.db", "mlruns", "reviews.csv", "scored"]
@@ -221,11 +222,16 @@ def test_a_failing_run_leaves_the_previous_output_as_it_was(spark, registered, t
 @pytest.mark.slow
 def test_main_runs_batch_inference_on_the_model_it_names(registered, tracking, tmp_path):
     """`mlflow run .` (entry point main) with only batch_inference: the model is the alias of the registered name
-    given (main gets every parameter's default from MLproject, model_uri's too)."""
+    given (main gets every parameter's default from MLproject, model_uri's and spark_master's too: Spark's default,
+    local[*], started by the step), and the step's line is not lost among Spark's (its log, its stage bar)."""
     reviews().to_csv(tmp_path / "reviews.csv", index=False)
-    result = mlflow_run(tracking, *params(pipeline_steps="batch_inference", registered_model_name="batch", spark_master=SPARK,
+    result = mlflow_run(tracking, *params(pipeline_steps="batch_inference", registered_model_name="batch",
                                           input_path=tmp_path / "reviews.csv", output_path=tmp_path / "scored"))
     assert result.returncode == 0, result.stderr[-3000:]
+    printed = (result.stdout + result.stderr).splitlines()
+    assert [line for line in printed if line.startswith("scored 60 rows of ")], printed
+    assert not [line for line in printed if re.match(r"\d\d/\d\d/\d\d \d\d:\d\d:\d\d [A-Z]+ ", line)  # log4j's lines
+                or "[Stage " in line or "Setting default log level" in line], printed
     (step,) = runs_by_entry_point(tracking)["batch_inference"]
     assert step.data.params["model_uri"] == "models:/batch@champion" and step.data.tags[MODEL_VERSION_TAG] == "1"
     assert len(pd.read_parquet(tmp_path / "scored")) == 60

@@ -1,9 +1,5 @@
 """The fine_tuning_model step, in process on CPU: what it logs, that it learns, and how it fails."""
 
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
@@ -11,11 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import REPO, cli_runner, easy_reviews, mlflow_run, params, stopping_after_first_epoch, tracking_at
-from conftest import wait_for_stop, write_splits
+from conftest import cli_runner, mlflow_run, params, tracking_at
 from pipeline import fine_tuning_model
 from pipeline.data.reviews import read_dataset
-from pipeline.evaluation.reports import epoch_points
 from pipeline.data.input_data import data_digests, input_digests
 from pipeline.contract import DATA_ARTIFACT, MONITOR, STEP_TAG, baseline_metric, lift_metric, served_metric
 from pipeline.parameters import GATE_METRICS
@@ -234,39 +228,6 @@ def test_second_run_reuses_tokenized_data(tracking, tiny_model, easy_data, tmp_p
     assert second.data.tags["pipeline.tokenized_cache_hit"] == "true"
     assert first.data.metrics["test_loss"] == pytest.approx(second.data.metrics["test_loss"])  # same tokens, same seed
     assert len(list((tmp_path / "cache").glob("*.pt"))) == 1
-
-
-@pytest.mark.slow
-def test_killed_run_resumes_from_its_last_checkpoint(tracking, tiny_model, tmp_path):
-    """SIGKILL after the first epoch, start again with the same parameters: training continues from the last epoch boundary."""
-    data = write_splits(tmp_path / "data", {"train": easy_reviews(2000, 11), "valid": easy_reviews(200, 12),
-                                            "test": easy_reviews(200, 13)})
-    command = [sys.executable, "-m", "pipeline.fine_tuning_model", "--foundation-model", str(tiny_model),
-               "--data-path", str(data), "--epochs", "3", "--batch-size", "8", "--max-length", "32",
-               "--learning-rate", "3e-3", "--checkpoint-dir", str(tmp_path / "ckpt"), "--cache-dir", str(tmp_path / "cache")]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    marker = tmp_path / "stopped"
-    first = subprocess.Popen(command, env=stopping_after_first_epoch(env, marker), cwd=tmp_path,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_stop(marker, first)
-    first.send_signal(signal.SIGKILL)  # the step; its training process dies with it
-    first.wait()
-    (last,) = (tmp_path / "ckpt").glob("*/last.ckpt")
-    finished_epochs = torch.load(last, map_location="cpu", weights_only=False)["epoch"] + 1
-    assert finished_epochs == 1
-
-    second = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert second.returncode == 0, second.stderr[-2000:]
-    killed, resumed = mlflow.search_runs(experiment_names=["Default"], output_format="list", order_by=["attributes.start_time ASC"])
-    assert killed.info.status == "RUNNING"  # killed: nobody could close it
-    assert resumed.info.status == "FINISHED" and resumed.data.tags["pipeline.resumed"] == "true"
-    epochs = [point.value for point in mlflow.MlflowClient().get_metric_history(resumed.info.run_id, "val_macro_f1")]
-    assert len(epochs) == 3 - finished_epochs  # only the epochs that were missing
-    epoch_numbers = {int(point.value) for point in mlflow.MlflowClient().get_metric_history(resumed.info.run_id, "epoch")}
-    assert min(epoch_numbers) == finished_epochs  # the first epoch it trained is the one after the checkpoint
-    plotted = [epoch for epoch, _ in epoch_points(mlflow.MlflowClient(), resumed.info.run_id, "val_macro_f1")]
-    assert plotted == list(range(finished_epochs + 1, 4))  # the curves show those epochs, counted from 1
-    assert not list((tmp_path / "ckpt").glob("*/*.ckpt"))  # finished: checkpoints removed
 
 
 def logged_data_run(tracking_uri: str, data: Path, experiment: str) -> str:

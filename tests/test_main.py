@@ -15,6 +15,7 @@ from conftest import REPO, SECRETS, cli_runner, client_env, mlflow_run, params, 
 from conftest import ctrl_c_while_stopped, kill_tree, stopping_after_first_epoch, stopping_at, wait_for_stop
 from pipeline.contract import REGISTERING_RUN_TAG, STEPS
 from pipeline.errors import PipelineError
+from pipeline.evaluation.reports import epoch_points
 
 
 
@@ -261,7 +262,7 @@ def test_ctrl_c_stops_every_process_and_the_same_command_resumes(tmp_path, tiny_
     """Ctrl-C as a terminal sends it (SIGINT to `mlflow run`'s process group) while fine-tuning trains: every process
     of the pipeline ends within seconds, also the step and its training, which MLflow started in a session of their
     own; their runs end FAILED with the reason `interrupted`; the same command again reuses the download and
-    resumes training from its last checkpoint."""
+    resumes training from its last checkpoint: only the missing epochs, curves counted on from there."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     values = dict(download_url=easy_zip_url, local_folder=tmp_path / "data", foundation_model=tiny_model, epochs=3,
                   batch_size=8, max_length=32, learning_rate=3e-3, checkpoint_dir=tmp_path / "ckpt", cache_dir=tmp_path / "cache",
@@ -292,6 +293,13 @@ def test_ctrl_c_stops_every_process_and_the_same_command_resumes(tmp_path, tiny_
     resumed = runs["fine_tuning_model"][-1]
     assert len(runs["download_data"]) == 1 and resumed.data.tags["pipeline.resumed"] == "true"
     assert resumed.info.status == "FINISHED" and runs["register_model"][-1].info.status == "FINISHED"
+    client = mlflow.MlflowClient(uri)
+    finished_epochs = len(client.get_metric_history(tuning.info.run_id, "val_macro_f1"))  # before Ctrl-C: the first
+    epochs = {int(point.value) for point in client.get_metric_history(resumed.info.run_id, "epoch")}
+    assert finished_epochs == 1 and min(epochs) == finished_epochs  # the first epoch it trained is the one after it
+    plotted = [epoch for epoch, _ in epoch_points(client, resumed.info.run_id, "val_macro_f1")]
+    assert plotted == list(range(finished_epochs + 1, 4))  # only the epochs that were missing, counted from 1
+    assert not list((tmp_path / "ckpt").glob("*/*.ckpt"))  # finished: checkpoints removed
 
 
 @pytest.mark.slow

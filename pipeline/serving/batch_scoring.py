@@ -178,7 +178,8 @@ def write_output(frame, location: str, marker: dict) -> None:
     except BaseException as error:  # also Ctrl-C: no half-written folder stays behind
         if isinstance(error, KeyboardInterrupt):  # only this process's call stopped: Spark's tasks may write on
             with contextlib.suppress(Exception):
-                frame.sparkSession.stop()  # cancels them, and waits for them to end, before the folder goes
+                frame.sparkSession.stop()  # its listeners in this process first, so the JVMs' end is no error here
+            end_local_jvms()
         shutil.rmtree(staging, ignore_errors=True)
         raise
     (staging / OUTPUT_MARKER).write_text(json.dumps(marker, indent=1) + "\n")
@@ -186,6 +187,21 @@ def write_output(frame, location: str, marker: dict) -> None:
         folder.rename(previous)
     staging.rename(folder)
     shutil.rmtree(previous, ignore_errors=True)
+
+
+def end_local_jvms(seconds: float = 30) -> None:
+    """End the Spark JVMs this process started (classic local Spark, a local Spark Connect server) and wait until
+    they are gone: only then does no task of theirs write any more (`spark.stop()` returns while tasks still run).
+    A cluster's Spark is no child of this process."""
+    import psutil
+
+    jvms = [child for child in psutil.Process().children(recursive=True) if child.name() == "java"]
+    for jvm in jvms:
+        jvm.terminate()  # Spark's shutdown hooks remove its scratch folders
+    _, left = psutil.wait_procs(jvms, timeout=seconds)
+    for jvm in left:
+        jvm.kill()
+    psutil.wait_procs(left, timeout=seconds)
 
 
 @contextlib.contextmanager
