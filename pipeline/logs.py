@@ -22,9 +22,13 @@ QUIET_ENVIRONMENT = {"MLFLOW_LOGGING_LEVEL": "WARNING", "MLFLOW_ENABLE_ARTIFACTS
                      "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
 
 
+def chosen_level() -> str:
+    return os.environ.get("PIPELINE_LOG_LEVEL", "INFO").upper()
+
+
 def configure() -> None:
     """Set the level from PIPELINE_LOG_LEVEL (default INFO); an unknown level ends the program in one line."""
-    level = os.environ.get("PIPELINE_LOG_LEVEL", "INFO").upper()
+    level = chosen_level()
     if level not in LEVELS:
         sys.exit(f"error: PIPELINE_LOG_LEVEL={level!r}: expected one of {', '.join(LEVELS)}")
     handler = logging.StreamHandler(sys.stdout)

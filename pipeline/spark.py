@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from pipeline.errors import PipelineError, first_line
+from pipeline.logs import chosen_level
 
 CONNECT_EXTRAS = "pip install 'pyspark[connect]==4.1.1'"
 QUIET_LOG4J = Path(__file__).with_name("spark_log4j2.properties")  # Spark's own lines, below PIPELINE_LOG_LEVEL=DEBUG
@@ -47,7 +48,7 @@ def spark_session(master: str, step: str, needs: str):
         builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
         if not sys.stderr.isatty():  # its stage bar would share a line with the step's own progress in a log
             builder = builder.config("spark.ui.showConsoleProgress", "false")
-        if os.environ.get("PIPELINE_LOG_LEVEL", "INFO").upper() != "DEBUG":
+        if chosen_level() != "DEBUG":
             builder = builder.config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={QUIET_LOG4J.as_uri()}")
     where = f"SPARK_REMOTE={remote!r}" if remote else f"spark_master={master!r}"
     try:
