@@ -10,6 +10,10 @@ CLUSTER_VENV ?= .venv-cluster$(if $(RUNTIME),-$(RUNTIME))
 CLUSTER := SENTIMENT_DATABRICKS_RUNTIME=$(RUNTIME) PATH="$(abspath $(CLUSTER_VENV))/bin:$$PATH"
 RUN_ARGS ?=
 PYTEST_ARGS ?=
+# Test processes side by side (pytest-xdist; 0: all in this one): a test spends most of its time on one core (starting
+# Python, MLflow, Spark's JVM) or waiting on a server. Each worker has its own session servers and fixtures.
+TEST_WORKERS ?= 2
+PYTEST := python -m pytest -n $(TEST_WORKERS) --dist worksteal
 # The cluster-like environment's share of the suite: the unit tests, then one pipeline. The Databricks tests run in
 # `make test`, where the client runs; every emulated job runs on the runtime's Python and packages either way.
 CLUSTER_TESTS ?= tests/test_main.py::test_full_pipeline
@@ -39,17 +43,17 @@ databricks: venv  ## the pipeline on a Databricks job cluster (backend databrick
 	  --experiment-name $(EXPERIMENT) $(RUN_ARGS)
 
 test: venv  ## the whole test suite, CPU and offline
-	PATH="$(abspath $(BIN)):$$PATH" python -m pytest $(PYTEST_ARGS)
+	PATH="$(abspath $(BIN)):$$PATH" $(PYTEST) $(PYTEST_ARGS)
 
 fuzz: venv  ## the property-based tests with a long budget (CI runs them with the `ci` profile's fixed one)
 	PATH="$(abspath $(BIN)):$$PATH" HYPOTHESIS_PROFILE=fuzz python -m pytest tests/data/test_download_fuzz.py tests/data/test_reviews.py $(PYTEST_ARGS)
 
 test-fast: venv  ## the tests without the slow end-to-end ones
-	PATH="$(abspath $(BIN)):$$PATH" python -m pytest -m "not slow" $(PYTEST_ARGS)
+	PATH="$(abspath $(BIN)):$$PATH" $(PYTEST) -m "not slow" $(PYTEST_ARGS)
 
 test-cluster-unit: venv  ## the unit tests on Python 3.12 with a runtime's packages (18 LTS ML; RUNTIME=17.3.x-gpu-ml-scala2.13 for 17.3)
 	SENTIMENT_DATABRICKS_RUNTIME=$(RUNTIME) $(BIN)/python tests/databricks_runtime.py cluster-env $(CLUSTER_VENV)
-	$(CLUSTER) $(CLUSTER_VENV)/bin/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(CLUSTER) $(CLUSTER_VENV)/bin/$(PYTEST) -m "not slow" $(PYTEST_ARGS)
 
 test-cluster: test-cluster-unit  ## the unit tests, then the Databricks tests and one pipeline, in the runtime's environment
 	$(CLUSTER) $(CLUSTER_VENV)/bin/python -m pytest $(CLUSTER_TESTS) $(PYTEST_ARGS)

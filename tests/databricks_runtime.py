@@ -197,7 +197,8 @@ def build_ci_cluster_environment(link: Path) -> Path:
     from tools.dependencies import mlproject_libraries
 
     # The runtime's pytest runs the tests; the other test tools at the versions requirements-dev.txt pins.
-    tools = tuple(line for line in (REPO / "requirements-dev.txt").read_text().splitlines() if line.startswith("hypothesis=="))
+    tools = tuple(line for line in (REPO / "requirements-dev.txt").read_text().splitlines()
+                  if line.startswith(("hypothesis==", "pytest-xdist==", "execnet==")))
     libraries = mlproject_libraries()
     environment = cluster_environment(libraries, tools)
     pip(environment, "check")

@@ -12,7 +12,7 @@ import pytest
 
 import main
 from conftest import REPO, SECRETS, cli_runner, client_env, mlflow_run, params, pipeline_runs, runs_by_entry_point, tracking_at
-from conftest import ctrl_c_while_stopped, kill_tree, stopping_after_first_epoch, stopping_at, wait_for_stop
+from conftest import ctrl_c_while_stopped, kill_tree, stopping_at, wait_for_stop
 from pipeline.contract import REGISTERING_RUN_TAG, STEPS
 from pipeline.errors import PipelineError
 from pipeline.evaluation.reports import epoch_points
@@ -258,20 +258,21 @@ def test_a_step_failing_before_its_run_starts_is_on_its_run_and_in_main_s_line(t
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_every_process_and_the_same_command_resumes(tmp_path, tiny_model, easy_zip_url):
-    """Ctrl-C as a terminal sends it (SIGINT to `mlflow run`'s process group) while fine-tuning trains: every process
+def test_ctrl_c_stops_every_process_and_the_same_command_resumes(served_pipeline, tmp_path):
+    """Ctrl-C as a terminal sends it (SIGINT to `mlflow run`'s process group) in the middle of an epoch: every process
     of the pipeline ends within seconds, also the step and its training, which MLflow started in a session of their
     own; their runs end FAILED with the reason `interrupted`; the same command again reuses the download and
-    resumes training from its last checkpoint: only the missing epochs, curves counted on from there."""
+    resumes training from its last checkpoint: only the missing epochs, curves counted on from there, and it ends
+    with the figures of the same values run through (`served_pipeline`)."""
+    reference_uri, values, whole = served_pipeline
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    values = dict(download_url=easy_zip_url, local_folder=tmp_path / "data", foundation_model=tiny_model, epochs=3,
-                  batch_size=8, max_length=32, learning_rate=3e-3, checkpoint_dir=tmp_path / "ckpt", cache_dir=tmp_path / "cache",
-                  registered_model_name="interrupted_sentiment", min_score=0, beat_baseline="false")
+    values |= dict(local_folder=tmp_path / "data", checkpoint_dir=tmp_path / "ckpt", cache_dir=tmp_path / "cache",
+                   registered_model_name="interrupted_sentiment")
     command = [sys.executable, "-m", "mlflow", "run", str(REPO), "--experiment-name", "e2e", *params(**values)]
     marker = tmp_path / "stopped"
-    process = subprocess.Popen(command, env=stopping_after_first_epoch(client_env(uri), marker), cwd=tmp_path,
+    process = subprocess.Popen(command, env=stopping_at("mid_epoch", client_env(uri), marker), cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    wait_for_stop(marker, process)  # the training process stopped itself after its first checkpoint
+    wait_for_stop(marker, process)  # the training process stopped itself in its second epoch
     tree = [process.pid, *(child.pid for child in psutil.Process(process.pid).children(recursive=True))]
     os.killpg(process.pid, signal.SIGINT)  # the terminal's Ctrl-C: the foreground process group
     _, stderr = process.communicate(timeout=120)
@@ -300,6 +301,9 @@ def test_ctrl_c_stops_every_process_and_the_same_command_resumes(tmp_path, tiny_
     plotted = [epoch for epoch, _ in epoch_points(client, resumed.info.run_id, "val_macro_f1")]
     assert plotted == list(range(finished_epochs + 1, 4))  # only the epochs that were missing, counted from 1
     assert not list((tmp_path / "ckpt").glob("*/*.ckpt"))  # finished: checkpoints removed
+    reference = pipeline_runs(reference_uri, whole)["fine_tuning_model"][0]
+    for metric in ("test_loss", "test_accuracy", "test_macro_f1", "served_test_accuracy", "served_test_macro_f1"):
+        assert resumed.data.metrics[metric] == pytest.approx(reference.data.metrics[metric]), metric
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 from pipeline.on_databricks.cluster import local_path
 from pipeline.data.reviews import TEXT_COLUMN, label_ids, read_dataset
 from pipeline.serving.truncation import encode
+from pipeline.training.epoch_seed import epoch_generator
 
 
 class TokenizedReviews(Dataset):
@@ -37,12 +38,28 @@ class TokenizedReviews(Dataset):
         return [len(ids) for ids in self.input_ids]
 
 
+class EpochShuffle(RandomSampler):
+    """A random order that depends on (seed, epoch) alone, not on how many numbers were drawn before: Lightning
+    calls `set_epoch` before each training epoch, as for the DistributedSampler it puts in its place under DDP, so a
+    fit resumed at epoch k draws the order an uninterrupted fit drew there."""
+
+    def __init__(self, data_source, seed: int):
+        super().__init__(data_source)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        yield from torch.randperm(len(self.data_source), generator=epoch_generator(self.seed, self.epoch)).tolist()
+
+
 class LengthGroupedBatchSampler(BatchSampler):
     """Batches of reviews of similar length, so little compute goes into padding.
 
-    Takes the indices in the order `sampler` gives them (random for training, or a DistributedSampler's
+    Takes the indices in the order `sampler` gives them (`EpochShuffle` for training, or a DistributedSampler's
     shard under DDP, which Lightning injects through the `sampler` argument), sorts them by length within
-    windows of `window_batches` batches, and yields those batches in random order.
+    windows of `window_batches` batches, and yields those batches in an order drawn from the sampler's seed and epoch.
     """
 
     def __init__(self, sampler, batch_size: int, drop_last: bool, lengths: list[int], window_batches: int = 64, shuffle: bool = True):
@@ -60,7 +77,9 @@ class LengthGroupedBatchSampler(BatchSampler):
             batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
         if self.drop_last:
             batches = [batch for batch in batches if len(batch) == self.batch_size]
-        order = torch.randperm(len(batches)).tolist() if self.shuffle else range(len(batches))
+        order = range(len(batches))
+        if self.shuffle:
+            order = torch.randperm(len(batches), generator=epoch_generator(self.sampler.seed, self.sampler.epoch)).tolist()
         for position in order:
             yield batches[position]
 
@@ -95,8 +114,10 @@ class ReviewsDataModule(L.LightningDataModule):
 
     def __init__(self, data_dir: Path, tokenizer: PreTrainedTokenizerBase, tokenization: dict, batch_size: int,
                  num_workers: int = 0, pin_memory: bool = False, cache_dir: Path | None = None,
-                 pad_to_multiple_of: int | None = None):
+                 pad_to_multiple_of: int | None = None, seed: int = 0):
         super().__init__()
+        self.seed = seed  # of the training order, and of the loaders' own generator
+        self.first_epoch = 0  # of this fit: a resumed one's, from its checkpoint
         self.data_dir = Path(data_dir)
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.tokenizer = tokenizer
@@ -116,7 +137,7 @@ class ReviewsDataModule(L.LightningDataModule):
         loading = (hardware.num_workers, hardware.pin_memory, hardware.pad_to_multiple_of) if hardware else (0, False, None)
         workers, pin_memory, pad_to_multiple_of = loading
         return cls(data_dir, tokenizer, config.tokenization(), config.batch_size, workers, pin_memory,
-                   local_path(config.cache_dir), pad_to_multiple_of)
+                   local_path(config.cache_dir), pad_to_multiple_of, config.seed)
 
     @cached_property
     def frames(self) -> dict[str, pd.DataFrame]:
@@ -165,18 +186,30 @@ class ReviewsDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.splits[split]
-        sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
+        sampler = EpochShuffle(dataset, self.seed) if shuffle else SequentialSampler(dataset)
         return DataLoader(
             dataset,
             batch_sampler=LengthGroupedBatchSampler(sampler, self.batch_size, False, dataset.lengths, shuffle=shuffle),
+            generator=torch.Generator().manual_seed(self.seed),  # workers' seeds: not drawn from the global generator
             collate_fn=self.collate,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
         )
 
+    def state_dict(self) -> dict:
+        """Saved in each checkpoint, all taken at an epoch's end: the epoch a fit resumed from it trains first."""
+        return {"first_epoch": self.trainer.current_epoch + 1}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.first_epoch = state_dict["first_epoch"]
+
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        loader = self._loader("train", shuffle=True)
+        # Lightning calls `set_epoch` when each epoch starts; a resumed fit makes its iterator before that (for the
+        # schedule's step count), and loader workers take their first indices from the sampler right then.
+        loader.batch_sampler.sampler.set_epoch(self.first_epoch)
+        return loader
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("valid", shuffle=False)

@@ -30,6 +30,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger, MLFlowLogger
 from pipeline.training.classifier import SentimentClassifier, load_tokenizer
 from pipeline.contract import MONITOR
 from pipeline.training.datamodule import ReviewsDataModule
+from pipeline.training.epoch_seed import EpochSeed
 from pipeline.errors import PipelineError, first_line, without_credentials
 from pipeline.training.hardware import training_process_hardware
 from pipeline.logs import LOGGER, configure as configure_logs
@@ -76,7 +77,7 @@ def train(job: TrainingJob) -> Outcome | None:
         max_epochs=config.epochs,
         logger=job_logger(job),
         callbacks=[best, EarlyStopping(monitor=MONITOR, mode="max", patience=config.patience),
-                   LearningRateMonitor(logging_interval="epoch"),
+                   LearningRateMonitor(logging_interval="epoch"), EpochSeed(config.seed),
                    *strategy_callbacks(config.fine_tuning_strategy, config.unfreeze_epoch), *progress_callbacks(interactive)],
         enable_progress_bar=interactive,
         gradient_clip_val=1.0,

@@ -12,7 +12,7 @@ def test_learns_real_sentences_well_above_chance():
     baseline = fit_baseline(frames)
     tested = scores(frames["test"]["sentiment"], baseline.positive["test"])
     assert tested["accuracy"] > 0.7 and tested["macro_f1"] > 0.7  # 2,379 real sentences: a bag of words works
-    assert baseline.regularisation_c in C_GRID and 0 < baseline.fit_seconds < 60
+    assert baseline.regularisation_c in C_GRID and baseline.fit_seconds > 0  # a duration, not a speed target
     assert set(baseline.positive) == {"valid", "test"} and len(baseline.positive["valid"]) == len(frames["valid"])
 
 

@@ -1,6 +1,7 @@
 """Test-only, put on PYTHONPATH by the tests that interrupt a step at a known point (`PIPELINE_TEST_STOP_AT`):
 
 - `first_checkpoint`: a training process (`pipeline/training/process.py`) stops right after it saved its first `last.ckpt`;
+- `mid_epoch`: a training process stops in its second epoch, after that epoch's first batch (every rank stops);
 - `testing`: a training process stops in its test on the best checkpoint, after the first batch;
 - `logging`: `fine_tuning_model` stops once MLflow has logged the model, before the step tags its run with it;
 - `alias`: `register_model` stops right before it moves an alias;
@@ -41,6 +42,25 @@ if MARKER and POINT == "first_checkpoint" and ARGV0.parts[-2:] == ("training", "
                 os.kill(os.getpid(), signal.SIGSTOP)
 
     Trainer.save_checkpoint = save_then_stop
+
+if MARKER and POINT == "mid_epoch" and ARGV0.parts[-2:] == ("training", "process.py"):
+    from lightning.pytorch import Callback, Trainer
+
+    fit = Trainer.fit
+
+    class StopInSecondEpoch(Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if trainer.current_epoch == 1 and batch_idx == 0:
+                if trainer.is_global_zero:
+                    stop_here("mid_epoch")
+                else:
+                    os.kill(os.getpid(), signal.SIGSTOP)
+
+    def fit_stopping(self, *args, **kwargs):
+        self.callbacks.append(StopInSecondEpoch())
+        return fit(self, *args, **kwargs)
+
+    Trainer.fit = fit_stopping
 
 if MARKER and POINT == "testing" and ARGV0.parts[-2:] == ("training", "process.py"):
     from lightning.pytorch import Callback, Trainer

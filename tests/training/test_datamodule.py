@@ -1,17 +1,16 @@
 """pipeline.training.datamodule: tokenized once, padded per batch, batches grouped by length in random order."""
 
 import torch
-from torch.utils.data import RandomSampler, SequentialSampler
+from torch.utils.data import SequentialSampler
 from transformers import AutoTokenizer
 
 from pipeline.parameters import FineTuning
-from pipeline.training.datamodule import LengthGroupedBatchSampler, ReviewsDataModule
+from pipeline.training.datamodule import EpochShuffle, LengthGroupedBatchSampler, ReviewsDataModule
 
 
 def test_length_grouped_batches_cover_every_index_once():
     lengths = [(i * 37) % 101 + 1 for i in range(1000)]
-    torch.manual_seed(0)
-    sampler = LengthGroupedBatchSampler(RandomSampler(range(1000)), batch_size=16, drop_last=False, lengths=lengths, window_batches=8)
+    sampler = LengthGroupedBatchSampler(EpochShuffle(range(1000), seed=0), batch_size=16, drop_last=False, lengths=lengths, window_batches=8)
     batches = list(sampler)
     assert sorted(i for batch in batches for i in batch) == list(range(1000))
     assert len(batches) == len(sampler)
@@ -23,10 +22,25 @@ def test_length_grouped_batches_cover_every_index_once():
     assert firsts != sorted(firsts, reverse=True)
 
 
+def test_the_training_order_depends_on_the_seed_and_the_epoch_alone():
+    """What a resumed fit relies on: epoch k's batches whatever was drawn from torch's generator before."""
+    lengths = [i % 13 + 1 for i in range(200)]
+
+    def batches(seed: int, epoch: int) -> list[list[int]]:
+        torch.rand(epoch + 3)  # other draws (dropout, an earlier epoch) in between
+        shuffle = EpochShuffle(range(200), seed)
+        shuffle.set_epoch(epoch)
+        return list(LengthGroupedBatchSampler(shuffle, 8, False, lengths, window_batches=4))
+
+    assert batches(7, 2) == batches(7, 2)
+    assert len({str(batches(7, 2)), str(batches(7, 3)), str(batches(8, 2))}) == 3
+
+
 def test_length_grouped_drop_last_and_len():
     for count in (0, 5, 16, 129, 1000):
         for drop_last in (False, True):
-            sampler = LengthGroupedBatchSampler(SequentialSampler(range(count)), 16, drop_last, [1] * count, window_batches=4)
+            sampler = LengthGroupedBatchSampler(SequentialSampler(range(count)), 16, drop_last, [1] * count, window_batches=4,
+                                                shuffle=False)
             assert len(list(sampler)) == len(sampler)
             if drop_last:
                 assert all(len(batch) == 16 for batch in sampler)

@@ -3,12 +3,15 @@ its one line."""
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import mlflow
 import pytest
 
+from conftest import stopping_at, wait_for_stop
 from pipeline.errors import PipelineError
 from pipeline.training.launcher import TRAINING_SCRIPT, job_for_run
 from pipeline.parameters import FineTuning
@@ -18,8 +21,8 @@ from pipeline.training.job import ERROR_FILE, OUTCOME_FILE, TrainingJob, read_ou
 
 def job_for(tmp_path, data, **fields) -> TrainingJob:
     """A job that writes CSV metrics into `<tmp_path>/work/logs`, as a launcher without a run id places it."""
-    config = FineTuning(data_path=str(data), epochs=1, batch_size=16, max_length=16, cache_dir=str(tmp_path / "cache"),
-                        checkpoint_dir=str(tmp_path / "ckpt"), **fields)
+    config = FineTuning(**dict(data_path=str(data), epochs=1, batch_size=16, max_length=16, cache_dir=str(tmp_path / "cache"),
+                               checkpoint_dir=str(tmp_path / "ckpt")) | fields)
     job = dataclasses.replace(job_for_run(config, data, {"train": "1"}, "unused"), mlflow_run_id=None,
                               log_dir=str(tmp_path / "work" / "logs"))
     (tmp_path / "work" / "logs").mkdir(parents=True)
@@ -51,6 +54,36 @@ def test_a_training_process_writes_its_outcome_and_metrics(tmp_path, easy_data, 
     assert (outcome.resolved["resolved_accelerator"], outcome.resolved["resolved_precision"]) == ("cpu", precision)
     assert outcome.train_batches_per_epoch == 25
     assert "val_macro_f1" in (tmp_path / "work" / "logs" / "metrics.csv").read_text()  # no run id: CSV for the step
+
+
+@pytest.mark.slow
+def test_a_fit_killed_mid_epoch_and_resumed_trains_as_the_uninterrupted_one(tmp_path, easy_data, tiny_model):
+    """SIGKILL in the second epoch, then the job again from the `last.ckpt` the first left: the epochs it trains
+    again score as those of the same job run through, and so do the best epoch and the test counts (the generators
+    are not in the checkpoint: `EpochSeed` makes each epoch's shuffle and dropout the same anyway)."""
+    fields = dict(foundation_model=str(tiny_model), epochs=3, learning_rate=3e-3)
+    whole, cut = job_for(tmp_path / "whole", easy_data, **fields), job_for(tmp_path / "cut", easy_data, **fields)
+    assert run_job(whole, tmp_path / "whole").returncode == 0
+    marker = tmp_path / "stopped"
+    process = subprocess.Popen([sys.executable, str(TRAINING_SCRIPT), str(cut.write(tmp_path / "cut" / "job.json"))],
+                               cwd=tmp_path, env=stopping_at("mid_epoch", dict(os.environ), marker))
+    wait_for_stop(marker, process)
+    process.kill()
+    process.wait()
+    resumed = dataclasses.replace(cut, resume_from=str(Path(cut.checkpoints) / "last.ckpt"))
+    assert run_job(resumed, tmp_path / "cut").returncode == 0
+
+    def scores(name: str) -> dict[int, dict[str, str]]:
+        """Each epoch's validation scores, as the CSV logger wrote them."""
+        header, *rows = [line.split(",") for line in (tmp_path / name / "work" / "logs" / "metrics.csv").read_text().splitlines()]
+        return {int(row[header.index("epoch")]): {key: value for key, value in zip(header, row) if key.startswith("val_")}
+                for row in rows if row[header.index("val_macro_f1")]}
+
+    through, again = scores("whole"), scores("cut")
+    assert sorted(through) == [0, 1, 2] and {1, 2} <= set(again)
+    assert {epoch: again[epoch] for epoch in (1, 2)} == {epoch: through[epoch] for epoch in (1, 2)}
+    outcomes = [json.loads((tmp_path / name / "work" / "logs" / OUTCOME_FILE).read_text()) for name in ("whole", "cut")]
+    assert len({(Path(o["best_model_path"]).name, o["best_model_score"], str(o["confusion"])) for o in outcomes}) == 1, outcomes
 
 
 def test_a_failed_training_process_hands_back_its_one_line(tmp_path, easy_data):
