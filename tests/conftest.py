@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 import zipfile
 from pathlib import Path
 
@@ -333,7 +334,8 @@ def served_pipeline(mlflow_server, tiny_model, easy_zip_url, tmp_path_factory):
                   checkpoint_dir=folder / "checkpoints", cache_dir=folder / "cache", epochs=3, batch_size=16,
                   learning_rate=3e-3, max_length=32, registered_model_name="e2e_sentiment", serve="blend",
                   beat_baseline="false")  # the TF-IDF baseline is perfect on these reviews: the gate's champion tests need it off
-    yield mlflow_server, values, mlflow_run(mlflow_server, *params(**values), cwd=folder)
+    # Read-only: the tests that share it derive their own values (`values | {...}`), never change these.
+    yield mlflow_server, types.MappingProxyType(values), mlflow_run(mlflow_server, *params(**values), cwd=folder)
 
 
 def git(*args: str, cwd: Path) -> str:

@@ -266,8 +266,8 @@ def test_ctrl_c_stops_every_process_and_the_same_command_resumes(served_pipeline
     with the figures of the same values run through (`served_pipeline`)."""
     reference_uri, values, whole = served_pipeline
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    values |= dict(local_folder=tmp_path / "data", checkpoint_dir=tmp_path / "ckpt", cache_dir=tmp_path / "cache",
-                   registered_model_name="interrupted_sentiment")
+    values = values | dict(local_folder=tmp_path / "data", checkpoint_dir=tmp_path / "ckpt", cache_dir=tmp_path / "cache",
+                           registered_model_name="interrupted_sentiment")
     command = [sys.executable, "-m", "mlflow", "run", str(REPO), "--experiment-name", "e2e", *params(**values)]
     marker = tmp_path / "stopped"
     process = subprocess.Popen(command, env=stopping_at("mid_epoch", client_env(uri), marker), cwd=tmp_path,
@@ -313,8 +313,8 @@ def test_interrupted_in_any_phase_the_same_command_ends_as_an_uninterrupted_run(
     values) gives, the same figures and one registered version, having re-done only what had not finished: one
     download, every epoch trained once."""
     uri, values, whole = served_pipeline
-    values |= dict(local_folder=tmp_path / "data", checkpoint_dir=tmp_path / "ckpt", cache_dir=tmp_path / "cache",
-                   registered_model_name="e2e_interrupted")
+    values = values | dict(local_folder=tmp_path / "data", checkpoint_dir=tmp_path / "ckpt", cache_dir=tmp_path / "cache",
+                           registered_model_name="e2e_interrupted")
     command = [sys.executable, "-m", "mlflow", "run", str(REPO), "--experiment-name", "interrupted", *params(**values)]
     for point in ("testing", "logging", "alias"):
         marker, log = tmp_path / f"stopped-{point}", tmp_path / f"{point}.log"
