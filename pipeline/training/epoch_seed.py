@@ -4,9 +4,9 @@ A fit resumed from `last.ckpt` gets the model, optimizer and schedule back, but 
 (Lightning's checkpoint does not hold them), and Lightning makes the resumed epoch's batch iterator before the
 epoch starts, where an uninterrupted fit makes it after: the resumed epoch would shuffle and drop out differently
 and end with another model. So the training order comes from `epoch_generator` (`datamodule.EpochShuffle`, told
-its first epoch by the checkpoint; the loaders' own generator), and `EpochSeed` reseeds Python's, NumPy's and torch's global generators (CPU and every
-GPU), which dropout draws from, when each training epoch starts: every rank of a DDP fit gets the same seeds, as
-`seed_everything` gave them.
+its first epoch by the checkpoint; the loaders' own generator), and `EpochSeed` reseeds Python's, NumPy's and
+torch's global generators (CPU and every GPU), which dropout draws from, when each training epoch starts: every
+rank of a DDP fit gets the same seeds, as `seed_everything` gave them.
 """
 
 import random

@@ -14,6 +14,7 @@ import pytest
 from conftest import stopping_at, wait_for_stop
 from pipeline.errors import PipelineError
 from pipeline.training.launcher import TRAINING_SCRIPT, job_for_run
+from pipeline.training.multinode import logged_metrics
 from pipeline.parameters import FineTuning
 from pipeline.training.process import EpochMLFlowLogger
 from pipeline.training.job import ERROR_FILE, OUTCOME_FILE, TrainingJob, read_outcome
@@ -60,7 +61,7 @@ def test_a_training_process_writes_its_outcome_and_metrics(tmp_path, easy_data, 
 def test_a_fit_killed_mid_epoch_and_resumed_trains_as_the_uninterrupted_one(tmp_path, easy_data, tiny_model):
     """SIGKILL in the second epoch, then the job again from the `last.ckpt` the first left: the epochs it trains
     again score as those of the same job run through, and so do the best epoch and the test counts (the generators
-    are not in the checkpoint: `EpochSeed` makes each epoch's shuffle and dropout the same anyway)."""
+    are not in the checkpoint: `EpochShuffle` and `EpochSeed` make each epoch's order and dropout the same anyway)."""
     fields = dict(foundation_model=str(tiny_model), epochs=3, learning_rate=3e-3)
     whole, cut = job_for(tmp_path / "whole", easy_data, **fields), job_for(tmp_path / "cut", easy_data, **fields)
     assert run_job(whole, tmp_path / "whole").returncode == 0
@@ -73,11 +74,10 @@ def test_a_fit_killed_mid_epoch_and_resumed_trains_as_the_uninterrupted_one(tmp_
     resumed = dataclasses.replace(cut, resume_from=str(Path(cut.checkpoints) / "last.ckpt"))
     assert run_job(resumed, tmp_path / "cut").returncode == 0
 
-    def scores(name: str) -> dict[int, dict[str, str]]:
-        """Each epoch's validation scores, as the CSV logger wrote them."""
-        header, *rows = [line.split(",") for line in (tmp_path / name / "work" / "logs" / "metrics.csv").read_text().splitlines()]
-        return {int(row[header.index("epoch")]): {key: value for key, value in zip(header, row) if key.startswith("val_")}
-                for row in rows if row[header.index("val_macro_f1")]}
+    def scores(name: str) -> dict[int, dict[str, float]]:
+        """Each epoch's validation scores, as the CSV logger wrote them (read as the step reads them)."""
+        return {epoch: {key: value for key, value in values.items() if key.startswith("val_")}
+                for epoch, values in logged_metrics(tmp_path / name / "work" / "logs") if "val_macro_f1" in values}
 
     through, again = scores("whole"), scores("cut")
     assert sorted(through) == [0, 1, 2] and {1, 2} <= set(again)
